@@ -1,0 +1,15 @@
+"""Mini Autograd: a micrograd-compatible scalar autograd engine, compiled.
+
+    from autograd import Value
+    a, b = Value(2.0), Value(-3.0)
+    c = (a * b + 1).tanh()
+    c.backward()
+    a.grad, b.grad
+
+`autograd.BACKEND` says which engine is in use: "cython" (the compiled core,
+autograd.core) or "python" (the pure reference, autograd.pure).
+"""
+from autograd.engine import BACKEND, Value, dot, is_grad_enabled, no_grad, vsum
+
+__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot"]
+__version__ = "0.1.0"

@@ -1,0 +1,22 @@
+"""The engine in use: the compiled core, or the pure-Python reference.
+
+`from autograd.engine import Value` works as `from micrograd.engine import
+Value` does.  The compiled core (autograd.core) is used when it was built;
+AUTOGRAD_PUREPYTHON=1 in the environment at import time selects the pure
+reference (autograd.pure) instead.  Both can be imported directly to compare
+them in one process.
+"""
+import os
+
+if os.environ.get("AUTOGRAD_PUREPYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
+    from autograd.pure import Value, dot, is_grad_enabled, no_grad, vsum
+    BACKEND = "python"
+else:
+    try:
+        from autograd.core import Value, dot, is_grad_enabled, no_grad, vsum
+        BACKEND = "cython"
+    except ImportError:  # installed without a compiler: the pure engine serves
+        from autograd.pure import Value, dot, is_grad_enabled, no_grad, vsum
+        BACKEND = "python"
+
+__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "BACKEND"]

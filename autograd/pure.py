@@ -1,0 +1,405 @@
+"""Pure-Python reference engine: the same API and numbers as the compiled core.
+
+A Value holds a float, its gradient and the Values it was computed from.
+`backward()` applies the chain rule over the graph in reverse creation order,
+which is the order the compiled core sweeps its arena in, so both engines add
+the same numbers in the same order and agree bit for bit.
+
+Semantics shared with the compiled core (autograd.core):
+- backward(): interior grads of the graph are reset, the root's grad becomes
+  1 and leaves accumulate (two calls give exactly twice the leaf grads).
+- forward(): recompute every interior node from the current leaf data.
+- An op raises where the same operation on floats, or the `math` function of
+  the same name, raises: ZeroDivisionError for x / 0, `**` as math.pow, exp,
+  log and sqrt as in `math`.  Never a complex number.
+- Backward formulas follow IEEE arithmetic (a pole gives inf, a hole NaN), as
+  PyTorch does, instead of raising.
+
+No recursion anywhere, and no closures that hold their own output: nothing
+here builds reference cycles, so memory comes back by reference counting.
+"""
+import heapq
+import itertools
+import math
+import numbers
+
+__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot"]
+
+_creation_counter = itertools.count()  # creation order == the arena's index order
+_no_grad_depth = 0
+
+
+def _as_float(x):
+    """x as a float if it is a real number, else None."""
+    if isinstance(x, (int, float, numbers.Real)):
+        return float(x)  # OverflowError for an int too large, as floats
+    return None
+
+
+def _real(x, what):
+    value = _as_float(x)
+    if value is None:
+        raise TypeError(f"{what} must be a real number (int, float, bool), not {type(x).__name__}")
+    return value
+
+
+def _exponent_text(c):
+    return repr(int(c)) if c.is_integer() and abs(c) < 1e16 else repr(c)
+
+
+# ---------------------------------------------------------------------------
+# IEEE arithmetic for the backward formulas: what C computes where Python's
+# float operators raise (the compiled core computes these in C).
+# ---------------------------------------------------------------------------
+
+def _div(a, b):
+    if b != 0.0:
+        return a / b
+    if a == 0.0 or a != a:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _log(x):
+    if x > 0.0 or x != x:
+        return math.log(x)
+    return -math.inf if x == 0.0 else math.nan
+
+
+def _pow(x, y):
+    try:
+        return math.pow(x, y)
+    except (ValueError, OverflowError):
+        odd = y.is_integer() and y % 2.0 == 1.0
+        if x == 0.0:                      # pole: 0 ** negative
+            return math.copysign(math.inf, x) if odd else math.inf
+        if x < 0.0 and not y.is_integer():
+            return math.nan
+        return -math.inf if (x < 0.0 and odd) else math.inf   # overflow
+
+
+# ---------------------------------------------------------------------------
+# The op table: each op's forward formula beside its local derivatives.
+# derivatives(g, x, y, out) returns what is added to the children's grads
+# (dy is None for one-input ops); g is the node's grad, out its data.
+# ---------------------------------------------------------------------------
+
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _pow_dx(g, x, y):
+    return 0.0 if y == 0.0 else y * _pow(x, y - 1.0) * g
+
+
+def _pow_dy(g, x, y, out):
+    return 0.0 if (x == 0.0 and y >= 0.0) else out * _log(x) * g
+
+
+_OPS = {
+    # kind      symbol     forward(x, y)                     derivatives(g, x, y, out) -> (dx, dy)
+    "add":     ("+",       lambda x, y: x + y,               lambda g, x, y, out: (g, g)),
+    "sub":     ("-",       lambda x, y: x - y,               lambda g, x, y, out: (g, -g)),
+    "mul":     ("*",       lambda x, y: x * y,               lambda g, x, y, out: (y * g, x * g)),
+    "div":     ("/",       lambda x, y: x / y,               lambda g, x, y, out: (_div(g, y), -_div(out * g, y))),
+    "neg":     ("neg",     lambda x, y: -x,                  lambda g, x, y, out: (-g, None)),
+    "pow":     ("**",      math.pow,                         lambda g, x, y, out: (_pow_dx(g, x, y), _pow_dy(g, x, y, out))),
+    "powc":    ("**",      math.pow,                         lambda g, x, y, out: (_pow_dx(g, x, y), None)),
+    "relu":    ("ReLU",    lambda x, y: 0.0 if x < 0.0 else x, lambda g, x, y, out: (g if out > 0.0 else 0.0, None)),
+    "tanh":    ("tanh",    lambda x, y: math.tanh(x),        lambda g, x, y, out: ((1.0 - out * out) * g, None)),
+    "sigmoid": ("sigmoid", lambda x, y: _sigmoid(x),         lambda g, x, y, out: (out * (1.0 - out) * g, None)),
+    "exp":     ("exp",     lambda x, y: math.exp(x),         lambda g, x, y, out: (out * g, None)),
+    "log":     ("log",     lambda x, y: math.log(x),         lambda g, x, y, out: (_div(g, x), None)),
+    "sqrt":    ("sqrt",    lambda x, y: math.sqrt(x),        lambda g, x, y, out: (_div(g, 2.0 * out), None)),
+    "abs":     ("abs",     lambda x, y: abs(x),              lambda g, x, y, out: (g if x > 0.0 else (-g if x < 0.0 else 0.0), None)),
+}
+
+
+def _sum_forward(args):
+    """v0 + v1 + ... left to right; its derivative is 1 for every input."""
+    out = args[0]._data
+    for v in args[1:]:
+        out = out + v._data
+    return out
+
+
+def _dot_forward(args):
+    """bias + w0*x0 + w1*x1 + ... left to right (args = bias, w0, x0, w1, x1, ...)."""
+    out = args[0]._data
+    for k in range(1, len(args), 2):
+        out = out + args[k]._data * args[k + 1]._data
+    return out
+
+
+def _evaluate(node):
+    kind, args = node._kind, node._args
+    if kind == "sum":
+        return _sum_forward(args)
+    if kind == "dot":
+        return _dot_forward(args)
+    x = args[0]._data
+    y = args[1]._data if len(args) == 2 else 0.0
+    return _OPS[kind][1](x, y)
+
+
+def _backprop(node):
+    """Add node's contributions to its inputs' grads (the chain rule)."""
+    kind, args, g = node._kind, node._args, node._grad
+    if kind == "sum":
+        for v in args:
+            v._grad += g
+        return
+    if kind == "dot":
+        args[0]._grad += g
+        for k in range(1, len(args), 2):
+            w, x = args[k], args[k + 1]
+            w._grad += x._data * g
+            x._grad += w._data * g
+        return
+    x = args[0]._data
+    y = args[1]._data if len(args) == 2 else 0.0
+    dx, dy = _OPS[kind][2](g, x, y, node._data)
+    args[0]._grad += dx
+    if dy is not None:
+        args[1]._grad += dy
+
+
+def _restore(data, grad, label):
+    v = Value(data, label)
+    v.grad = grad
+    return v
+
+
+class Value:
+    """A scalar with a gradient."""
+
+    __slots__ = ("_data", "_grad", "_label", "_args", "_kind", "_id", "_order", "__weakref__")
+    __array_ufunc__ = None  # numpy scalars on the left defer to our ops
+
+    def __init__(self, data, label=""):
+        data = _real(data, "Value data")
+        if not isinstance(label, str):
+            raise TypeError(f"Value label must be a str, not {type(label).__name__}")
+        self._data = data
+        self._grad = 0.0
+        self._label = label
+        self._args = ()
+        self._kind = "leaf"
+        self._id = next(_creation_counter)
+        self._order = None
+
+    @classmethod
+    def _node(cls, data, args, kind):
+        """A computed node (a leaf under no_grad)."""
+        if _no_grad_depth:
+            args, kind = (), "leaf"
+        out = cls.__new__(cls)
+        out._data = data
+        out._grad = 0.0
+        out._label = ""
+        out._args = args
+        out._kind = kind
+        out._id = next(_creation_counter)
+        out._order = None
+        return out
+
+    # -- attributes ------------------------------------------------------------
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = _real(value, "Value data")
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = _real(value, "Value grad")
+
+    @property
+    def label(self):
+        return self._label
+
+    @label.setter
+    def label(self, value):
+        if not isinstance(value, str):
+            raise TypeError(f"Value label must be a str, not {type(value).__name__}")
+        self._label = value
+
+    @property
+    def _op(self):
+        if self._kind == "leaf":
+            return ""
+        if self._kind == "powc":
+            return "**" + _exponent_text(self._args[1]._data)
+        if self._kind in ("sum", "dot"):
+            return self._kind
+        return _OPS[self._kind][0]
+
+    @property
+    def _children(self):
+        """The inputs in order (a constant exponent is not one)."""
+        return self._args[:1] if self._kind == "powc" else self._args
+
+    @property
+    def _prev(self):
+        """The set of children, as micrograd's `_prev`."""
+        return set(self._children)
+
+    def __repr__(self):
+        return f"Value(data={self._data!r}, grad={self._grad!r})"
+
+    def __reduce__(self):
+        # pickles and copies as a leaf with its data, grad and label
+        return (_restore, (self._data, self._grad, self._label))
+
+    # -- building the graph ------------------------------------------------------
+    def _binary(self, kind, other, reflected=False):
+        if not isinstance(other, Value):
+            c = _as_float(other)
+            if c is None:
+                return NotImplemented
+            other = Value(c)
+            if kind == "pow" and not reflected:
+                kind = "powc"
+        x, y = (other, self) if reflected else (self, other)
+        out = _OPS[kind][1](x._data, y._data)
+        return Value._node(out, (x, y), kind)
+
+    def _unary(self, kind):
+        return Value._node(_OPS[kind][1](self._data, 0.0), (self,), kind)
+
+    def __add__(self, other): return self._binary("add", other)
+    def __radd__(self, other): return self._binary("add", other, reflected=True)
+    def __sub__(self, other): return self._binary("sub", other)
+    def __rsub__(self, other): return self._binary("sub", other, reflected=True)
+    def __mul__(self, other): return self._binary("mul", other)
+    def __rmul__(self, other): return self._binary("mul", other, reflected=True)
+    def __truediv__(self, other): return self._binary("div", other)
+    def __rtruediv__(self, other): return self._binary("div", other, reflected=True)
+
+    def __pow__(self, other, modulo=None):
+        if modulo is not None:
+            return NotImplemented
+        return self._binary("pow", other)
+
+    def __rpow__(self, other, modulo=None):
+        if modulo is not None:
+            return NotImplemented
+        return self._binary("pow", other, reflected=True)
+
+    def __neg__(self): return self._unary("neg")
+    def __abs__(self): return self._unary("abs")
+    def relu(self): return self._unary("relu")
+    def tanh(self): return self._unary("tanh")
+    def sigmoid(self): return self._unary("sigmoid")
+    def exp(self): return self._unary("exp")
+    def log(self): return self._unary("log")
+    def sqrt(self): return self._unary("sqrt")
+    def abs(self): return self._unary("abs")
+
+    def detach(self):
+        """A new leaf with this Value's data, outside any graph."""
+        return Value(self._data)
+
+    # -- sweeps ----------------------------------------------------------------------
+    def _reverse_topological_order(self):
+        """Every node reachable from self, newest first (cached: graphs are immutable).
+
+        A max-heap on creation order visits a node only after every node
+        created after it, so each node comes after all of its users.
+        """
+        if self._order is None:
+            order, seen, heap = [], {self._id}, [(-self._id, self)]
+            while heap:
+                _, node = heapq.heappop(heap)
+                order.append(node)
+                for child in node._args:
+                    if child._id not in seen:
+                        seen.add(child._id)
+                        heapq.heappush(heap, (-child._id, child))
+            self._order = order
+        return self._order
+
+    def backward(self):
+        """Gradients of this Value with respect to every node of its graph.
+
+        Interior grads are reset first; this Value's grad becomes 1; leaves
+        accumulate, so two calls give twice the leaf grads.
+        """
+        order = self._reverse_topological_order()
+        for node in order:
+            if node._kind != "leaf":
+                node._grad = 0.0
+        self._grad = 1.0
+        for node in order:
+            if node._kind != "leaf":
+                _backprop(node)
+
+    def forward(self):
+        """Recompute every interior node of this graph from the leaves' data."""
+        for node in reversed(self._reverse_topological_order()):
+            if node._kind != "leaf":
+                node._data = _evaluate(node)
+        return self
+
+
+def _fused(kind, items, name):
+    for item in items:
+        if not isinstance(item, Value) and _as_float(item) is None:
+            raise TypeError(f"{name}() takes Values or real numbers, not {type(item).__name__}")
+    args = tuple(item if isinstance(item, Value) else Value(item) for item in items)
+    node = Value._node(0.0, args, kind)
+    node._data = _sum_forward(args) if kind == "sum" else _dot_forward(args)
+    return node
+
+
+def vsum(values):
+    """The sum v0 + v1 + ... + vn, left to right, as one fused node.
+
+    Bitwise equal to adding the values with `+` one by one; an empty
+    sequence gives Value(0.0).
+    """
+    items = list(values)
+    if not items:
+        return Value(0.0)
+    return _fused("sum", items, "vsum")
+
+
+def dot(weights, inputs, bias=0.0):
+    """bias + w0*x0 + w1*x1 + ..., left to right, as one fused node.
+
+    Bitwise equal to micrograd's `sum((wi*xi for wi, xi in zip(w, x)), b)`.
+    """
+    ws, xs = list(weights), list(inputs)
+    if len(ws) != len(xs):
+        raise ValueError(f"dot(): {len(ws)} weights but {len(xs)} inputs")
+    items = [bias]
+    for w, x in zip(ws, xs):
+        items += (w, x)
+    return _fused("dot", items, "dot")
+
+
+class no_grad:
+    """Context manager: ops inside record no graph (results are leaves)."""
+
+    def __enter__(self):
+        global _no_grad_depth
+        _no_grad_depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _no_grad_depth
+        _no_grad_depth -= 1
+        return False
+
+
+def is_grad_enabled():
+    return _no_grad_depth == 0
