@@ -397,69 +397,64 @@ cdef int _eval(Py_ssize_t i) except -1:
     return 0
 
 
-cdef inline void _backprop(Arena ar, Py_ssize_t i) noexcept:
+cdef inline void _backprop(Py_ssize_t i) noexcept:
     """Add node i's contributions to its children's grads (chain rule).
 
-    `ar` is a by-value copy of the arena's pointers: locals the compiler
-    knows no store can change (extensions build with -fno-strict-aliasing).
+    Each branch loads only what its op needs: a sweep is memory-bound.
     """
-    cdef uint8_t op = ar.op[i]
-    cdef double g, out, x, y
-    cdef Py_ssize_t a, b, k, end
+    cdef uint8_t op = A.op[i]
     if op == LEAF:
         return
-    g = ar.grad[i]
-    a = ar.a[i]
-    b = ar.b[i]
-    if op == SUM:
-        for k in range(a, a + b):
-            ar.grad[ar.edges[k]] += g
-        return
-    if op == DOT:
-        ar.grad[ar.edges[a]] += g
-        end = a + b
-        for k in range(a + 1, end, 2):
-            ar.grad[ar.edges[k]] += ar.data[ar.edges[k + 1]] * g
-            ar.grad[ar.edges[k + 1]] += ar.data[ar.edges[k]] * g
-        return
-    out = ar.data[i]
-    x = ar.data[a]
+    cdef double g = A.grad[i]
+    cdef Py_ssize_t a = A.a[i], b, k
     if op == ADD:
-        ar.grad[a] += g
-        ar.grad[b] += g
+        b = A.b[i]
+        A.grad[a] += g
+        A.grad[b] += g
     elif op == SUB:
-        ar.grad[a] += g
-        ar.grad[b] += -g
+        b = A.b[i]
+        A.grad[a] += g
+        A.grad[b] += -g
     elif op == MUL:
-        y = ar.data[b]
-        ar.grad[a] += y * g
-        ar.grad[b] += x * g
+        b = A.b[i]
+        A.grad[a] += A.data[b] * g
+        A.grad[b] += A.data[a] * g
     elif op == DIV:
-        y = ar.data[b]
-        ar.grad[a] += g / y
-        ar.grad[b] += -(out * g / y)
+        b = A.b[i]
+        A.grad[a] += g / A.data[b]
+        A.grad[b] += -(A.data[i] * g / A.data[b])
     elif op == NEG:
-        ar.grad[a] += -g
+        A.grad[a] += -g
     elif op == POW:
-        y = ar.data[b]
-        ar.grad[a] += pow_dx(g, x, y)
-        ar.grad[b] += pow_dy(g, x, y, out)
+        b = A.b[i]
+        A.grad[a] += pow_dx(g, A.data[a], A.data[b])
+        A.grad[b] += pow_dy(g, A.data[a], A.data[b], A.data[i])
     elif op == POWC:
-        ar.grad[a] += pow_dx(g, x, ar.data[b])
+        A.grad[a] += pow_dx(g, A.data[a], A.data[A.b[i]])
     elif op == RELU:
-        ar.grad[a] += g if out > 0.0 else 0.0
+        A.grad[a] += g if A.data[i] > 0.0 else 0.0
     elif op == TANH:
-        ar.grad[a] += (1.0 - out * out) * g
+        A.grad[a] += (1.0 - A.data[i] * A.data[i]) * g
     elif op == SIGMOID:
-        ar.grad[a] += out * (1.0 - out) * g
+        A.grad[a] += A.data[i] * (1.0 - A.data[i]) * g
     elif op == EXP:
-        ar.grad[a] += out * g
+        A.grad[a] += A.data[i] * g
     elif op == LOG:
-        ar.grad[a] += g / x
+        A.grad[a] += g / A.data[a]
     elif op == SQRT:
-        ar.grad[a] += g / (2.0 * out)
+        A.grad[a] += g / (2.0 * A.data[i])
     elif op == ABS:
-        ar.grad[a] += abs_dx(g, x)
+        A.grad[a] += abs_dx(g, A.data[a])
+    elif op == SUM:                     # a: first edge, b: edge count
+        b = A.b[i]
+        for k in range(a, a + b):
+            A.grad[A.edges[k]] += g
+    elif op == DOT:                     # edges: bias, w0, x0, w1, x1, ...
+        b = A.b[i]
+        A.grad[A.edges[a]] += g
+        for k in range(a + 1, a + b, 2):
+            A.grad[A.edges[k]] += A.data[A.edges[k + 1]] * g
+            A.grad[A.edges[k + 1]] += A.data[A.edges[k]] * g
 
 
 # ---------------------------------------------------------------------------
@@ -982,14 +977,13 @@ cdef class Value:
                         if A.op[i] != LEAF:
                             A.grad[i] = 0.0
             A.grad[self.idx] = 1.0
-            ar = A
             for r in range(self.nruns):
                 hi = runs[2 * r]
                 lo = runs[2 * r + 1]
                 while hi >= lo:           # blocks of 2**16, then a signal check
                     stop = hi - 0xFFFF if hi - 0xFFFF > lo else lo
                     for i in range(hi, stop - 1, -1):
-                        _backprop(ar, i)
+                        _backprop(i)
                     PyErr_CheckSignals()
                     hi = stop - 1
         finally:

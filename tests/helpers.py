@@ -1,0 +1,28 @@
+"""Shared test helpers."""
+import math
+
+
+def same_float(x, y):
+    """Bitwise-equal floats (NaN equal to NaN, 0.0 distinct from -0.0)."""
+    if math.isnan(x) and math.isnan(y):
+        return True
+    return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
+
+
+def close(x, y, rel=1e-12):
+    """Equal within `rel` relative error (NaNs and infinities must match)."""
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    return abs(x - y) <= rel * max(abs(x), abs(y)) or abs(x - y) <= 1e-300
+
+
+def central_difference(f, xs, i, h=1e-6):
+    """d f(xs) / d xs[i] by central differences, the step relative to xs[i]."""
+    step = h * max(1.0, abs(xs[i]))
+    up = list(xs)
+    down = list(xs)
+    up[i] += step
+    down[i] -= step
+    return (f(up) - f(down)) / (2 * step)

@@ -1,0 +1,222 @@
+"""The Value API: construction, attributes, operators, errors (both engines)."""
+import copy
+import fractions
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+
+# -- construction ------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, stored", [
+    (3, 3.0), (2.5, 2.5), (True, 1.0), (False, 0.0), (-0.0, -0.0),
+    (np.float64(1.25), 1.25), (np.float32(0.5), 0.5), (np.int64(7), 7.0),
+    (fractions.Fraction(1, 4), 0.25), (math.inf, math.inf),
+])
+def test_data_is_stored_as_float(engine, raw, stored):
+    v = engine.Value(raw)
+    assert type(v.data) is float
+    assert v.data == stored and math.copysign(1, v.data) == math.copysign(1, stored)
+    assert v.grad == 0.0 and type(v.grad) is float
+
+
+@pytest.mark.parametrize("bad, name", [
+    ("3", "str"), (None, "NoneType"), (1j, "complex"), ([1.0], "list"), (np.complex128(1), "complex128"),
+])
+def test_non_real_data_raises_type_error_naming_the_type(engine, bad, name):
+    with pytest.raises(TypeError, match=f"real number.*not {name}"):
+        engine.Value(bad)
+
+
+def test_value_of_a_value_is_rejected(engine):
+    with pytest.raises(TypeError, match="not Value"):
+        engine.Value(engine.Value(1.0))
+
+
+def test_int_too_large_raises_overflow(engine):
+    with pytest.raises(OverflowError):
+        engine.Value(10 ** 400)
+    with pytest.raises(OverflowError):
+        engine.Value(1.0) + 10 ** 400
+
+
+def test_attributes_read_and_write(engine):
+    v = engine.Value(1.5, label="x")
+    assert v.label == "x" and v._op == "" and v._prev == set()
+    v.data = 4
+    v.grad = -2
+    assert (v.data, v.grad) == (4.0, -2.0) and type(v.data) is float
+    v.label = "y"
+    assert v.label == "y"
+    with pytest.raises(TypeError, match="not str"):
+        v.data = "a"
+    with pytest.raises(TypeError, match="not NoneType"):
+        v.grad = None
+    with pytest.raises(TypeError, match="label must be a str"):
+        v.label = 3
+    with pytest.raises(TypeError, match="label must be a str"):
+        engine.Value(1.0, 5)
+    assert (v.data, v.grad, v.label) == (4.0, -2.0, "y")   # failed writes changed nothing
+
+
+def test_repr_is_micrographs(engine):
+    v = engine.Value(2.0)
+    v.grad = 0.5
+    assert repr(v) == "Value(data=2.0, grad=0.5)"
+
+
+def test_labels_survive_on_interior_nodes(engine):
+    a, b = engine.Value(1.0, "a"), engine.Value(2.0, "b")
+    c = a * b
+    c.label = "c"
+    d = c + 1
+    del c
+    (child,) = [v for v in d._children if v.label == "c"]
+    assert child.data == 2.0
+    child.label = ""
+    assert child.label == ""
+
+
+# -- operators ---------------------------------------------------------------------------
+
+def test_operators_with_numbers_on_either_side(engine):
+    V = engine.Value
+    a = V(3.0)
+    cases = [
+        (a + 2, 5.0), (2 + a, 5.0), (a - 2, 1.0), (2 - a, -1.0), (a * 2, 6.0), (2 * a, 6.0),
+        (a / 2, 1.5), (3 / a, 1.0), (a ** 2, 9.0), (2 ** a, 8.0), (-a, -3.0), (a + True, 4.0),
+        (a ** V(2.0), 9.0), (a * 2.5, 7.5), (abs(V(-2.0)), 2.0),
+    ]
+    for result, expected in cases:
+        assert type(result) is V
+        assert result.data == expected
+
+
+def test_numpy_scalars_on_the_left_give_values(engine):
+    a = engine.Value(3.0)
+    for result, expected in [(np.float64(2.0) * a, 6.0), (np.float32(1.0) + a, 4.0),
+                             (np.int64(5) - a, 2.0), (np.float64(6.0) / a, 2.0),
+                             (np.float64(2.0) ** a, 8.0)]:
+        assert type(result) is engine.Value
+        assert result.data == expected
+
+
+@pytest.mark.parametrize("other", ["s", None, 1j, [1.0], object()])
+def test_unsupported_operands_raise_type_error(engine, other):
+    a = engine.Value(1.0)
+    for op in (lambda: a + other, lambda: other + a, lambda: a * other, lambda: other - a,
+               lambda: a / other, lambda: a ** other, lambda: other ** a):
+        with pytest.raises(TypeError):   # Python's own message, as for floats
+            op()
+
+
+def test_three_argument_pow_is_unsupported(engine):
+    with pytest.raises(TypeError):
+        pow(engine.Value(2.0), 3, 5)
+
+
+def test_op_symbols_and_children(engine):
+    V = engine.Value
+    a, b = V(2.0), V(3.0)
+    assert (a + b)._op == "+" and (a + b)._prev == {a, b}
+    assert (a * b)._op == "*" and (a - b)._op == "-" and (a / b)._op == "/"
+    assert (a ** 2)._op == "**2" and (a ** 0.5)._op == "**0.5" and (a ** 2)._prev == {a}
+    assert (a ** b)._op == "**" and (a ** b)._prev == {a, b}
+    assert a.relu()._op == "ReLU" and a.tanh()._op == "tanh" and a.exp()._op == "exp"
+    assert a.log()._op == "log" and a.sqrt()._op == "sqrt" and a.sigmoid()._op == "sigmoid"
+    assert (-a)._op == "neg" and a.abs()._op == "abs"
+    c = a * 5
+    (const,) = c._prev - {a}
+    assert const.data == 5.0 and const._op == ""           # constants become leaves, as micrograd
+    assert (a + a)._prev == {a} and (a + a)._children == (a, a)
+    s = engine.vsum([a, b, 1.0])
+    assert s._op == "sum" and [v.data for v in s._children] == [2.0, 3.0, 1.0]
+    d = engine.dot([a, b], [b, 4.0], 0.5)
+    assert d._op == "dot" and [v.data for v in d._children] == [0.5, 2.0, 3.0, 3.0, 4.0]
+
+
+def test_children_are_the_same_handles(engine):
+    a, b = engine.Value(2.0), engine.Value(3.0)
+    c = a * b
+    assert c._prev == {a, b}
+    kids = c._children
+    assert kids[0] is a and kids[1] is b
+    assert c._children[0] is kids[0]          # one handle per node
+    assert len({id(v) for v in (c * 2)._children[0]._children}) == 2
+
+
+# -- fused nodes ----------------------------------------------------------------------------
+
+def test_vsum_equals_chained_adds_bitwise(engine):
+    V = engine.Value
+    xs = [0.1, 0.7, 1e16, -1e16, 3.3, 2 ** -60]
+    vals = [V(x) for x in xs]
+    chained = vals[0]
+    for v in vals[1:]:
+        chained = chained + v
+    assert engine.vsum(vals).data == chained.data
+    assert engine.vsum([]).data == 0.0 and engine.vsum([]). _op == ""
+    with pytest.raises(TypeError, match="vsum.*not str"):
+        engine.vsum([vals[0], "x"])
+
+
+def test_dot_equals_micrograd_neuron_sum_bitwise(engine):
+    V = engine.Value
+    w = [V(x) for x in (0.3, -1.7, 2.2, 1e-3)]
+    x = [0.1, V(0.9), -4.0, 7.5]
+    b = V(0.25)
+    expected = sum((wi * xi for wi, xi in zip(w, x)), b)
+    assert engine.dot(w, x, b).data == expected.data
+    with pytest.raises(ValueError, match="4 weights but 3 inputs"):
+        engine.dot(w, x[:3], b)
+    with pytest.raises(TypeError, match="dot.*not NoneType"):
+        engine.dot(w, [None] * 4, b)
+
+
+# -- no_grad, detach, copies ------------------------------------------------------------------
+
+def test_no_grad_records_no_graph(engine):
+    a = engine.Value(2.0)
+    assert engine.is_grad_enabled()
+    with engine.no_grad():
+        assert not engine.is_grad_enabled()
+        c = (a * 3 + 1).tanh()
+        s = engine.vsum([a, a, 1.0])
+        d = engine.dot([a], [2.0], 1.0)
+    assert engine.is_grad_enabled()
+    assert c._op == "" and c._prev == set() and c.data == math.tanh(7.0)
+    assert (s.data, s._op, d.data, d._op) == (5.0, "", 5.0, "")
+    c.backward()
+    assert a.grad == 0.0
+
+
+def test_no_grad_restores_state_after_an_error(engine):
+    with pytest.raises(ZeroDivisionError):
+        with engine.no_grad():
+            engine.Value(1.0) / 0
+    assert engine.is_grad_enabled()
+
+
+def test_detach_makes_a_leaf(engine):
+    a = engine.Value(2.0)
+    b = (a * a).detach()
+    assert b.data == 4.0 and b._op == "" and b._prev == set()
+    (b * 3).backward()
+    assert a.grad == 0.0 and b.grad == 3.0
+
+
+@pytest.mark.parametrize("how", ["pickle", "copy", "deepcopy"])
+def test_copies_keep_data_grad_and_label(engine, how):
+    a = engine.Value(2.0, label="a")
+    y = a * 3
+    y.backward()
+    y.label = "y"
+    dup = {"pickle": lambda v: pickle.loads(pickle.dumps(v)),
+           "copy": copy.copy, "deepcopy": copy.deepcopy}[how](y)
+    assert type(dup) is engine.Value and dup is not y
+    assert (dup.data, dup.grad, dup.label) == (6.0, 1.0, "y")
+    assert dup._op == ""                   # a copy is a leaf
+    dup.data = 1.0
+    assert y.data == 6.0
