@@ -1,0 +1,96 @@
+"""The command line: `autograd` or `python -m autograd`.
+
+    autograd                      train micrograd's moons demo (the main job)
+    autograd train --example lecture
+    autograd --help
+"""
+import argparse
+import random
+import sys
+import time
+
+from autograd import engine as default_engine
+
+
+def _lr_schedule(steps):
+    """micrograd's demo schedule: 1.0 falling linearly to 0.1."""
+    return lambda k: 1.0 - 0.9 * k / steps
+
+
+def _train_command(args):
+    from autograd.data import lecture_example, make_moons
+    from autograd.nn import MLP
+    from autograd.train import train
+
+    random.seed(args.seed)
+    engine = args.engine or default_engine.BACKEND
+    if args.example == "moons":
+        xs, ys = make_moons(n_samples=100, noise=0.1, seed=args.seed)
+        model = MLP(2, [16, 16, 1], engine=engine)
+        settings = dict(loss="hinge", reg=1e-4, lr=_lr_schedule(args.steps))
+        title = "moons: MLP(2, [16, 16, 1]), hinge loss + 1e-4 L2"
+    else:
+        xs, ys = lecture_example()
+        model = MLP(3, [4, 4, 1], activation="tanh", engine=engine)
+        settings = dict(loss="mse", lr=0.2)
+        title = "lecture example: MLP(3, [4, 4, 1]) tanh, mean squared error"
+    print(f"{title}; {len(xs)} samples, {args.steps} steps, engine {engine}")
+    start = time.perf_counter()
+    history = train(model, xs, ys, steps=args.steps, progress=not args.no_progress,
+                    seed=args.seed, **settings)
+    elapsed = time.perf_counter() - start
+    print(f"final loss {history.loss[-1]:.6f}, accuracy {history.accuracy[-1]:.0%} "
+          f"({elapsed * 1e3 / args.steps:.3f} ms per step)")
+    if args.example == "lecture":
+        print("predictions:", ", ".join(f"{model(x).data:+.4f}" for x in xs), "targets:", ys)
+    if args.plot != "none":
+        _plot(model, xs, ys, history, args.plot, args.example)
+    return 0
+
+
+def _plot(model, xs, ys, history, path, example):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no picture: install the plotting extra (pip install 'mini-autograd[plot]')")
+        return
+    from autograd.plot import plot_training
+    plot_training(plt, model, xs, ys, history, path, decision_boundary=example == "moons")
+    print(f"picture written to {path}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="autograd", description="Mini Autograd: micrograd's demos on a compiled scalar autograd engine.")
+    sub = parser.add_subparsers(dest="command")
+    tr = sub.add_parser("train", help="train an example model (the default command)",
+                        description="Train micrograd's moons demo or the lecture's four-sample example.")
+    tr.add_argument("--example", choices=["moons", "lecture"], default="moons",
+                    help="moons: MLP(2,[16,16,1]) on 100 moons with hinge loss (default); "
+                         "lecture: MLP(3,[4,4,1]) on the four-sample set")
+    tr.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
+    tr.add_argument("--seed", type=int, default=1337, help="seed for the data and the weights (default 1337)")
+    tr.add_argument("--engine", choices=["cython", "python"], default=None,
+                    help="engine to train with (default: the one autograd imported)")
+    tr.add_argument("--plot", default="training.png", metavar="PATH",
+                    help="where to write the picture of the loss and decision boundary "
+                         "(default training.png; 'none' for no picture)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_train_command)
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "train")
+    args = build_parser().parse_args(argv)
+    if args.command == "train" and args.steps < 1:
+        build_parser().error("--steps must be at least 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

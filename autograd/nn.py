@@ -1,0 +1,137 @@
+"""Neural networks over Value, with micrograd's classes and signatures.
+
+    model = MLP(2, [16, 16, 1])      # ReLU hidden layers, linear output
+    score = model([0.5, -1.0])
+
+A neuron computes bias + w.x as one fused node (`dot`), bitwise equal to
+micrograd's `sum((wi*xi for wi, xi in zip(self.w, x)), self.b)`.  Every class
+takes `engine=` ("cython", "python" or the engine module) to pick the Value
+type; the default is the engine autograd was imported with.
+"""
+import random
+
+from autograd import engine as _default_engine
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+
+
+def _engine_module(engine):
+    """The engine module for a name, a module, or None (the default)."""
+    if engine is None:
+        return _default_engine
+    if isinstance(engine, str):
+        if engine == "cython":
+            import autograd.core as module
+            return module
+        if engine == "python":
+            import autograd.pure as module
+            return module
+        raise ValueError(f"unknown engine {engine!r}: use 'cython' or 'python'")
+    return engine
+
+
+def _engine_name(module):
+    return "python" if module.Value.__module__ == "autograd.pure" else "cython"
+
+
+class Module:
+    """Base class: parameters, zero_grad, and saving/restoring parameters."""
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = 0.0
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_parameters(self):
+        return []
+
+    def state_dict(self):
+        """{name: float} for every parameter, in order."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Set every parameter from `state` (as made by state_dict())."""
+        named = dict(self.named_parameters())
+        missing = [k for k in named if k not in state]
+        unexpected = [k for k in state if k not in named]
+        if missing or unexpected:
+            raise KeyError(f"state_dict does not fit this model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+        values = {}
+        for name in named:
+            value = state[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+                raise TypeError(f"state_dict[{name!r}] must be a number, not {type(value).__name__}")
+            values[name] = float(value)
+        for name, p in named.items():
+            p.data = values[name]
+
+
+class Neuron(Module):
+
+    def __init__(self, nin, nonlin=True, activation="relu", engine=None):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
+        module = _engine_module(engine)
+        self.engine = _engine_name(module)
+        self.w = [module.Value(random.uniform(-1, 1)) for _ in range(nin)]
+        self.b = module.Value(0)
+        self.nonlin = nonlin
+        self.activation = activation if nonlin else "linear"
+
+    def __call__(self, x):
+        act = _engine_module(self.engine).dot(self.w, x, self.b)
+        if self.activation == "linear":
+            return act
+        return getattr(act, self.activation)()
+
+    def named_parameters(self):
+        return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
+
+    def __repr__(self):
+        kind = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Linear"}[self.activation]
+        return f"{kind}Neuron({len(self.w)})"
+
+
+class Layer(Module):
+
+    def __init__(self, nin, nout, **kwargs):
+        self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
+
+    def __call__(self, x):
+        Value = _engine_module(self.neurons[0].engine).Value if self.neurons else None
+        # numbers become leaves once per layer call, not once per neuron
+        x = [xi if isinstance(xi, Value) else Value(xi) for xi in x]
+        out = [n(x) for n in self.neurons]
+        return out[0] if len(out) == 1 else out
+
+    def named_parameters(self):
+        return [(f"neurons.{i}.{name}", p) for i, n in enumerate(self.neurons)
+                for name, p in n.named_parameters()]
+
+    def __repr__(self):
+        return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
+
+
+class MLP(Module):
+
+    def __init__(self, nin, nouts, activation="relu", engine=None):
+        sz = [nin] + list(nouts)
+        self.nin = nin
+        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1,
+                             activation=activation, engine=engine)
+                       for i in range(len(nouts))]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def named_parameters(self):
+        return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
+                for name, p in layer.named_parameters()]
+
+    def __repr__(self):
+        return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
