@@ -72,7 +72,8 @@ class Adam:
 # -- losses: (output Value, target Value) -> Value --------------------------------
 
 def mse_loss(out, target):
-    return (out - target) ** 2
+    diff = out - target
+    return diff * diff          # overflows to inf (caught by train) where ** would raise
 
 
 def hinge_loss(out, target):
@@ -236,7 +237,12 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
             else:
                 batch = range(n)
             rate = _check_lr(lr(step), step) if callable(lr) else lr
-            value = total.forward().data
+            try:
+                value = total.forward().data
+            except (ArithmeticError, ValueError) as exc:
+                raise FloatingPointError(f"the loss could not be computed at step {step} ({exc}): "
+                                         f"training stopped, the parameters are those from before "
+                                         f"step {step}") from exc
             if not math.isfinite(value):
                 raise FloatingPointError(f"the loss is {value} at step {step}: training stopped, "
                                          f"the parameters are those from before step {step}")

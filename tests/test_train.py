@@ -1,0 +1,127 @@
+"""train(): losses, optimizers, batches, and bad input caught before training."""
+import math
+import random
+
+import pytest
+
+from autograd.data import lecture_example, make_moons
+from autograd.nn import MLP
+from autograd.train import SGD, Adam, train
+
+
+def _model(engine, seed=0, sizes=(4, 1), nin=3):
+    random.seed(seed)
+    return MLP(nin, list(sizes), activation="tanh", engine=engine)
+
+
+def test_one_step_of_sgd_matches_a_hand_written_step(engine):
+    xs, ys = lecture_example()
+    model = _model(engine)
+    before = [p.data for p in model.parameters()]
+    ref = _model(engine)
+    loss = engine.vsum([(ref(x) - y) ** 2 for x, y in zip(xs, ys)]) * (1 / 4)
+    loss.backward()
+    expected = [p.data - 0.1 * p.grad for p in ref.parameters()]
+    history = train(model, xs, ys, steps=1, lr=0.1, progress=False)
+    assert history.loss == [loss.data]
+    assert [p.data for p in model.parameters()] == expected
+    assert before != expected
+
+
+@pytest.mark.parametrize("loss", ["mse", "hinge", "bce", lambda out, t: (out - t).abs()])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", SGD(momentum=0.9)])
+def test_losses_and_optimizers_reduce_the_loss(engine, loss, optimizer):
+    if isinstance(optimizer, SGD):
+        optimizer = SGD(momentum=0.9)       # fresh state per test
+    xs, ys = lecture_example()
+    history = train(_model(engine), xs, ys, steps=60, lr=0.02 if optimizer == "adam" else 0.05,
+                    loss=loss, optimizer=optimizer, progress=False)
+    assert len(history.loss) == 60
+    assert history.loss[-1] < history.loss[0]
+    if isinstance(loss, str):
+        assert all(a is not None and 0 <= a <= 1 for a in history.accuracy)
+
+
+def test_bce_is_stable_for_huge_logits(engine):
+    from autograd.train import bce_with_logits_loss
+    for z, t, expected in [(800.0, 1.0, 0.0), (-800.0, 0.0, 0.0), (800.0, 0.0, 800.0),
+                           (0.0, 1.0, math.log(2))]:
+        out = bce_with_logits_loss(engine.Value(z), engine.Value(t))
+        assert out.data == pytest.approx(expected)
+
+
+def test_minibatches_are_seeded_and_replayed(engine):
+    xs, ys = make_moons(40, seed=1)
+    runs = [train(_model(engine, nin=2), xs, ys, steps=15, lr=0.1, loss="hinge", batch_size=8,
+                  seed=3, progress=False).loss for _ in range(2)]
+    assert runs[0] == runs[1]
+    other = train(_model(engine, nin=2), xs, ys, steps=15, lr=0.1, loss="hinge", batch_size=8,
+                  seed=4, progress=False).loss
+    assert other != runs[0]
+
+
+def test_lr_schedule_and_callback(engine):
+    xs, ys = lecture_example()
+    seen_rates, calls = [], []
+
+    def rate(step):
+        seen_rates.append(step)
+        return 0.1 / (1 + step)
+
+    train(_model(engine), xs, ys, steps=5, lr=rate, progress=False,
+          callback=lambda step, loss, acc: calls.append((step, loss, acc)))
+    assert seen_rates == [0, 1, 2, 3, 4]
+    assert [c[0] for c in calls] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(xs=[[1, 2, 3]], ys=[1, 2]), ValueError, "1 samples but ys has 2"),
+    (dict(xs=[[1, 2, 3], [1, 2]], ys=[1, 2]), ValueError, "ragged xs: row 1"),
+    (dict(xs=[[1, 2], [3, 4]], ys=[1, 2]), ValueError, "takes 3 inputs but the rows of xs have 2"),
+    (dict(xs=[[1, "a", 3]], ys=[1]), TypeError, r"xs\[0\]\[1\] must be a number, not str"),
+    (dict(xs=[[1, 2, 3]], ys=[None]), TypeError, r"ys\[0\] must be a number"),
+    (dict(lr=0.0), ValueError, "learning rate must be a positive"),
+    (dict(lr=float("nan")), ValueError, "learning rate must be a positive"),
+    (dict(lr=-1), ValueError, "learning rate"),
+    (dict(loss="huber"), ValueError, "unknown loss 'huber'"),
+    (dict(optimizer="rmsprop"), ValueError, "unknown optimizer 'rmsprop'"),
+    (dict(steps=0), ValueError, "steps must be a positive int"),
+    (dict(batch_size=9), ValueError, "batch_size must be None or an int from 1 to 4"),
+    (dict(reg=-1.0), ValueError, "reg must be"),
+    (dict(loss="hinge", ys=[1, 2, -1, 1]), ValueError, "needs targets of -1/\\+1"),
+])
+def test_bad_input_is_refused_before_training(engine, kwargs, error, message):
+    xs, ys = lecture_example()
+    model = _model(engine)
+    before = [p.data for p in model.parameters()]
+    args = dict(xs=xs, ys=ys, steps=3, lr=0.1, progress=False)
+    args.update(kwargs)
+    with pytest.raises(error, match=message):
+        train(model, args.pop("xs"), args.pop("ys"), **args)
+    assert [p.data for p in model.parameters()] == before
+
+
+def test_a_nan_loss_stops_with_the_step_and_keeps_earlier_parameters(engine):
+    xs, ys = lecture_example()
+    model = _model(engine)
+    snapshots = []
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        train(model, xs, ys, steps=10, lr=lambda k: 1e200 if k == 2 else 0.1, loss="mse",
+              progress=False, callback=lambda *a: snapshots.append([p.data for p in model.parameters()]))
+    assert [p.data for p in model.parameters()] == snapshots[-1]
+
+
+def test_bad_learning_rate_from_a_schedule_names_the_step(engine):
+    xs, ys = lecture_example()
+    with pytest.raises(ValueError, match="at step 2"):
+        train(_model(engine), xs, ys, steps=5, lr=lambda k: 0.1 if k < 2 else -1.0, progress=False)
+
+
+def test_progress_bar_prints_loss(engine, capsys):
+    pytest.importorskip("tqdm", reason="the progress bar is the optional 'progress' extra")
+    xs, ys = lecture_example()
+    train(_model(engine), xs, ys, steps=3, lr=0.1, progress=True)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss=" in err
+    train(_model(engine), xs, ys, steps=3, lr=0.1, progress=False)
+    assert capsys.readouterr().err == ""
