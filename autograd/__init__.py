@@ -9,7 +9,7 @@
 `autograd.BACKEND` says which engine is in use: "cython" (the compiled core,
 autograd.core) or "python" (the pure reference, autograd.pure).
 """
-from autograd.engine import BACKEND, Value, dot, is_grad_enabled, no_grad, vsum
+from autograd.engine import BACKEND, Value, dense, dot, is_grad_enabled, no_grad, vsum
 
-__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot"]
+__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense"]
 __version__ = "0.1.0"

@@ -9,14 +9,14 @@ them in one process.
 import os
 
 if os.environ.get("AUTOGRAD_PUREPYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
-    from autograd.pure import Value, dot, is_grad_enabled, no_grad, vsum
+    from autograd.pure import Value, dense, dot, is_grad_enabled, no_grad, vsum
     BACKEND = "python"
 else:
     try:
-        from autograd.core import Value, dot, is_grad_enabled, no_grad, vsum
+        from autograd.core import Value, dense, dot, is_grad_enabled, no_grad, vsum
         BACKEND = "cython"
     except ImportError:  # installed without a compiler: the pure engine serves
-        from autograd.pure import Value, dot, is_grad_enabled, no_grad, vsum
+        from autograd.pure import Value, dense, dot, is_grad_enabled, no_grad, vsum
         BACKEND = "python"
 
-__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "BACKEND"]
+__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "BACKEND"]

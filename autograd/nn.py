@@ -8,6 +8,7 @@ micrograd's `sum((wi*xi for wi, xi in zip(self.w, x)), self.b)`.  Every class
 takes `engine=` ("cython", "python" or the engine module) to pick the Value
 type; the default is the engine autograd was imported with.
 """
+import importlib
 import random
 
 from autograd import engine as _default_engine
@@ -15,19 +16,22 @@ from autograd import engine as _default_engine
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 
 
+_modules = {}   # engine name -> module, so a call costs one dict look-up
+
+
 def _engine_module(engine):
     """The engine module for a name, a module, or None (the default)."""
     if engine is None:
         return _default_engine
-    if isinstance(engine, str):
-        if engine == "cython":
-            import autograd.core as module
-            return module
-        if engine == "python":
-            import autograd.pure as module
-            return module
-        raise ValueError(f"unknown engine {engine!r}: use 'cython' or 'python'")
-    return engine
+    if not isinstance(engine, str):
+        return engine
+    module = _modules.get(engine)
+    if module is None:
+        if engine not in ("cython", "python"):
+            raise ValueError(f"unknown engine {engine!r}: use 'cython' or 'python'")
+        module = _modules[engine] = importlib.import_module(
+            "autograd.core" if engine == "cython" else "autograd.pure")
+    return module
 
 
 def _engine_name(module):
@@ -101,10 +105,18 @@ class Layer(Module):
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
     def __call__(self, x):
-        Value = _engine_module(self.neurons[0].engine).Value if self.neurons else None
+        if not self.neurons:
+            return []
+        first = self.neurons[0]
+        module = _engine_module(first.engine)
         # numbers become leaves once per layer call, not once per neuron
-        x = [xi if isinstance(xi, Value) else Value(xi) for xi in x]
-        out = [n(x) for n in self.neurons]
+        x = [xi if isinstance(xi, module.Value) else module.Value(xi) for xi in x]
+        if all(n.activation == first.activation for n in self.neurons):
+            # the whole layer in one call: the same nodes as calling each neuron
+            out = module.dense([n.w for n in self.neurons], x, [n.b for n in self.neurons],
+                               first.activation)
+        else:
+            out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
     def named_parameters(self):

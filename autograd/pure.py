@@ -23,7 +23,7 @@ import itertools
 import math
 import numbers
 
-__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot"]
+__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
 _no_grad_depth = 0
@@ -127,10 +127,11 @@ def _sum_forward(args):
 
 
 def _dot_forward(args):
-    """bias + w0*x0 + w1*x1 + ... left to right (args = bias, w0, x0, w1, x1, ...)."""
+    """bias + w0*x0 + w1*x1 + ... left to right (args = bias, w0..w(n-1), x0..x(n-1))."""
+    n = len(args) // 2
     out = args[0]._data
-    for k in range(1, len(args), 2):
-        out = out + args[k]._data * args[k + 1]._data
+    for w, x in zip(args[1:n + 1], args[n + 1:]):
+        out = out + w._data * x._data
     return out
 
 
@@ -153,9 +154,9 @@ def _backprop(node):
             v._grad += g
         return
     if kind == "dot":
+        n = len(args) // 2
         args[0]._grad += g
-        for k in range(1, len(args), 2):
-            w, x = args[k], args[k + 1]
+        for w, x in zip(args[1:n + 1], args[n + 1:]):   # d/dw = x, d/dx = w
             w._grad += x._data * g
             x._grad += w._data * g
         return
@@ -381,10 +382,31 @@ def dot(weights, inputs, bias=0.0):
     ws, xs = list(weights), list(inputs)
     if len(ws) != len(xs):
         raise ValueError(f"dot(): {len(ws)} weights but {len(xs)} inputs")
-    items = [bias]
-    for w, x in zip(ws, xs):
-        items += (w, x)
-    return _fused("dot", items, "dot")
+    return _fused("dot", [bias] + ws + xs, "dot")
+
+
+def dense(weights, inputs, biases, activation="relu"):
+    """One layer of neurons: [act(b_j + w_j . x) for each j], in one call.
+
+    Each neuron is a dot node, then (unless "linear") its activation node.
+    """
+    if activation not in ("relu", "tanh", "sigmoid", "linear"):
+        raise ValueError(f"unknown activation {activation!r}: choose one of "
+                         f"('relu', 'tanh', 'sigmoid', 'linear')")
+    if len(biases) != len(weights):
+        raise ValueError(f"dense(): {len(weights)} weight rows but {len(biases)} biases")
+    for j, w in enumerate(weights):
+        if len(w) != len(inputs):
+            raise ValueError(f"dense(): weight row {j} has {len(w)} weights but there are "
+                             f"{len(inputs)} inputs")
+    for v in [*inputs, *biases, *(w for row in weights for w in row)]:
+        if not isinstance(v, Value):
+            raise TypeError(f"dense() takes Values, not {type(v).__name__}")
+    out = []
+    for w, b in zip(weights, biases):
+        act = dot(w, inputs, b)
+        out.append(act if activation == "linear" else getattr(act, activation)())
+    return out
 
 
 class no_grad:

@@ -53,7 +53,8 @@ cdef enum:
     SQRT
     ABS
     SUM        # e0 + e1 + ... left to right
-    DOT        # e0 + e1*e2 + e3*e4 + ... left to right (a neuron: bias + w.x)
+    DOT        # bias + w0*x0 + w1*x1 + ... left to right (a neuron); edges:
+               # bias, w0..w(n-1), x0..x(n-1)
 
 cdef tuple OP_SYMBOLS = ("", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
                          "tanh", "sigmoid", "exp", "log", "sqrt", "abs",
@@ -346,7 +347,7 @@ cdef inline double abs_dx(double g, double x) noexcept:
 cdef int _eval(Py_ssize_t i) except -1:
     """Compute data[i] from its children's data (forward formula)."""
     cdef uint8_t op = A.op[i]
-    cdef Py_ssize_t k, end
+    cdef Py_ssize_t k, end, w, n
     cdef double x, y = 0.0, r
     if op == LEAF:
         return 0
@@ -358,10 +359,11 @@ cdef int _eval(Py_ssize_t i) except -1:
         A.data[i] = r
         return 0
     if op == DOT:
-        end = A.a[i] + A.b[i]
+        w = A.a[i] + 1
+        n = (A.b[i] - 1) // 2
         r = A.data[A.edges[A.a[i]]]
-        for k in range(A.a[i] + 1, end, 2):
-            r = r + A.data[A.edges[k]] * A.data[A.edges[k + 1]]
+        for k in range(n):
+            r = r + A.data[A.edges[w + k]] * A.data[A.edges[w + n + k]]
         A.data[i] = r
         return 0
     x = A.data[A.a[i]]
@@ -449,12 +451,13 @@ cdef inline void _backprop(Py_ssize_t i) noexcept:
         b = A.b[i]
         for k in range(a, a + b):
             A.grad[A.edges[k]] += g
-    elif op == DOT:                     # edges: bias, w0, x0, w1, x1, ...
-        b = A.b[i]
+    elif op == DOT:                     # edges: bias, w0..w(n-1), x0..x(n-1)
+        b = (A.b[i] - 1) // 2           # n
         A.grad[A.edges[a]] += g
-        for k in range(a + 1, a + b, 2):
-            A.grad[A.edges[k]] += A.data[A.edges[k + 1]] * g
-            A.grad[A.edges[k + 1]] += A.data[A.edges[k]] * g
+        a += 1
+        for k in range(b):              # d/dw_k = x_k, d/dx_k = w_k
+            A.grad[A.edges[a + k]] += A.data[A.edges[a + b + k]] * g
+            A.grad[A.edges[a + b + k]] += A.data[A.edges[a + k]] * g
 
 
 # ---------------------------------------------------------------------------
@@ -582,7 +585,8 @@ cdef Value _unary(uint8_t op, Value x):
 cdef Value _nary(uint8_t op, list items, str name):
     """One fused node over `items` (Values or numbers), in order."""
     cdef Py_ssize_t count = len(items), k, nconst = 0, top, e
-    cdef double* consts = <double*>malloc((count if count else 1) * sizeof(double))
+    cdef double small[64]
+    cdef double* consts = &small[0] if count <= 64 else <double*>malloc(count * sizeof(double))
     if consts == NULL:
         raise MemoryError()
     cdef Value h
@@ -619,7 +623,8 @@ cdef Value _nary(uint8_t op, list items, str name):
         _commit(top, top + 1, h)
         return h
     finally:
-        free(consts)
+        if consts != &small[0]:
+            free(consts)
 
 
 def vsum(values):
@@ -639,15 +644,71 @@ def dot(weights, inputs, bias=0.0):
 
     Bitwise equal to micrograd's `sum((wi*xi for wi, xi in zip(w, x)), b)`.
     """
-    ws = list(weights)
-    xs = list(inputs)
+    cdef list ws = weights if type(weights) is list else list(weights)
+    cdef list xs = inputs if type(inputs) is list else list(inputs)
     if len(ws) != len(xs):
         raise ValueError("dot(): %d weights but %d inputs" % (len(ws), len(xs)))
-    items = [bias]
-    for w, x in zip(ws, xs):
-        items.append(w)
-        items.append(x)
-    return _nary(DOT, items, "dot")
+    return _nary(DOT, [bias] + ws + xs, "dot")
+
+
+cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "linear": LEAF}
+
+
+def dense(list weights, list inputs, list biases, str activation="relu"):
+    """One layer of neurons: [act(b_j + w_j . x) for each j], in one call.
+
+    Each neuron is a DOT node plus (unless "linear") its activation node,
+    created in that order, exactly as dot(w_j, x, b_j).relu() would.
+    `weights` is a list of weight lists, `inputs` and `biases` lists of
+    Values.  Under no_grad it falls back to one dot() call per neuron.
+    """
+    if activation not in _ACTIVATIONS:
+        raise ValueError("unknown activation %r: choose one of %s" % (activation, tuple(_ACTIVATIONS)))
+    cdef uint8_t act = _ACTIVATIONS[activation]
+    cdef Py_ssize_t nout = len(weights), nin = len(inputs), j, k, top, e
+    cdef list w
+    cdef list out
+    if len(biases) != nout:
+        raise ValueError("dense(): %d weight rows but %d biases" % (nout, len(biases)))
+    for j in range(nout):
+        w = weights[j]
+        if len(w) != nin:
+            raise ValueError("dense(): weight row %d has %d weights but there are %d inputs"
+                             % (j, len(w), nin))
+        for k in range(nin):
+            if type(w[k]) is not Value:
+                raise TypeError("dense() takes Values, not %s" % type(w[k]).__name__)
+        if type(biases[j]) is not Value:
+            raise TypeError("dense() takes Values, not %s" % type(biases[j]).__name__)
+    for k in range(nin):
+        if type(inputs[k]) is not Value:
+            raise TypeError("dense() takes Values, not %s" % type(inputs[k]).__name__)
+    if _no_grad_depth:
+        out = [dot(weights[j], inputs, biases[j]) for j in range(nout)]
+        return out if act == LEAF else [getattr(v, activation)() for v in out]
+    out = [_new_handle() for j in range(nout)]
+    _reserve(nout * (1 if act == LEAF else 2), nout * (2 * nin + 1))
+    top = A.n
+    e = A.nedges
+    for j in range(nout):
+        w = weights[j]
+        A.edges[e] = (<Value>biases[j]).idx
+        for k in range(nin):
+            A.edges[e + 1 + k] = (<Value>w[k]).idx
+            A.edges[e + 1 + nin + k] = (<Value>inputs[k]).idx
+        _write_node(top, DOT, e, 2 * nin + 1)
+        _eval(top)                       # DOT and the activations never raise
+        e += 2 * nin + 1
+        if act != LEAF:
+            top += 1
+            _write_node(top, act, top - 1, -1)
+            _eval(top)
+        A.handle[top] = <PyObject*>out[j]
+        (<Value>out[j]).idx = top
+        top += 1
+    A.n = top
+    A.nedges = e
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -220,3 +220,38 @@ def test_copies_keep_data_grad_and_label(engine, how):
     assert dup._op == ""                   # a copy is a leaf
     dup.data = 1.0
     assert y.data == 6.0
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "linear"])
+def test_dense_layer_equals_one_dot_per_neuron(engine, activation):
+    V = engine.Value
+    ws = [[V(0.5), V(-1.5)], [V(2.0), V(0.25)], [V(-0.7), V(0.1)]]
+    bs = [V(0.1), V(-0.2), V(0.3)]
+    x = [V(1.25), V(-0.5)]
+    layer = engine.dense(ws, x, bs, activation)
+    one_by_one = [engine.dot(w, x, b) for w, b in zip(ws, bs)]
+    if activation != "linear":
+        one_by_one = [getattr(v, activation)() for v in one_by_one]
+    assert [v.data for v in layer] == [v.data for v in one_by_one]
+    assert [v._op for v in layer] == [v._op for v in one_by_one]
+    engine.vsum(layer).backward()
+    grads = [w.grad for row in ws for w in row] + [x[0].grad, x[1].grad]
+    for v in [w for row in ws for w in row] + x + bs:
+        v.grad = 0.0
+    engine.vsum(one_by_one).backward()
+    assert grads == [w.grad for row in ws for w in row] + [x[0].grad, x[1].grad]
+    with engine.no_grad():
+        assert [v.data for v in engine.dense(ws, x, bs, activation)] == [v.data for v in layer]
+
+
+def test_dense_rejects_bad_shapes_and_types(engine):
+    V = engine.Value
+    ws, x, bs = [[V(1.0), V(2.0)]], [V(1.0), V(2.0)], [V(0.0)]
+    with pytest.raises(ValueError, match="weight row 0 has 2 weights but there are 1 inputs"):
+        engine.dense(ws, x[:1], bs)
+    with pytest.raises(ValueError, match="1 weight rows but 2 biases"):
+        engine.dense(ws, x, bs * 2)
+    with pytest.raises(TypeError, match="takes Values, not float"):
+        engine.dense(ws, [1.0, V(2.0)], bs)
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        engine.dense(ws, x, bs, "gelu")
