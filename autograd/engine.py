@@ -18,5 +18,13 @@ else:
     except ImportError:  # installed without a compiler: the pure engine serves
         from autograd.pure import Value, dense, dot, is_grad_enabled, no_grad, vsum
         BACKEND = "python"
+        _here = os.path.dirname(os.path.abspath(__file__))
+        if os.path.isdir(os.path.join(_here, "..", "csrc")):
+            import warnings
+            warnings.warn(
+                f"autograd was imported from the source tree at {os.path.dirname(_here)}, where "
+                "the compiled core is not built in this source tree: using the pure-Python engine. "
+                "Run from another directory to use an installed copy, or build in place with "
+                "`pip install -e .`.", RuntimeWarning, stacklevel=2)
 
 __all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "BACKEND"]

@@ -12,9 +12,16 @@ import autograd.pure
 
 def _backend_in_subprocess(**env):
     code = "import autograd, autograd.engine; print(autograd.BACKEND, autograd.Value.__module__, autograd.engine.Value is autograd.Value)"
+    # run outside the source tree, which `python -c` would put first on sys.path
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(autograd.__file__)) if _installed() else "/")
     return out.stdout.split()
+
+
+def _installed():
+    """True when autograd is imported from site-packages, not a source checkout."""
+    return not os.path.isdir(os.path.join(os.path.dirname(autograd.__file__), "..", "csrc"))
 
 
 def test_purepython_env_selects_the_reference():
@@ -23,6 +30,21 @@ def test_purepython_env_selects_the_reference():
 
 def test_default_backend_is_the_compiled_core_when_built(core):
     assert _backend_in_subprocess(AUTOGRAD_PUREPYTHON="") == ["cython", "autograd.core", "True"]
+
+
+def test_a_source_tree_without_the_core_warns(tmp_path):
+    # a copy of the package beside a csrc/ folder, with no compiled core in it
+    pkg = tmp_path / "autograd"
+    pkg.mkdir()
+    (tmp_path / "csrc").mkdir()
+    src = os.path.dirname(autograd.pure.__file__)
+    for name in ("__init__.py", "engine.py", "pure.py"):
+        (pkg / name).write_text(open(os.path.join(src, name)).read())
+    out = subprocess.run([sys.executable, "-S", "-W", "always", "-c", "import autograd; print(autograd.BACKEND)"],
+                         env={**os.environ, "AUTOGRAD_PUREPYTHON": ""}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "python"
+    assert "compiled core is not built in this source tree" in out.stderr
 
 
 def test_micrograd_style_import():
