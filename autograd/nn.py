@@ -46,9 +46,10 @@ class Module:
             p.grad = 0.0
 
     def parameters(self):
-        return [p for _, p in self.named_parameters()]
+        return []
 
     def named_parameters(self):
+        """[(name, parameter)], in the order of parameters()."""
         return []
 
     def state_dict(self):
@@ -83,13 +84,21 @@ class Neuron(Module):
         self.w = [module.Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = module.Value(0)
         self.nonlin = nonlin
-        self.activation = activation if nonlin else "linear"
+        self._activation = activation if nonlin else "linear"
+
+    @property
+    def activation(self):
+        """relu, tanh, sigmoid or linear: fixed when the neuron is made."""
+        return self._activation
 
     def __call__(self, x):
         act = _engine_module(self.engine).dot(self.w, x, self.b)
         if self.activation == "linear":
             return act
         return getattr(act, self.activation)()
+
+    def parameters(self):
+        return self.w + [self.b]
 
     def named_parameters(self):
         return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
@@ -103,21 +112,23 @@ class Layer(Module):
 
     def __init__(self, nin, nout, **kwargs):
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
+        self.engine = self.neurons[0].engine if self.neurons else None
+        self.activation = self.neurons[0].activation if self.neurons else "linear"
 
     def __call__(self, x):
         if not self.neurons:
             return []
-        first = self.neurons[0]
-        module = _engine_module(first.engine)
+        module = _engine_module(self.engine)
+        Value = module.Value
         # numbers become leaves once per layer call, not once per neuron
-        x = [xi if isinstance(xi, module.Value) else module.Value(xi) for xi in x]
-        if all(n.activation == first.activation for n in self.neurons):
-            # the whole layer in one call: the same nodes as calling each neuron
-            out = module.dense([n.w for n in self.neurons], x, [n.b for n in self.neurons],
-                               first.activation)
-        else:
-            out = [n(x) for n in self.neurons]
+        x = [xi if type(xi) is Value else Value(xi) for xi in x]
+        neurons = self.neurons
+        # the whole layer in one call: the same nodes as calling each neuron
+        out = module.dense([n.w for n in neurons], x, [n.b for n in neurons], self.activation)
         return out[0] if len(out) == 1 else out
+
+    def parameters(self):
+        return [p for n in self.neurons for p in n.parameters()]
 
     def named_parameters(self):
         return [(f"neurons.{i}.{name}", p) for i, n in enumerate(self.neurons)
@@ -140,6 +151,9 @@ class MLP(Module):
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def parameters(self):
+        return [p for layer in self.layers for p in layer.parameters()]
 
     def named_parameters(self):
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)

@@ -234,14 +234,19 @@ cdef int _compact() except -1:
     return 0
 
 
-cdef int _reserve(Py_ssize_t nodes, Py_ssize_t edges) except -1:
+cdef inline int _reserve(Py_ssize_t nodes, Py_ssize_t edges) except -1:
     """Make room for `nodes` more nodes and `edges` more edges.
 
-    When full: compact if that frees at least half of the full array,
-    otherwise grow.  Handle indices may change; read them after this call.
+    Handle indices may change; read them after this call.
     """
     if A.n + nodes <= A.cap and A.nedges + edges <= A.edgecap:
         return 0
+    return _make_room(nodes, edges)
+
+
+cdef int _make_room(Py_ssize_t nodes, Py_ssize_t edges) except -1:
+    """The arena is full: compact if that frees at least half of the full
+    array, otherwise grow."""
     cdef Py_ssize_t i, live, live_edges = 0
     if A.n > 0 and not A.sweeping:
         live = _mark_live(&live_edges)
@@ -283,6 +288,13 @@ cdef object _math = math
 # x + y            d/dx = 1, d/dy = 1
 # x - y            d/dx = 1, d/dy = -1
 # x * y            d/dx = y, d/dy = x
+cdef inline double arith_f(uint8_t op, double x, double y) noexcept:
+    if op == ADD:
+        return x + y
+    if op == SUB:
+        return x - y
+    return x * y
+
 # x / y            d/dx = 1/y, d/dy = -out/y            (y == 0 raises, as floats)
 cdef inline double div_f(double x, double y) except? -1.0:
     if y == 0.0:
@@ -369,12 +381,8 @@ cdef int _eval(Py_ssize_t i) except -1:
     x = A.data[A.a[i]]
     if A.b[i] >= 0:
         y = A.data[A.b[i]]
-    if op == ADD:
-        r = x + y
-    elif op == SUB:
-        r = x - y
-    elif op == MUL:
-        r = x * y
+    if op == ADD or op == SUB or op == MUL:
+        r = arith_f(op, x, y)
     elif op == DIV:
         r = div_f(x, y)
     elif op == NEG:
@@ -491,6 +499,14 @@ cdef str _exponent_text(double c):
 # Building nodes
 # ---------------------------------------------------------------------------
 
+cdef inline int _check(Value v) except -1:
+    """A handle is valid when the handle table points back at it (a bare
+    Value.__new__(Value) is not)."""
+    if <size_t>v.idx >= <size_t>A.n or A.handle[v.idx] != <PyObject*>v:
+        raise RuntimeError("this Value was never initialized (made by Value.__new__?)")
+    return 0
+
+
 cdef inline Value _new_handle():
     cdef Value h = Value.__new__(Value)
     return h
@@ -502,9 +518,14 @@ cdef inline void _commit(Py_ssize_t i, Py_ssize_t new_n, Value h) noexcept:
     h.idx = i
 
 
-cdef Value _emit(uint8_t op, Py_ssize_t top, Value h):
+cdef inline Value _emit(uint8_t op, Py_ssize_t top, Value h):
     """Evaluate the node written at `top` and commit it (with anything below
     it from A.n up).  Under no_grad the result is stored as a fresh leaf."""
+    if (op == ADD or op == SUB or op == MUL) and not _no_grad_depth:
+        # the commonest ops cannot fail: no need for the general _eval
+        A.data[top] = arith_f(op, A.data[A.a[top]], A.data[A.b[top]])
+        _commit(top, top + 1, h)
+        return h
     _eval(top)   # raises before anything is committed
     if _no_grad_depth:
         A.data[A.n] = A.data[top]
@@ -550,8 +571,10 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
     cdef Value h, y
     cdef double c
     cdef Py_ssize_t top, ci, xi, yi
+    _check(x)
     if type(other) is Value:
         y = <Value>other
+        _check(y)
         h = _new_handle()
         _reserve(1, 0)
         top = A.n
@@ -575,6 +598,7 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
 
 
 cdef Value _unary(uint8_t op, Value x):
+    _check(x)
     cdef Value h = _new_handle()
     _reserve(1, 0)
     cdef Py_ssize_t top = A.n
@@ -594,7 +618,9 @@ cdef Value _nary(uint8_t op, list items, str name):
     try:
         for k in range(count):
             o = items[k]
-            if type(o) is not Value:
+            if type(o) is Value:
+                _check(<Value>o)
+            else:
                 if not _as_float(o, &consts[k]):
                     raise TypeError("%s() takes Values or real numbers, not %s"
                                     % (name, type(o).__name__))
@@ -651,6 +677,12 @@ def dot(weights, inputs, bias=0.0):
     return _nary(DOT, [bias] + ws + xs, "dot")
 
 
+cdef inline int _check_value(object o, str name) except -1:
+    if type(o) is not Value:
+        raise TypeError("%s() takes Values, not %s" % (name, type(o).__name__))
+    return _check(<Value>o)
+
+
 cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "linear": LEAF}
 
 
@@ -676,13 +708,10 @@ def dense(list weights, list inputs, list biases, str activation="relu"):
             raise ValueError("dense(): weight row %d has %d weights but there are %d inputs"
                              % (j, len(w), nin))
         for k in range(nin):
-            if type(w[k]) is not Value:
-                raise TypeError("dense() takes Values, not %s" % type(w[k]).__name__)
-        if type(biases[j]) is not Value:
-            raise TypeError("dense() takes Values, not %s" % type(biases[j]).__name__)
+            _check_value(w[k], "dense")
+        _check_value(biases[j], "dense")
     for k in range(nin):
-        if type(inputs[k]) is not Value:
-            raise TypeError("dense() takes Values, not %s" % type(inputs[k]).__name__)
+        _check_value(inputs[k], "dense")
     if _no_grad_depth:
         out = [dot(weights[j], inputs, biases[j]) for j in range(nout)]
         return out if act == LEAF else [getattr(v, activation)() for v in out]
@@ -831,10 +860,8 @@ cdef class Value:
 
     __array_ufunc__ = None      # numpy scalars on the left defer to our ops
 
-    def __cinit__(self):
-        self.idx = -1
-        self.runs = NULL
-        self.nruns = 0
+    # No __cinit__: a new handle is zero-filled (idx 0, no cache) and is only
+    # valid once the handle table points back at it; see _check.
 
     def __init__(self, data, label=""):
         cdef double d = _real(data, "Value data")
@@ -852,7 +879,7 @@ cdef class Value:
         if self.runs != NULL:
             free(self.runs)
             self.runs = NULL
-        if i >= 0 and i < A.n and A.handle[i] == <PyObject*>self:
+        if <size_t>i < <size_t>A.n and A.handle[i] == <PyObject*>self:
             A.handle[i] = NULL
             if i == A.n - 1 and not A.sweeping:
                 _pop_dead_top()
@@ -862,8 +889,7 @@ cdef class Value:
         self._release()
 
     cdef inline Py_ssize_t _i(self) except -1:
-        if self.idx < 0:
-            raise RuntimeError("this Value was never initialized")
+        _check(self)
         return self.idx
 
     # -- attributes --------------------------------------------------------

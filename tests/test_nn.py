@@ -61,6 +61,15 @@ def test_fused_mlp_matches_micrograd_arithmetic_bitwise(engine):
         assert fused_grads == pytest.approx([p.grad for p in model.parameters()], rel=1e-12, abs=1e-300)
 
 
+def test_parameters_and_named_parameters_agree(engine):
+    random.seed(8)
+    model = MLP(3, [4, 2, 1], engine=engine)
+    named = model.named_parameters()
+    assert [p for _, p in named] == model.parameters()
+    assert len({name for name, _ in named}) == len(named) == 3 * 4 + 4 + 4 * 2 + 2 + 2 + 1
+    assert named[-1][0] == "layers.2.neurons.0.b"
+
+
 def test_zero_grad(engine):
     random.seed(4)
     model = MLP(2, [2, 1], engine=engine)

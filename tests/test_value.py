@@ -255,3 +255,16 @@ def test_dense_rejects_bad_shapes_and_types(engine):
         engine.dense(ws, [1.0, V(2.0)], bs)
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         engine.dense(ws, x, bs, "gelu")
+
+
+def test_a_bare_new_value_is_refused_not_a_crash(core):
+    engine = core
+    bare = engine.Value.__new__(engine.Value)
+    a = engine.Value(1.0)
+    for attempt in (lambda: bare.data, lambda: bare + a, lambda: a * bare, lambda: bare.relu(),
+                    lambda: engine.vsum([a, bare]), lambda: bare.backward(), lambda: repr(bare),
+                    lambda: engine.dense([[bare]], [a], [a])):
+        with pytest.raises(RuntimeError, match="never initialized"):
+            attempt()
+    bare.__init__(5.0)
+    assert (bare + a).data == 6.0
