@@ -11,5 +11,13 @@ autograd.core) or "python" (the pure reference, autograd.pure).
 """
 from autograd.engine import BACKEND, Value, dense, dot, is_grad_enabled, no_grad, vsum
 
-__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense"]
+__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "Graph", "draw_dot"]
+
+
+def __getattr__(name):
+    # the Graphviz pictures load on first use, so `import autograd` stays light
+    if name in ("Graph", "draw_dot"):
+        from autograd import graph
+        return getattr(graph, name)
+    raise AttributeError(f"module 'autograd' has no attribute {name!r}")
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
     autograd                      train micrograd's moons demo (the main job)
     autograd train --example lecture
+    autograd graph --output images/graph.png
     autograd --help
 """
 import argparse
@@ -61,6 +62,19 @@ def _plot(model, xs, ys, history, path, example):
     print(f"picture written to {path}")
 
 
+def _graph_command(args):
+    from autograd.graph import Graph, single_neuron_example
+
+    engine = None
+    if args.engine:
+        import importlib
+        engine = importlib.import_module("autograd.core" if args.engine == "cython" else "autograd.pure")
+    out = single_neuron_example(engine)
+    path = Graph(out, rankdir=args.rankdir).render(args.output)
+    print(f"graph of a single ReLU neuron with two inputs written to {path}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="autograd", description="Mini Autograd: micrograd's demos on a compiled scalar autograd engine.")
@@ -79,6 +93,16 @@ def build_parser():
                          "(default training.png; 'none' for no picture)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train_command)
+
+    gr = sub.add_parser("graph", help="draw a single ReLU neuron's expression with Graphviz",
+                        description="Draw the expression graph of a single ReLU neuron with two "
+                                    "inputs (data and gradients after backward) with Graphviz.")
+    gr.add_argument("--output", default="graph.png", metavar="PATH",
+                    help="file to write: .png, .svg or .pdf (default graph.png)")
+    gr.add_argument("--rankdir", choices=["LR", "TB"], default="LR", help="layout direction (default LR)")
+    gr.add_argument("--engine", choices=["cython", "python"], default=None,
+                    help="engine to build the expression with (default: the one autograd imported)")
+    gr.set_defaults(func=_graph_command)
     return parser
 
 

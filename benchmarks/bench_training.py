@@ -91,7 +91,7 @@ def test_micrograd_demo_code(benchmark, who):
     else:
         Value = pytest.importorskip("autograd.core" if who == "cython" else "autograd.pure").Value
     model = _micrograd_style_model(Value)
-    benchmark.pedantic(_demo_step, args=(Value, model, X, Y), rounds=5 if who == "cython" else 2,
+    benchmark.pedantic(_demo_step, args=(Value, model, X, Y), rounds=20 if who == "cython" else 3,
                        warmup_rounds=1)
 
 

@@ -1,0 +1,157 @@
+"""Pictures of expressions with Graphviz, as micrograd's notebooks draw them.
+
+    from autograd.graph import draw_dot, Graph
+    dot = draw_dot(loss)                 # a graphviz.Digraph, as micrograd's
+    Graph(loss).render("loss.svg")       # or .source, or display it in Jupyter
+
+Each Value is a record `{ label | data 1.0000 | grad 0.5000 }`; each computed
+Value has an op node (its `_op`) that its inputs feed.  A fused node (`sum`,
+`dot`) is one op node with all of its inputs.  The walk is iterative, so any
+depth is fine; graphs above `max_nodes` are refused before Graphviz sees them.
+"""
+import os
+
+DEFAULT_MAX_NODES = 500
+
+
+def _escape_record(text):
+    """Escape the characters a Graphviz record label treats specially."""
+    out = []
+    for ch in text:
+        if ch in '\\{}|<>"':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _collect(root, max_nodes):
+    """(nodes, edges) reachable from root, without recursion.
+
+    Edges are (child, parent) pairs, one per distinct child of each node.
+    Raises ValueError when there are more than max_nodes Values.
+    """
+    nodes, edges, seen = [], [], {id(root)}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        children = []
+        for child in node._children:
+            if child not in children:
+                children.append(child)
+        for child in children:
+            edges.append((child, node))
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    if len(nodes) > max_nodes:
+        raise ValueError(
+            f"this graph has {len(nodes)} Values, more than max_nodes={max_nodes}; Graphviz would "
+            f"be slow to lay it out. Pass max_nodes={len(nodes)} (or more) to draw it anyway.")
+    return nodes, edges
+
+
+def _value_label(v):
+    parts = [] if not v.label else [_escape_record(v.label)]
+    parts += ["data %.4f" % v.data, "grad %.4f" % v.grad]
+    return "{ " + " | ".join(parts) + " }"
+
+
+def draw_dot(root, format="svg", rankdir="LR", max_nodes=DEFAULT_MAX_NODES):
+    """The graph of `root` as a graphviz.Digraph (micrograd's draw_dot)."""
+    import graphviz
+
+    if rankdir not in ("LR", "TB", "RL", "BT"):
+        raise ValueError(f"rankdir must be one of LR, TB, RL, BT, not {rankdir!r}")
+    nodes, edges = _collect(root, max_nodes)
+    # ids are positions in the walk, so the DOT text is the same from run to run
+    name = {id(v): f"v{i}" for i, v in enumerate(nodes)}
+    dot = graphviz.Digraph(format=format, graph_attr={"rankdir": rankdir})
+    for v in reversed(nodes):
+        uid = name[id(v)]
+        dot.node(uid, label=_value_label(v), shape="record")
+        if v._children:
+            dot.node(uid + "_op", label=_escape_record(v._op))
+            dot.edge(uid + "_op", uid)
+    for child, parent in reversed(edges):
+        dot.edge(name[id(child)], name[id(parent)] + "_op")
+    return dot
+
+
+class Graph:
+    """A picture of the expression behind `root`.
+
+    `source` is the DOT text; `render(path)` writes svg, png or pdf (by the
+    path's extension, or `format`); in Jupyter the object displays itself.
+    """
+
+    def __init__(self, root, rankdir="LR", format="svg", max_nodes=DEFAULT_MAX_NODES):
+        self.root = root
+        self.format = format
+        self.digraph = draw_dot(root, format=format, rankdir=rankdir, max_nodes=max_nodes)
+
+    @property
+    def source(self):
+        return self.digraph.source
+
+    def render(self, path, format=None):
+        """Write the picture to `path` and return the path."""
+        stem, ext = os.path.splitext(path)
+        fmt = format or ext.lstrip(".") or self.format
+        if fmt not in ("svg", "png", "pdf"):
+            raise ValueError(f"format must be svg, png or pdf, not {fmt!r}")
+        data = _pipe(self.digraph, fmt)
+        with open(path if ext else f"{path}.{fmt}", "wb") as f:
+            f.write(data)
+        return path if ext else f"{path}.{fmt}"
+
+    def pipe(self, format=None):
+        """The picture as bytes."""
+        return _pipe(self.digraph, format or self.format)
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        return self.digraph._repr_mimebundle_(include, exclude, **kwargs)
+
+    def _repr_svg_(self):
+        return _pipe(self.digraph, "svg").decode("utf-8")
+
+    def __repr__(self):
+        return f"Graph({self.root!r})"
+
+
+def _pipe(digraph, fmt):
+    import graphviz
+
+    try:
+        return digraph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound as exc:
+        raise RuntimeError(
+            "rendering needs Graphviz's `dot` program, which was not found on PATH: install "
+            "Graphviz (apt-get install graphviz, brew install graphviz, conda install graphviz "
+            "or https://graphviz.org/download). The DOT text is available without it, as "
+            "Graph(...).source.") from exc
+
+
+def single_neuron_example(engine_module=None):
+    """The lecture's single neuron with two inputs, with a ReLU, back-propagated."""
+    if engine_module is None:
+        from autograd import engine as engine_module
+    Value = engine_module.Value
+    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
+    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
+    b = Value(6.8813735870195432, label="b")
+    x1w1 = x1 * w1
+    x1w1.label = "x1*w1"
+    x2w2 = x2 * w2
+    x2w2.label = "x2*w2"
+    x1w1x2w2 = x1w1 + x2w2
+    x1w1x2w2.label = "x1*w1 + x2*w2"
+    n = x1w1x2w2 + b
+    n.label = "n"
+    o = n.relu()
+    o.label = "o"
+    o.backward()
+    return o
