@@ -22,11 +22,15 @@ import heapq
 import itertools
 import math
 import numbers
+import threading
 
 __all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
 _no_grad_depth = 0
+# One sweep at a time, as the compiled core's sweeps run under the GIL without
+# a break: `grad += g` in Python could otherwise lose another thread's update.
+_sweep_lock = threading.Lock()
 
 
 def _as_float(x):
@@ -312,10 +316,12 @@ class Value:
 
     # -- sweeps ----------------------------------------------------------------------
     def _reverse_topological_order(self):
-        """Every node reachable from self, newest first (cached: graphs are immutable).
+        """Every node reachable from self, newest first: self, then the rest.
 
         A max-heap on creation order visits a node only after every node
-        created after it, so each node comes after all of its users.
+        created after it, so each node comes after all of its users.  The
+        rest is cached (graphs are immutable); self is left out of the cache
+        so that it holds no reference cycle.
         """
         if self._order is None:
             order, seen, heap = [], {self._id}, [(-self._id, self)]
@@ -326,8 +332,8 @@ class Value:
                     if child._id not in seen:
                         seen.add(child._id)
                         heapq.heappush(heap, (-child._id, child))
-            self._order = order
-        return self._order
+            self._order = order[1:]
+        return itertools.chain((self,), self._order)
 
     def backward(self):
         """Gradients of this Value with respect to every node of its graph.
@@ -335,20 +341,22 @@ class Value:
         Interior grads are reset first; this Value's grad becomes 1; leaves
         accumulate, so two calls give twice the leaf grads.
         """
-        order = self._reverse_topological_order()
-        for node in order:
-            if node._kind != "leaf":
-                node._grad = 0.0
-        self._grad = 1.0
-        for node in order:
-            if node._kind != "leaf":
-                _backprop(node)
+        with _sweep_lock:
+            for node in self._reverse_topological_order():
+                if node._kind != "leaf":
+                    node._grad = 0.0
+            self._grad = 1.0
+            for node in self._reverse_topological_order():
+                if node._kind != "leaf":
+                    _backprop(node)
 
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
-        for node in reversed(self._reverse_topological_order()):
-            if node._kind != "leaf":
-                node._data = _evaluate(node)
+        order = list(self._reverse_topological_order())
+        with _sweep_lock:
+            for node in reversed(order):
+                if node._kind != "leaf":
+                    node._data = _evaluate(node)
         return self
 
 

@@ -744,7 +744,7 @@ def dense(list weights, list inputs, list biases, str activation="relu"):
 # Sweeps
 # ---------------------------------------------------------------------------
 
-cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns) except NULL:
+cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint zero_grads) except NULL:
     """The nodes reachable from root, as runs of consecutive indices.
 
     Returns pairs (hi, lo), highest run first: sweeping each run from hi down
@@ -752,8 +752,9 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns) except NULL:
     order).  A chain is a single run, so a replay streams the arena itself.
 
     One downward sweep from root: a node is visited if a visited node marked
-    it, and the sweep stops once no marked node is pending.  An interior
-    node's grad is zeroed when it is first marked, before any user adds to it.
+    it, and the sweep stops once no marked node is pending.  For backward()
+    (zero_grads), an interior node's grad is zeroed when it is first marked,
+    before any user adds to it: that saves backward a pass.
     """
     cdef Py_ssize_t cap = 64, n = 0, i = root, pending = 1, k, c
     cdef idx_t* runs = <idx_t*>malloc(cap * sizeof(idx_t))
@@ -784,11 +785,11 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns) except NULL:
             if op != LEAF:
                 if _is_nary(op):
                     for k in range(A.a[i], A.a[i] + A.b[i]):
-                        _mark_child(A.edges[k], &pending)
+                        _mark_child(A.edges[k], &pending, zero_grads)
                 else:
-                    _mark_child(A.a[i], &pending)
+                    _mark_child(A.a[i], &pending, zero_grads)
                     if A.b[i] >= 0:
-                        _mark_child(A.b[i], &pending)
+                        _mark_child(A.b[i], &pending, zero_grads)
         if (i & 0xFFFF) == 0:
             try:
                 PyErr_CheckSignals()
@@ -801,11 +802,11 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns) except NULL:
     return runs
 
 
-cdef inline void _mark_child(Py_ssize_t c, Py_ssize_t* pending) noexcept:
+cdef inline void _mark_child(Py_ssize_t c, Py_ssize_t* pending, bint zero_grads) noexcept:
     if not (A.flags[c] & MARK):
         A.flags[c] |= MARK
         pending[0] += 1
-        if A.op[c] != LEAF:
+        if zero_grads and A.op[c] != LEAF:
             A.grad[c] = 0.0
 
 
@@ -1030,9 +1031,9 @@ cdef class Value:
         return _new_leaf(A.data[self._i()])
 
     # -- sweeps --------------------------------------------------------------
-    cdef bint _ensure_runs(self) except -1:
-        """Cache the reachable set; True if it was just found (and interior
-        grads zeroed on the way)."""
+    cdef bint _ensure_runs(self, bint zero_grads) except -1:
+        """Cache the reachable set; True if it was just found (and, if asked,
+        interior grads zeroed on the way)."""
         cdef Py_ssize_t nruns
         if A.sweeping:
             raise RuntimeError("backward()/forward() cannot run inside another sweep")
@@ -1041,7 +1042,7 @@ cdef class Value:
         if self.runs != NULL:
             free(self.runs)
             self.runs = NULL
-        self.runs = _reachable(self._i(), &nruns)
+        self.runs = _reachable(self._i(), &nruns, zero_grads)
         self.nruns = nruns
         self.runs_epoch = A.epoch
         return True
@@ -1052,7 +1053,7 @@ cdef class Value:
         Interior grads are reset first; this Value's grad becomes 1; leaves
         accumulate, so two calls give twice the leaf grads.
         """
-        cdef bint zeroed = self._ensure_runs()
+        cdef bint zeroed = self._ensure_runs(True)
         cdef Py_ssize_t r, i, hi, lo, stop
         cdef Arena ar
         cdef idx_t* runs = self.runs
@@ -1078,7 +1079,7 @@ cdef class Value:
 
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
-        self._ensure_runs()
+        self._ensure_runs(False)
         cdef Py_ssize_t r, i, hi
         cdef idx_t* runs = self.runs
         A.sweeping = 1

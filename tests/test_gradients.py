@@ -179,3 +179,17 @@ def test_pow_gradient_conventions(engine):
     x, y = V(-2.0), V(3.0)
     (x ** y).backward()
     assert x.grad == 12.0 and math.isnan(y.grad)  # log of a negative base: undefined
+
+
+def test_forward_on_a_new_root_leaves_other_grads_alone(engine):
+    # regression: the core's first sweep from a root zeroed interior grads even
+    # for forward(), wiping a grad that an earlier backward() had left
+    V = engine.Value
+    a, b = V(1.0), V(2.0)
+    p = a + a
+    p.backward()
+    q = b + p
+    q.forward()
+    assert (p.grad, a.grad) == (1.0, 2.0)
+    q.backward()
+    assert (p.grad, a.grad, b.grad) == (1.0, 4.0, 1.0)
