@@ -23,6 +23,12 @@ DEBUG = env_flag("AUTOGRAD_CYTHON_DEBUG")
 class OptionalBuildExt(build_ext):
     """build_ext that falls back to the pure engine when compiling fails."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        # Always compile: a release build must never pick up an object or a
+        # library left in build/ by a debug build (or the other way round).
+        self.force = True
+
     def run(self):
         try:
             super().run()
@@ -61,12 +67,13 @@ def extensions():
     if DEBUG:
         cflags = ["-O0", "-g", "-ffp-contract=off"]
         directives.update(boundscheck=True, wraparound=True, initializedcheck=True)
-        macros.append(("CYTHON_DEBUG_BUILD", "1"))
+        macros.append(("AUTOGRAD_DEBUG", "1"))
     else:
         macros.append(("NDEBUG", "1"))
     ext = Extension("autograd.core", ["csrc/core.pyx"],
                     extra_compile_args=cflags, define_macros=macros)
-    return cythonize([ext], compiler_directives=directives, build_dir="build/cython")
+    return cythonize([ext], compiler_directives=directives,
+                     build_dir="build/cython-debug" if DEBUG else "build/cython")
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

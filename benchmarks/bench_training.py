@@ -1,4 +1,5 @@
-"""One full-batch step of micrograd's moons demo, three ways."""
+"""One full-batch step of micrograd's moons demo: MLP(2, [16, 16, 1]), ReLU,
+hinge loss + 1e-4 L2, 100 samples."""
 import random
 
 import pytest
@@ -6,9 +7,12 @@ import pytest
 from autograd.data import make_moons
 from autograd.nn import MLP
 from autograd.train import train
+from peers import backward, data_of, update, value_factory, zero_grads
+
+X, Y = make_moons(n_samples=100, noise=0.1, seed=1337)
 
 
-def _micrograd_style_model(Value):
+def micrograd_model(Value):
     """micrograd's own nn.py model code, over the given Value type."""
 
     class Neuron:
@@ -52,47 +56,27 @@ def _micrograd_style_model(Value):
     return MLP_(2, [16, 16, 1])
 
 
-def _demo_step(Value, model, X, y):
+def demo_step(who, Value, model):
     """micrograd demo.ipynb's loss() and update, as written there."""
     inputs = [list(map(Value, xrow)) for xrow in X]
     scores = list(map(model, inputs))
-    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(Y, scores)]
     data_loss = sum(losses) * (1.0 / len(losses))
     reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
     total_loss = data_loss + reg_loss
-    for p in model.parameters():
-        p.grad = 0
-    total_loss.backward()
-    for p in model.parameters():
-        p.data -= 0.01 * p.grad
-    return total_loss.data
-
-
-X, Y = make_moons(n_samples=100, noise=0.1, seed=1337)
-
-
-def _peer_values():
-    peers = {}
-    try:
-        from micrograd.engine import Value as MicrogradValue
-        peers["micrograd"] = MicrogradValue
-    except ImportError:
-        pass
-    return peers
+    zero_grads(who, model.parameters())
+    backward(who, total_loss)
+    update(who, model.parameters(), 0.01)
+    return data_of(who, total_loss)
 
 
 @pytest.mark.benchmark(group="moons step: micrograd's model code, import changed")
-@pytest.mark.parametrize("who", ["cython", "python", "micrograd"])
 def test_micrograd_demo_code(benchmark, who):
-    if who == "micrograd":
-        Value = _peer_values().get("micrograd")
-        if Value is None:
-            pytest.skip("micrograd is not installed (pip install 'mini-autograd[bench]')")
-    else:
-        Value = pytest.importorskip("autograd.core" if who == "cython" else "autograd.pure").Value
-    model = _micrograd_style_model(Value)
-    benchmark.pedantic(_demo_step, args=(Value, model, X, Y), rounds=20 if who == "cython" else 3,
-                       warmup_rounds=1)
+    Value = value_factory(who)
+    model = micrograd_model(Value)
+    rounds = {"cython": 20, "python": 3, "micrograd": 2, "torch": 2}[who]
+    benchmark.pedantic(demo_step, args=(who, Value, model), rounds=rounds, warmup_rounds=1)
+    benchmark.extra_info.update(units=1, unit="step")
 
 
 @pytest.mark.benchmark(group="moons step: nn.MLP with fused neurons, graph rebuilt")
@@ -110,6 +94,7 @@ def test_fused_mlp_step(benchmark, engine):
             p.data -= 0.01 * p.grad
 
     benchmark(step)
+    benchmark.extra_info.update(units=1, unit="step")
 
 
 @pytest.mark.benchmark(group="moons step: train() replaying the static graph")
@@ -120,4 +105,30 @@ def test_train_replay_step(benchmark, engine):
     benchmark.pedantic(train, args=(model, X, Y),
                        kwargs=dict(steps=steps, lr=0.01, loss="hinge", reg=1e-4, progress=False),
                        rounds=5)
-    benchmark.extra_info["steps_per_round"] = steps
+    benchmark.extra_info.update(units=steps, unit="step")
+
+
+@pytest.mark.benchmark(group="moons step: PyTorch, batched tensors (reference)")
+def test_torch_batched_step(benchmark):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install '.[bench]')")
+    torch.set_num_threads(1)
+    torch.manual_seed(1337)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16),
+                                torch.nn.ReLU(), torch.nn.Linear(16, 1)).double()
+    xs = torch.tensor(X, dtype=torch.float64)
+    ys = torch.tensor(Y, dtype=torch.float64)
+    params = list(model.parameters())
+
+    def step():
+        scores = model(xs).squeeze(1)
+        loss = torch.relu(1 - ys * scores).mean() + 1e-4 * sum((p * p).sum() for p in params)
+        for p in params:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p -= 0.01 * p.grad
+        return loss.item()
+
+    benchmark(step)
+    benchmark.extra_info.update(units=1, unit="step")

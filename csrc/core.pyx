@@ -32,6 +32,16 @@ cdef extern from "Python.h":
     int PyGC_Disable()
     int PyGC_Enable()
 
+cdef extern from *:
+    """
+    #ifndef AUTOGRAD_DEBUG
+    #define AUTOGRAD_DEBUG 0
+    #endif
+    """
+    # 1 in a debug build (AUTOGRAD_CYTHON_DEBUG=1): the arena's invariants are
+    # verified after every compaction and before every sweep.
+    const bint AUTOGRAD_DEBUG
+
 # ---------------------------------------------------------------------------
 # Op codes.  For unary ops `a` is the child; for binary ops `a`, `b`; for the
 # n-ary ops (SUM, DOT) `a` is the first edge and `b` the edge count.
@@ -68,6 +78,8 @@ cdef enum:
 # nodes (about 70 GB of arena) is more than any machine here can hold.
 ctypedef int32_t idx_t
 cdef Py_ssize_t MAX_NODES = INT32_MAX
+
+DEBUG_BUILD = bool(AUTOGRAD_DEBUG)
 
 # Bytes the arena spends on one node without a handle:
 # op, flags, two children, data, grad, handle pointer.
@@ -221,6 +233,8 @@ cdef int _compact() except -1:
     A.nedges = e
     A.epoch += 1
     A.compactions += 1
+    if AUTOGRAD_DEBUG:
+        _verify_arena()
     # Re-key the labels.  GC is paused so no handle can die mid-rebuild.
     global _labels
     cdef int gc_was_on = PyGC_Disable()
@@ -1037,6 +1051,8 @@ cdef class Value:
         cdef Py_ssize_t nruns
         if A.sweeping:
             raise RuntimeError("backward()/forward() cannot run inside another sweep")
+        if AUTOGRAD_DEBUG:
+            _verify_arena()
         if self.runs != NULL and self.runs_epoch == A.epoch:
             return False
         if self.runs != NULL:
@@ -1126,6 +1142,43 @@ def arena_info():
         "compactions": A.compactions,
         "bytes_per_node": BYTES_PER_NODE,
     }
+
+
+cdef int _verify_arena() except -1:
+    """Raise AssertionError naming the first broken invariant of the arena."""
+    cdef Py_ssize_t i, k, c, edge_end = 0
+    cdef uint8_t op
+    for i in range(A.n):
+        op = A.op[i]
+        if op > DOT:
+            raise AssertionError("node %d has an unknown op code %d" % (i, op))
+        if A.flags[i] & MARK:
+            raise AssertionError("node %d carries a stale MARK bit" % i)
+        if A.handle[i] != NULL and (<Value>A.handle[i]).idx != i:
+            raise AssertionError("the handle of node %d points at node %d" % (i, (<Value>A.handle[i]).idx))
+        if op == LEAF:
+            continue
+        if _is_nary(op):
+            if A.a[i] != edge_end or A.b[i] < 1 or A.a[i] + A.b[i] > A.nedges:
+                raise AssertionError("node %d has edges [%d, %d) out of order or range"
+                                     % (i, A.a[i], A.a[i] + A.b[i]))
+            edge_end = A.a[i] + A.b[i]
+            for k in range(A.a[i], edge_end):
+                c = A.edges[k]
+                if not 0 <= c < i:
+                    raise AssertionError("node %d has child %d, not below it" % (i, c))
+        else:
+            if not 0 <= A.a[i] < i or not -1 <= A.b[i] < i:
+                raise AssertionError("node %d has children %d, %d, not below it" % (i, A.a[i], A.b[i]))
+    if edge_end != A.nedges:
+        raise AssertionError("%d edges in use but the last n-ary node ends at %d" % (A.nedges, edge_end))
+    return 0
+
+
+def check_arena():
+    """Verify the arena's invariants (children below parents, handles pointing
+    back, edges in order); raise AssertionError naming the first broken one."""
+    _verify_arena()
 
 
 def collect():

@@ -58,6 +58,7 @@ def test_handles_survive_compaction(core):
         assert same_float(k.data, __import__("math").tanh(0.25 * v))
     keep[7].backward()
     assert x.grad == pytest.approx((1 - keep[7].data ** 2) * rng_values[7])
+    core.check_arena()
 
 
 def test_cached_order_is_rebuilt_after_compaction(core):
@@ -120,3 +121,12 @@ def test_backward_is_not_reentrant_from_inside_a_sweep(core):
     finally:
         signal.signal(signal.SIGUSR1, old)
     assert x.grad >= 1.0
+
+
+def test_check_arena_passes_after_mixed_work(core):
+    x = core.Value(1.0)
+    graphs = [core.dot([x, x * 2], [3.0, x], x).tanh() for _ in range(100)]
+    del graphs[::2]
+    core.collect()
+    core.check_arena()
+    assert isinstance(core.DEBUG_BUILD, bool)

@@ -275,6 +275,10 @@ class ArenaAgainstReference(RuleBasedStateMachine):
         pa.forward()
 
     @invariant()
+    def arena_is_sound(self):
+        self.core.check_arena()
+
+    @invariant()
     def agree(self):
         for fa, pa in self.pairs:
             assert same_float(fa.data, pa.data)

@@ -1,0 +1,142 @@
+"""Run the benchmark suite once and report it: a markdown table of medians
+and ratios, and a bar chart (log scale) in images/benchmarks.png.
+
+    python benchmarks/report.py               # full run (several minutes)
+    python benchmarks/report.py --json FILE   # report an earlier run's JSON
+
+Everything is measured in one pytest process, so the ratios compare runs made
+on the same machine at the same time.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ORDER = ["cython", "python", "micrograd", "torch"]
+NAMES = {"cython": "compiled core", "python": "pure reference", "micrograd": "micrograd 0.1.0",
+         "torch": "PyTorch"}
+
+
+def run_suite(json_path):
+    cmd = [sys.executable, "-m", "pytest", HERE, "-q", "-p", "no:cacheprovider",
+           f"--benchmark-json={json_path}", "--benchmark-columns=median"]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def who_of(bench):
+    params = bench.get("params") or {}
+    if "who" in params:
+        return params["who"]
+    if "engine" in params:   # the `engine` fixture's ids
+        return bench["param"]
+    return "torch" if "torch" in bench["name"] else bench.get("param", "")
+
+
+def per_unit(bench):
+    info = bench.get("extra_info", {})
+    if "bytes_per_node" in info:
+        return info["bytes_per_node"], "bytes"
+    return bench["stats"]["median"] / info.get("units", 1), info.get("unit", "round")
+
+
+def fmt_time(seconds):
+    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
+        if seconds >= scale:
+            return f"{seconds / scale:,.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def collect(data):
+    groups = {}
+    for bench in data["benchmarks"]:
+        value, unit = per_unit(bench)
+        groups.setdefault(bench["group"], {})[who_of(bench)] = (value, unit)
+    return groups
+
+
+def markdown(groups):
+    present = [w for w in ORDER if any(w in row for row in groups.values())]
+    head = "| workload | " + " | ".join(NAMES[w] for w in present) + " | core vs pure | core vs micrograd | core vs PyTorch |"
+    lines = [head, "|" + "---|" * (len(present) + 4)]
+    for group, row in groups.items():
+        cells = []
+        for w in present:
+            if w not in row:
+                cells.append("")
+                continue
+            value, unit = row[w]
+            cells.append(f"{value:.1f} B" if unit == "bytes" else f"{fmt_time(value)}/{unit}")
+        ratios = []
+        for peer in ("python", "micrograd", "torch"):
+            if "cython" in row and peer in row and row["cython"][0] > 0:
+                ratios.append(f"{row[peer][0] / row['cython'][0]:,.1f}x")
+            else:
+                ratios.append("")
+        lines.append(f"| {group} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join(lines)
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def chart(groups, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: matplotlib is not installed (pip install '.[plot]')")
+        return
+    timed = {g: row for g, row in groups.items() if all(u != "bytes" for _, u in row.values())}
+    present = [w for w in ORDER if any(w in row for row in timed.values())]
+    fig, ax = plt.subplots(figsize=(10, 0.65 * len(timed) * len(present) / 2 + 1.5))
+    height = 0.8 / len(present)
+    labels = list(timed)
+    for k, w in enumerate(present):
+        ys = [i + k * height for i in range(len(labels)) if w in timed[labels[i]]]
+        xs = [timed[g][w][0] for g in labels if w in timed[g]]
+        ax.barh(ys, xs, height=height, label=NAMES[w])
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(labels))])
+    ax.set_yticklabels([f"{g}\n(per {next(iter(timed[g].values()))[1]})" for g in labels], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per unit (log scale; shorter is faster)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Mini Autograd benchmarks (medians, one run)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"chart written to {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="report this pytest-benchmark JSON instead of running the suite")
+    parser.add_argument("--chart", default=os.path.join(ROOT, "images", "benchmarks.png"),
+                        help="where to write the bar chart (default images/benchmarks.png)")
+    args = parser.parse_args(argv)
+    path = args.json
+    if path is None:
+        path = os.path.join(tempfile.mkdtemp(), "benchmarks.json")
+        run_suite(path)
+    with open(path) as f:
+        groups = collect(json.load(f))
+    print(f"\nMachine: {machine()}\n")
+    print(markdown(groups))
+    chart(groups, args.chart)
+
+
+if __name__ == "__main__":
+    main()
