@@ -1,5 +1,14 @@
 """Shared test helpers."""
 import math
+import os
+
+
+def examples(n):
+    """Hypothesis examples for a property test: n, or a tenth of it (at least
+    10) with AUTOGRAD_QUICK_PROPERTIES=1, as under valgrind."""
+    if os.environ.get("AUTOGRAD_QUICK_PROPERTIES") == "1":
+        return max(10, n // 10)
+    return n
 
 
 def same_float(x, y):

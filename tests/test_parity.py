@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import same_float
+from helpers import examples, same_float
 
 BINARY = ["add", "sub", "mul", "div", "pow", "radd", "rsub", "rmul", "rdiv", "rpow", "powc"]
 UNARY = ["neg", "relu", "tanh", "sigmoid", "exp", "log", "sqrt", "abs"]
@@ -48,7 +48,7 @@ def _run(engine, leaves, program):
     return values, outcomes
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(leaves=st.lists(finite, min_size=1, max_size=5),
        program=st.lists(instruction, min_size=1, max_size=40),
        new_leaves=st.lists(finite, min_size=5, max_size=5))
@@ -116,7 +116,7 @@ def _outcome(f):
         return type(exc)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(name=st.sampled_from(["add", "sub", "mul", "div", "pow", "exp", "log", "sqrt", "tanh", "neg", "abs"]),
        x=edge, y=edge)
 def test_errors_and_results_match_floats_and_math(engine, name, x, y):
@@ -139,7 +139,7 @@ def test_errors_and_results_match_floats_and_math(engine, name, x, y):
             assert same_float(mixed.data, expected)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(x=edge)
 def test_sigmoid_and_relu_never_raise(engine, x):
     s = engine.Value(x).sigmoid().data
@@ -155,7 +155,7 @@ def test_sigmoid_and_relu_never_raise(engine, x):
             assert s > 0.0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(x=edge, y=edge)
 def test_a_failed_op_leaves_earlier_values_usable(engine, x, y):
     a, b = engine.Value(1.5), engine.Value(-0.5)

@@ -14,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from helpers import same_float
+from helpers import examples, same_float
 
 
 def _rss():
@@ -288,6 +288,6 @@ class ArenaAgainstReference(RuleBasedStateMachine):
 
 
 def test_arena_fuzz_against_the_reference(engines):
-    ArenaAgainstReference.TestCase.settings = settings(max_examples=60, stateful_step_count=40,
+    ArenaAgainstReference.TestCase.settings = settings(max_examples=examples(60), stateful_step_count=40,
                                                        deadline=None)
     ArenaAgainstReference.TestCase().runTest()
