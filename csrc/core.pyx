@@ -20,7 +20,8 @@ reference with the same API; both must give the same numbers.
 cimport cython
 from cpython.ref cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.exc cimport PyErr_CheckSignals
+from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
+from cpython.object cimport PyTypeObject, destructor
 from libc.stdlib cimport malloc, realloc, free
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
 from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, isnan, NAN
@@ -277,13 +278,25 @@ cdef int _make_room(Py_ssize_t nodes, Py_ssize_t edges) except -1:
     return 0
 
 
+cdef void _drop_label(Py_ssize_t i) noexcept:
+    # May run while an exception is propagating (a handle dying in a
+    # traceback's frame): keep that exception as it is.
+    cdef PyObject* etype
+    cdef PyObject* evalue
+    cdef PyObject* etb
+    PyErr_Fetch(&etype, &evalue, &etb)
+    if _labels is not None:
+        _labels.pop(i, None)
+    PyErr_Restore(etype, evalue, etb)
+
+
 cdef void _pop_dead_top() noexcept:
     """Drop handle-less nodes from the top: nothing can refer to them."""
     cdef Py_ssize_t i
     while A.n > 0 and A.handle[A.n - 1] == NULL:
         i = A.n - 1
-        if A.flags[i] & LABELED and _labels is not None:
-            _labels.pop(i, None)
+        if A.flags[i] & LABELED:
+            _drop_label(i)
         A.flags[i] = 0
         if _is_nary(A.op[i]):
             A.nedges = A.a[i]
@@ -890,18 +903,7 @@ cdef class Value:
             self.label = label
 
     cdef void _release(self) noexcept:
-        cdef Py_ssize_t i = self.idx
-        if self.runs != NULL:
-            free(self.runs)
-            self.runs = NULL
-        if <size_t>i < <size_t>A.n and A.handle[i] == <PyObject*>self:
-            A.handle[i] = NULL
-            if i == A.n - 1 and not A.sweeping:
-                _pop_dead_top()
-        self.idx = -1
-
-    def __dealloc__(self):
-        self._release()
+        _release_handle(<PyObject*>self)
 
     cdef inline Py_ssize_t _i(self) except -1:
         _check(self)
@@ -1111,6 +1113,36 @@ cdef class Value:
         finally:
             A.sweeping = 0
         return self
+
+
+cdef void _release_handle(PyObject* o) noexcept:
+    """Detach a handle from its node (the handle is dying or re-initialized).
+
+    Works on the borrowed pointer: no reference is taken, so it is safe from
+    inside tp_dealloc.
+    """
+    cdef Py_ssize_t i = (<Value>o).idx
+    if (<Value>o).runs != NULL:
+        free((<Value>o).runs)
+        (<Value>o).runs = NULL
+    if <size_t>i < <size_t>A.n and A.handle[i] == o:
+        A.handle[i] = NULL
+        if i == A.n - 1 and not A.sweeping:
+            _pop_dead_top()
+    (<Value>o).idx = -1
+
+
+# Handles die by the million, so their deallocation is lean: Value has no
+# __dealloc__ (whose wrapper saves and restores the exception state on every
+# call); instead this slot detaches the handle, then hands the object to the
+# type's own deallocator (the freelist).
+cdef destructor _base_value_dealloc = (<PyTypeObject*>Value).tp_dealloc
+
+cdef void _value_dealloc(PyObject* o) noexcept:
+    _release_handle(o)
+    _base_value_dealloc(o)
+
+(<PyTypeObject*>Value).tp_dealloc = _value_dealloc
 
 
 cdef Value _handle_of(Py_ssize_t i):

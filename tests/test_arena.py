@@ -130,3 +130,17 @@ def test_check_arena_passes_after_mixed_work(core):
     core.collect()
     core.check_arena()
     assert isinstance(core.DEBUG_BUILD, bool)
+
+
+def test_a_labeled_top_node_dying_during_an_exception_keeps_the_exception(core):
+    def fail():
+        top = core.Value(1.0, label="top")
+        (top * 2).label = "product"
+        raise ValueError("the original error")
+
+    before = core.arena_info()["nodes"]
+    with pytest.raises(ValueError, match="the original error"):
+        fail()
+    assert core.arena_info()["nodes"] == before
+    fresh = core.Value(5.0)
+    assert fresh.label == ""                      # no stale label on a reused index
