@@ -102,6 +102,7 @@ cdef struct Arena:
     Py_ssize_t edgecap
     size_t epoch            # bumped whenever compaction moves nodes
     Py_ssize_t compactions
+    Py_ssize_t handles      # live handles (for arena_info)
     int sweeping            # a backward/forward sweep is running (no compaction)
 
 cdef Arena A
@@ -542,6 +543,7 @@ cdef inline Value _new_handle():
 cdef inline void _commit(Py_ssize_t i, Py_ssize_t new_n, Value h) noexcept:
     A.n = new_n
     A.handle[i] = <PyObject*>h
+    A.handles += 1
     h.idx = i
 
 
@@ -762,6 +764,7 @@ def dense(list weights, list inputs, list biases, str activation="relu"):
         A.handle[top] = <PyObject*>out[j]
         (<Value>out[j]).idx = top
         top += 1
+    A.handles += nout
     A.n = top
     A.nedges = e
     return out
@@ -771,7 +774,7 @@ def dense(list weights, list inputs, list biases, str activation="relu"):
 # Sweeps
 # ---------------------------------------------------------------------------
 
-cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint zero_grads) except NULL:
+cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except NULL:
     """The nodes reachable from root, as runs of consecutive indices.
 
     Returns pairs (hi, lo), highest run first: sweeping each run from hi down
@@ -779,9 +782,12 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint zero_grads) exce
     order).  A chain is a single run, so a replay streams the arena itself.
 
     One downward sweep from root: a node is visited if a visited node marked
-    it, and the sweep stops once no marked node is pending.  For backward()
-    (zero_grads), an interior node's grad is zeroed when it is first marked,
-    before any user adds to it: that saves backward a pass.
+    it, and the sweep stops once no marked node is pending.
+
+    With `backprop`, the sweep is backward() itself: a node is visited after
+    all of its users, so its grad is final and it back-propagates at once;
+    an interior child's grad is zeroed when the child is first marked, before
+    any user adds to it.  One pass over the graph instead of three.
     """
     cdef Py_ssize_t cap = 64, n = 0, i = root, pending = 1, k, c
     cdef idx_t* runs = <idx_t*>malloc(cap * sizeof(idx_t))
@@ -812,11 +818,13 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint zero_grads) exce
             if op != LEAF:
                 if _is_nary(op):
                     for k in range(A.a[i], A.a[i] + A.b[i]):
-                        _mark_child(A.edges[k], &pending, zero_grads)
+                        _mark_child(A.edges[k], &pending, backprop)
                 else:
-                    _mark_child(A.a[i], &pending, zero_grads)
+                    _mark_child(A.a[i], &pending, backprop)
                     if A.b[i] >= 0:
-                        _mark_child(A.b[i], &pending, zero_grads)
+                        _mark_child(A.b[i], &pending, backprop)
+                if backprop:
+                    _backprop(i)
         if (i & 0xFFFF) == 0:
             try:
                 PyErr_CheckSignals()
@@ -1047,9 +1055,9 @@ cdef class Value:
         return _new_leaf(A.data[self._i()])
 
     # -- sweeps --------------------------------------------------------------
-    cdef bint _ensure_runs(self, bint zero_grads) except -1:
-        """Cache the reachable set; True if it was just found (and, if asked,
-        interior grads zeroed on the way)."""
+    cdef bint _ensure_runs(self, bint backprop) except -1:
+        """Cache the reachable set; True if it was just found (and, with
+        `backprop`, the backward pass done on the way)."""
         cdef Py_ssize_t nruns
         if A.sweeping:
             raise RuntimeError("backward()/forward() cannot run inside another sweep")
@@ -1060,7 +1068,13 @@ cdef class Value:
         if self.runs != NULL:
             free(self.runs)
             self.runs = NULL
-        self.runs = _reachable(self._i(), &nruns, zero_grads)
+        if backprop:
+            A.grad[self.idx] = 1.0
+        A.sweeping = 1
+        try:
+            self.runs = _reachable(self._i(), &nruns, backprop)
+        finally:
+            A.sweeping = 0
         self.nruns = nruns
         self.runs_epoch = A.epoch
         return True
@@ -1071,17 +1085,16 @@ cdef class Value:
         Interior grads are reset first; this Value's grad becomes 1; leaves
         accumulate, so two calls give twice the leaf grads.
         """
-        cdef bint zeroed = self._ensure_runs(True)
+        if self._ensure_runs(True):
+            return                      # first call: the discovery sweep did it all
         cdef Py_ssize_t r, i, hi, lo, stop
-        cdef Arena ar
         cdef idx_t* runs = self.runs
         A.sweeping = 1
         try:
-            if not zeroed:
-                for r in range(self.nruns):
-                    for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
-                        if A.op[i] != LEAF:
-                            A.grad[i] = 0.0
+            for r in range(self.nruns):
+                for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+                    if A.op[i] != LEAF:
+                        A.grad[i] = 0.0
             A.grad[self.idx] = 1.0
             for r in range(self.nruns):
                 hi = runs[2 * r]
@@ -1127,6 +1140,7 @@ cdef void _release_handle(PyObject* o) noexcept:
         (<Value>o).runs = NULL
     if <size_t>i < <size_t>A.n and A.handle[i] == o:
         A.handle[i] = NULL
+        A.handles -= 1
         if i == A.n - 1 and not A.sweeping:
             _pop_dead_top()
     (<Value>o).idx = -1
@@ -1151,6 +1165,7 @@ cdef Value _handle_of(Py_ssize_t i):
         return <Value>A.handle[i]
     cdef Value h = _new_handle()
     A.handle[i] = <PyObject*>h
+    A.handles += 1
     h.idx = i
     return h
 
@@ -1160,17 +1175,13 @@ cdef Value _handle_of(Py_ssize_t i):
 # ---------------------------------------------------------------------------
 
 def arena_info():
-    """Counts describing the arena: nodes, capacity, edges, compactions."""
-    cdef Py_ssize_t i, handles = 0
-    for i in range(A.n):
-        if A.handle[i] != NULL:
-            handles += 1
+    """Counts describing the arena: nodes, capacity, edges, handles, compactions."""
     return {
         "nodes": A.n,
         "capacity": A.cap,
         "edges": A.nedges,
         "edge_capacity": A.edgecap,
-        "handles": handles,
+        "handles": A.handles,
         "compactions": A.compactions,
         "bytes_per_node": BYTES_PER_NODE,
     }
@@ -1178,10 +1189,12 @@ def arena_info():
 
 cdef int _verify_arena() except -1:
     """Raise AssertionError naming the first broken invariant of the arena."""
-    cdef Py_ssize_t i, k, c, edge_end = 0
+    cdef Py_ssize_t i, k, c, edge_end = 0, handles = 0
     cdef uint8_t op
     for i in range(A.n):
         op = A.op[i]
+        if A.handle[i] != NULL:
+            handles += 1
         if op > DOT:
             raise AssertionError("node %d has an unknown op code %d" % (i, op))
         if A.flags[i] & MARK:
@@ -1204,6 +1217,8 @@ cdef int _verify_arena() except -1:
                 raise AssertionError("node %d has children %d, %d, not below it" % (i, A.a[i], A.b[i]))
     if edge_end != A.nedges:
         raise AssertionError("%d edges in use but the last n-ary node ends at %d" % (A.nedges, edge_end))
+    if handles != A.handles:
+        raise AssertionError("%d handles in the table but the count says %d" % (handles, A.handles))
     return 0
 
 
