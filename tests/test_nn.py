@@ -106,6 +106,19 @@ def test_pickled_model_predicts_the_same(engine):
     assert model.layers[0].neurons[0].w[0].data != copy.layers[0].neurons[0].w[0].data
 
 
+def test_copies_of_a_model(engine):
+    import copy
+    random.seed(9)
+    model = MLP(2, [3, 1], engine=engine)
+    x = [0.3, -0.8]
+    deep = copy.deepcopy(model)
+    assert deep(x).data == model(x).data
+    deep.layers[0].neurons[0].b.data += 1.0            # independent parameters
+    assert deep.layers[0].neurons[0].b.data != model.layers[0].neurons[0].b.data
+    shallow = copy.copy(model)
+    assert shallow.layers is model.layers               # a shallow copy shares them, as usual
+
+
 def test_unchanged_micrograd_model_code_runs(engine):
     """micrograd's nn.py, verbatim but for the import of Value."""
     Value = engine.Value
