@@ -27,7 +27,7 @@ import threading
 __all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
-_no_grad_depth = 0
+_grad_mode = threading.local()     # no_grad() depth, per thread as in PyTorch
 # One sweep at a time, as the compiled core's sweeps run under the GIL without
 # a break: `grad += g` in Python could otherwise lose another thread's update.
 _sweep_lock = threading.Lock()
@@ -199,7 +199,7 @@ class Value:
     @classmethod
     def _node(cls, data, args, kind):
         """A computed node (a leaf under no_grad)."""
-        if _no_grad_depth:
+        if getattr(_grad_mode, "depth", 0):
             args, kind = (), "leaf"
         out = cls.__new__(cls)
         out._data = data
@@ -418,18 +418,19 @@ def dense(weights, inputs, biases, activation="relu"):
 
 
 class no_grad:
-    """Context manager: ops inside record no graph (results are leaves)."""
+    """Context manager: ops inside record no graph (results are leaves).
+
+    It applies to the thread that entered it, as PyTorch's no_grad does.
+    """
 
     def __enter__(self):
-        global _no_grad_depth
-        _no_grad_depth += 1
+        _grad_mode.depth = getattr(_grad_mode, "depth", 0) + 1
         return self
 
     def __exit__(self, *exc):
-        global _no_grad_depth
-        _no_grad_depth -= 1
+        _grad_mode.depth -= 1
         return False
 
 
 def is_grad_enabled():
-    return _no_grad_depth == 0
+    return getattr(_grad_mode, "depth", 0) == 0

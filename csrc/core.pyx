@@ -107,7 +107,12 @@ cdef struct Arena:
 
 cdef Arena A
 cdef dict _labels = {}      # node index -> label, only for labeled nodes
-cdef int _no_grad_depth = 0
+cdef extern from *:
+    """
+    /* no_grad() nesting depth, per thread as PyTorch's grad mode is. */
+    static _Thread_local int autograd_no_grad_depth = 0;
+    """
+    int _no_grad_depth "autograd_no_grad_depth"
 
 
 # ---------------------------------------------------------------------------
@@ -856,7 +861,10 @@ cdef void _clear_marks(Py_ssize_t below) noexcept:
 # ---------------------------------------------------------------------------
 
 class no_grad:
-    """Context manager: ops inside record no graph (results are leaves)."""
+    """Context manager: ops inside record no graph (results are leaves).
+
+    It applies to the thread that entered it, as PyTorch's no_grad does.
+    """
 
     def __enter__(self):
         global _no_grad_depth

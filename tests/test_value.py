@@ -192,6 +192,28 @@ def test_no_grad_records_no_graph(engine):
     assert a.grad == 0.0
 
 
+def test_no_grad_is_per_thread(engine):
+    import threading
+    a = engine.Value(2.0)
+    inside, outside = threading.Event(), threading.Event()
+    seen = {}
+
+    def other_thread():
+        inside.wait()
+        seen["enabled"] = engine.is_grad_enabled()
+        seen["op"] = (a * 3)._op
+        outside.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with engine.no_grad():
+        inside.set()
+        outside.wait()
+        assert (a * 3)._op == ""
+    t.join()
+    assert seen == {"enabled": True, "op": "*"}
+
+
 def test_no_grad_restores_state_after_an_error(engine):
     with pytest.raises(ZeroDivisionError):
         with engine.no_grad():
