@@ -27,7 +27,12 @@ import threading
 __all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
-_grad_mode = threading.local()     # no_grad() depth, per thread as in PyTorch
+class _GradMode(threading.local):
+    """no_grad() nesting depth, per thread as PyTorch's grad mode is."""
+    depth = 0
+
+
+_grad_mode = _GradMode()
 # One sweep at a time, as the compiled core's sweeps run under the GIL without
 # a break: `grad += g` in Python could otherwise lose another thread's update.
 _sweep_lock = threading.Lock()
@@ -199,7 +204,7 @@ class Value:
     @classmethod
     def _node(cls, data, args, kind):
         """A computed node (a leaf under no_grad)."""
-        if getattr(_grad_mode, "depth", 0):
+        if _grad_mode.depth:
             args, kind = (), "leaf"
         out = cls.__new__(cls)
         out._data = data
@@ -424,7 +429,7 @@ class no_grad:
     """
 
     def __enter__(self):
-        _grad_mode.depth = getattr(_grad_mode, "depth", 0) + 1
+        _grad_mode.depth += 1
         return self
 
     def __exit__(self, *exc):
@@ -433,4 +438,4 @@ class no_grad:
 
 
 def is_grad_enabled():
-    return getattr(_grad_mode, "depth", 0) == 0
+    return _grad_mode.depth == 0

@@ -109,8 +109,14 @@ cdef Arena A
 cdef dict _labels = {}      # node index -> label, only for labeled nodes
 cdef extern from *:
     """
-    /* no_grad() nesting depth, per thread as PyTorch's grad mode is. */
+    /* no_grad() nesting depth, per thread as PyTorch's grad mode is.
+       initial-exec: read at a fixed offset from the thread pointer, with no
+       __tls_get_addr call on every op. */
+    #if defined(__GNUC__)
+    static _Thread_local int autograd_no_grad_depth __attribute__((tls_model("initial-exec"))) = 0;
+    #else
     static _Thread_local int autograd_no_grad_depth = 0;
+    #endif
     """
     int _no_grad_depth "autograd_no_grad_depth"
 
