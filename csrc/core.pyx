@@ -717,10 +717,22 @@ def dot(weights, inputs, bias=0.0):
     return _nary(DOT, [bias] + ws + xs, "dot")
 
 
-cdef inline int _check_value(object o, str name) except -1:
+cdef inline bint _is_live_handle(object o) noexcept:
+    return (type(o) is Value and <size_t>(<Value>o).idx < <size_t>A.n
+            and A.handle[(<Value>o).idx] == <PyObject*>o)
+
+
+cdef int _reject_value(object o, str name) except -1:
+    """Raise the error for something that is not a live Value handle."""
     if type(o) is not Value:
         raise TypeError("%s() takes Values, not %s" % (name, type(o).__name__))
     return _check(<Value>o)
+
+
+cdef inline int _check_value(object o, str name) except -1:
+    if not _is_live_handle(o):
+        _reject_value(o, name)
+    return 0
 
 
 cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "linear": LEAF}
