@@ -24,7 +24,7 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
 from libc.stdlib cimport malloc, realloc, free
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
-from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, isnan, NAN
+from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite
 
 import math
 import numbers

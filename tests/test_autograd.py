@@ -2,7 +2,6 @@
 the loss fall and the predictions take the targets' signs."""
 import random
 
-import pytest
 
 from autograd.data import lecture_example, make_moons
 from autograd.nn import MLP

@@ -5,7 +5,6 @@ import random
 
 import pytest
 
-import autograd.pure
 from autograd.nn import MLP, Layer, Neuron
 
 

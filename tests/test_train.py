@@ -6,7 +6,7 @@ import pytest
 
 from autograd.data import lecture_example, make_moons
 from autograd.nn import MLP
-from autograd.train import SGD, Adam, train
+from autograd.train import SGD, train
 
 
 def _model(engine, seed=0, sizes=(4, 1), nin=3):
