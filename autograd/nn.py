@@ -9,6 +9,7 @@ takes `engine=` ("cython", "python" or the engine module) to pick the Value
 type; the default is the engine autograd was imported with.
 """
 import importlib
+import numbers
 import random
 
 from autograd import engine as _default_engine
@@ -67,7 +68,7 @@ class Module:
         values = {}
         for name in named:
             value = state[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            if not isinstance(value, numbers.Real):
                 raise TypeError(f"state_dict[{name!r}] must be a number, not {type(value).__name__}")
             values[name] = float(value)
         for name, p in named.items():

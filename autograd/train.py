@@ -7,6 +7,7 @@ graph must not depend on the data's values (true of Neuron/Layer/MLP and of
 any micrograd-style model).
 """
 import math
+import numbers
 import random
 import sys
 from dataclasses import dataclass, field
@@ -87,8 +88,7 @@ def bce_with_logits_loss(out, target01):
 
 
 def _is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) or (
-        hasattr(x, "__float__") and not isinstance(x, (str, bytes, complex)) and not hasattr(x, "__len__"))
+    return isinstance(x, numbers.Real)      # int, float, bool, numpy scalars, Fraction
 
 
 def _model_width(model):
