@@ -27,4 +27,12 @@ else:
                 "Run from another directory to use an installed copy, or build in place with "
                 "`pip install -e .`.", RuntimeWarning, stacklevel=2)
 
-__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "BACKEND"]
+
+
+def engine_of(value):
+    """The engine module (autograd.core or autograd.pure) that made `value`."""
+    import sys
+    return sys.modules[type(value).__module__]
+
+
+__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "BACKEND", "engine_of"]

@@ -1,4 +1,5 @@
 """Pictures of training (needs the optional matplotlib: the `plot` extra)."""
+from autograd.engine import engine_of
 
 
 def plot_training(plt, model, xs, ys, history, path, decision_boundary=True):
@@ -12,7 +13,7 @@ def plot_training(plt, model, xs, ys, history, path, decision_boundary=True):
     axes[0].set_ylabel("loss")
     axes[0].set_title("training loss")
     if decision_boundary:
-        engine = __import__(type(model.parameters()[0]).__module__, fromlist=["no_grad"])
+        engine = engine_of(model.parameters()[0])
         lo0, hi0 = min(x[0] for x in xs) - 0.5, max(x[0] for x in xs) + 0.5
         lo1, hi1 = min(x[1] for x in xs) - 0.5, max(x[1] for x in xs) + 0.5
         n = 60

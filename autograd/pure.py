@@ -398,14 +398,16 @@ def dot(weights, inputs, bias=0.0):
     return _fused("dot", [bias] + ws + xs, "dot")
 
 
+_ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+
+
 def dense(weights, inputs, biases, activation="relu"):
     """One layer of neurons: [act(b_j + w_j . x) for each j], in one call.
 
     Each neuron is a dot node, then (unless "linear") its activation node.
     """
-    if activation not in ("relu", "tanh", "sigmoid", "linear"):
-        raise ValueError(f"unknown activation {activation!r}: choose one of "
-                         f"('relu', 'tanh', 'sigmoid', 'linear')")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}: choose one of {_ACTIVATIONS}")
     if len(biases) != len(weights):
         raise ValueError(f"dense(): {len(weights)} weight rows but {len(biases)} biases")
     for j, w in enumerate(weights):

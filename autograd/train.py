@@ -9,8 +9,9 @@ any micrograd-style model).
 import math
 import numbers
 import random
-import sys
 from dataclasses import dataclass, field
+
+from autograd.engine import engine_of
 
 LOSSES = ("mse", "hinge", "bce")
 OPTIMIZERS = ("sgd", "adam")
@@ -149,10 +150,6 @@ def _make_optimizer(optimizer):
     return optimizer
 
 
-def _engine_of(params):
-    return sys.modules[type(params[0]).__module__]
-
-
 def _progress(steps, enabled):
     if not enabled:
         return None
@@ -200,7 +197,7 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     params = model.parameters()
     if not params:
         raise ValueError("the model has no parameters")
-    engine = _engine_of(params)
+    engine = engine_of(params[0])
     Value = engine.Value
     if loss in ("hinge", "bce") and any(t not in (-1.0, 0.0, 1.0) for t in targets):
         raise ValueError(f"the {loss} loss needs targets of -1/+1 (or 0/1)")
