@@ -15,11 +15,43 @@ one reverse sweep, then slide live nodes down and re-point the handles).
 
 The public semantics are documented in autograd/pure.py, the pure-Python
 reference with the same API; both must give the same numbers.
+
+THE RE-ENTRANCY RULE (every line of this file keeps it)
+-------------------------------------------------------
+Python code can run inside this module wherever it allocates a GC-tracked
+object (a list, tuple, dict or exception: the cyclic GC may start and run
+gc.callbacks and __del__ of garbage), calls a method of an object a user
+passed in (__float__, __index__, __bool__, __hash__, __eq__, __class__,
+__iter__, __len__), drops a reference that may be the last (__del__), or
+checks for signals (the handlers).  That code may create or drop Values,
+compact the arena, re-initialize a Value or start a sweep of its own.
+
+Whatever was read before such a point (a node index, a handle, a run array,
+an item of a sequence, A.n, a pointer into the arena) is not used after it
+unless it is read and validated again.  Every op is shaped so that this is
+easy to see:
+
+  1. turn every Python-level input into C locals and owned references:
+     numbers into doubles, sequences into tuples, labels into exact `str`;
+  2. validate the handles (no Python code runs from here on) and compute
+     the result from the children's data;
+  3. reserve room (may compact, which runs no Python code: labels are exact
+     strings and the GC is paused), read the children's indices, write the
+     nodes and commit them.
+
+A sweep owns what it iterates: it takes its run array from the root's handle
+and gives it back (or frees it) at the end, so re-initializing or dropping
+the root from a signal handler frees nothing under it.  Each discovery sweep
+marks nodes with its own flag bit, so sweeps may nest (a signal handler's
+backward()) or interleave (threads, when a handler releases the GIL).
+While any sweep is in progress nothing compacts or pops nodes: indices stay
+put, and collect() is carried out when the last sweep ends.
 """
 
 cimport cython
 from cpython.ref cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.unicode cimport PyUnicode_FromObject
 from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
 from libc.stdlib cimport malloc, realloc, free
@@ -72,8 +104,8 @@ cdef tuple OP_SYMBOLS = ("", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
                          "sum", "dot")
 
 cdef enum:
-    MARK = 1       # scratch bit for sweeps (liveness, reachability)
-    LABELED = 2    # the node has an entry in _labels
+    LABELED = 1    # the node has an entry in _labels
+    ALL_MARKS = 0xFE   # bits 1..7: one scratch bit per sweep in progress
 
 # Node indices are 32-bit: half the memory traffic of a sweep, and 2**31-1
 # nodes (about 70 GB of arena) is more than any machine here can hold.
@@ -100,10 +132,12 @@ cdef struct Arena:
     idx_t* edges            # children of n-ary nodes, in node order
     Py_ssize_t nedges
     Py_ssize_t edgecap
-    size_t epoch            # bumped whenever compaction moves nodes
+    size_t epoch            # bumped whenever nodes move or a graph changes shape
     Py_ssize_t compactions
     Py_ssize_t handles      # live handles (for arena_info)
-    int sweeping            # a backward/forward sweep is running (no compaction)
+    int sweeps              # sweeps in progress, in any thread: no compaction, no pops
+    bint compact_pending    # collect() was called during a sweep
+    uint8_t marks_in_use    # the mark bits of the sweeps in progress
 
 cdef Arena A
 cdef dict _labels = {}      # node index -> label, only for labeled nodes
@@ -179,8 +213,30 @@ cdef inline bint _is_nary(uint8_t op) noexcept:
     return op == SUM or op == DOT
 
 
-cdef Py_ssize_t _mark_live(Py_ssize_t* live_edges) noexcept:
-    """Set MARK on every live node; return their count.
+cdef uint8_t _take_mark() except 0:
+    """A flag bit of its own for a sweep that marks nodes."""
+    cdef uint8_t bit = 2
+    while bit:
+        if not (A.marks_in_use & bit):
+            A.marks_in_use |= bit
+            return bit
+        bit <<= 1
+    raise RuntimeError("autograd: more than 7 graph discoveries in progress at once "
+                       "(nested backward() or forward() calls from signal handlers or threads)")
+
+
+cdef inline void _give_mark(uint8_t bit) noexcept:
+    A.marks_in_use &= ~bit
+
+
+cdef void _clear_marks(Py_ssize_t below, uint8_t bit) noexcept:
+    cdef Py_ssize_t i
+    for i in range(below):
+        A.flags[i] &= ~bit
+
+
+cdef Py_ssize_t _mark_live(uint8_t bit, Py_ssize_t* live_edges) noexcept:
+    """Set `bit` on every live node; return their count.
 
     A node is live if it has a handle or a live node has it as a child.
     Children have smaller indices, so one reverse sweep settles it.
@@ -188,9 +244,9 @@ cdef Py_ssize_t _mark_live(Py_ssize_t* live_edges) noexcept:
     cdef Py_ssize_t i, k, live = 0, edges = 0
     cdef uint8_t op
     for i in range(A.n - 1, -1, -1):
-        if A.handle[i] == NULL and not (A.flags[i] & MARK):
+        if A.handle[i] == NULL and not (A.flags[i] & bit):
             continue
-        A.flags[i] |= MARK
+        A.flags[i] |= bit
         live += 1
         op = A.op[i]
         if op == LEAF:
@@ -198,29 +254,30 @@ cdef Py_ssize_t _mark_live(Py_ssize_t* live_edges) noexcept:
         if _is_nary(op):
             edges += A.b[i]
             for k in range(A.a[i], A.a[i] + A.b[i]):
-                A.flags[A.edges[k]] |= MARK
+                A.flags[A.edges[k]] |= bit
         else:
-            A.flags[A.a[i]] |= MARK
+            A.flags[A.a[i]] |= bit
             if A.b[i] >= 0:
-                A.flags[A.b[i]] |= MARK
+                A.flags[A.b[i]] |= bit
     live_edges[0] = edges
     return live
 
 
-cdef int _compact() except -1:
-    """Slide the MARKed nodes down in order, re-point children and handles."""
+cdef int _compact(uint8_t bit) except -1:
+    """Slide the nodes marked with `bit` down in order, re-point children and
+    handles.  Runs no Python code (see the rule at the top)."""
     cdef Py_ssize_t n = A.n
     cdef idx_t* remap = <idx_t*>malloc((n if n else 1) * sizeof(idx_t))
     cdef Py_ssize_t i, j = 0, k, e = 0, start, count
     if remap == NULL:
-        _clear_marks(n)
+        _clear_marks(n, bit)
         raise MemoryError("autograd arena: no memory to compact")
     cdef uint8_t op
     for i in range(n):
-        if not (A.flags[i] & MARK):
+        if not (A.flags[i] & bit):
             remap[i] = -1
             continue
-        A.flags[i] &= ~MARK
+        A.flags[i] &= ~bit
         remap[i] = j
         op = A.op[i]
         if _is_nary(op):
@@ -246,9 +303,9 @@ cdef int _compact() except -1:
     A.nedges = e
     A.epoch += 1
     A.compactions += 1
-    if AUTOGRAD_DEBUG:
-        _verify_arena()
-    # Re-key the labels.  GC is paused so no handle can die mid-rebuild.
+    # Re-key the labels.  They are exact strings and the keys ints, so no
+    # Python code runs here; the GC is paused so that allocating the new dict
+    # cannot start a collection (gc.callbacks, __del__ of cyclic garbage).
     global _labels
     cdef int gc_was_on = PyGC_Disable()
     try:
@@ -258,13 +315,28 @@ cdef int _compact() except -1:
         free(remap)
         if gc_was_on:
             PyGC_Enable()
+    if AUTOGRAD_DEBUG:
+        _verify_arena()
+    return 0
+
+
+cdef int _collect_now() except -1:
+    """Mark the live nodes and compact.  Only while no sweep is in progress."""
+    cdef Py_ssize_t live_edges
+    cdef uint8_t bit = _take_mark()
+    try:
+        _mark_live(bit, &live_edges)
+        _compact(bit)
+    finally:
+        _give_mark(bit)
     return 0
 
 
 cdef inline int _reserve(Py_ssize_t nodes, Py_ssize_t edges) except -1:
     """Make room for `nodes` more nodes and `edges` more edges.
 
-    Handle indices may change; read them after this call.
+    Handle indices may change (compaction): read them after this call.
+    No Python code runs in it (an exception only on failure).
     """
     if A.n + nodes <= A.cap and A.nedges + edges <= A.edgecap:
         return 0
@@ -273,16 +345,20 @@ cdef inline int _reserve(Py_ssize_t nodes, Py_ssize_t edges) except -1:
 
 cdef int _make_room(Py_ssize_t nodes, Py_ssize_t edges) except -1:
     """The arena is full: compact if that frees at least half of the full
-    array, otherwise grow."""
+    array, otherwise grow.  During a sweep nodes must stay put: grow."""
     cdef Py_ssize_t i, live, live_edges = 0
-    if A.n > 0 and not A.sweeping:
-        live = _mark_live(&live_edges)
-        if ((A.n + nodes > A.cap and 2 * live <= A.n) or
-                (A.nedges + edges > A.edgecap and 2 * live_edges <= A.nedges)):
-            _compact()
-        else:
-            for i in range(A.n):
-                A.flags[i] &= ~MARK
+    cdef uint8_t bit
+    if A.n > 0 and A.sweeps == 0:
+        bit = _take_mark()
+        try:
+            live = _mark_live(bit, &live_edges)
+            if ((A.n + nodes > A.cap and 2 * live <= A.n) or
+                    (A.nedges + edges > A.edgecap and 2 * live_edges <= A.nedges)):
+                _compact(bit)
+            else:
+                _clear_marks(A.n, bit)
+        finally:
+            _give_mark(bit)
     if A.n + nodes > A.cap:
         _grow_nodes(A.n + nodes)
     if A.nedges + edges > A.edgecap:
@@ -292,7 +368,8 @@ cdef int _make_room(Py_ssize_t nodes, Py_ssize_t edges) except -1:
 
 cdef void _drop_label(Py_ssize_t i) noexcept:
     # May run while an exception is propagating (a handle dying in a
-    # traceback's frame): keep that exception as it is.
+    # traceback's frame): keep that exception as it is.  Labels are exact
+    # strings and keys ints: dropping one runs no Python code.
     cdef PyObject* etype
     cdef PyObject* evalue
     cdef PyObject* etb
@@ -303,16 +380,34 @@ cdef void _drop_label(Py_ssize_t i) noexcept:
 
 
 cdef void _pop_dead_top() noexcept:
-    """Drop handle-less nodes from the top: nothing can refer to them."""
+    """Drop handle-less nodes from the top: nothing can refer to them.
+    Not during a sweep: it may still visit them."""
     cdef Py_ssize_t i
-    while A.n > 0 and A.handle[A.n - 1] == NULL:
+    while A.n > 0 and A.handle[A.n - 1] == NULL and A.sweeps == 0:
         i = A.n - 1
-        if A.flags[i] & LABELED:
-            _drop_label(i)
-        A.flags[i] = 0
         if _is_nary(A.op[i]):
             A.nedges = A.a[i]
-        A.n = i
+        A.n = i                         # the arena is consistent before the label goes
+        if A.flags[i] & LABELED:
+            A.flags[i] = 0
+            _drop_label(i)
+        A.flags[i] = 0
+
+
+cdef inline void _sweep_begin() noexcept:
+    A.sweeps += 1
+
+
+cdef void _sweep_end() noexcept:
+    """The end of a sweep; the last one carries out a collect() asked for
+    meanwhile (best effort: without memory for it, the arena stays as is)."""
+    A.sweeps -= 1
+    if A.sweeps == 0 and A.compact_pending:
+        A.compact_pending = False
+        try:
+            _collect_now()
+        except MemoryError:
+            pass
 
 
 # ---------------------------------------------------------------------------
@@ -322,7 +417,27 @@ cdef void _pop_dead_top() noexcept:
 # reference (autograd/pure.py) evaluates exactly the same expressions.
 # ---------------------------------------------------------------------------
 
-cdef object _math = math
+# Python's own math functions, taken once at import: they give the same
+# exceptions and messages as the pure engine's calls.  They are called only
+# for the special values and errors that C's libm reports differently, run no
+# Python code but an exception's allocation, and a user replacing math.pow
+# later cannot run code in the middle of an op.
+cdef object _py_pow = math.pow
+cdef object _py_exp = math.exp
+cdef object _py_log = math.log
+cdef object _py_sqrt = math.sqrt
+
+cdef extern from *:
+    """
+    /* -g exactly as Python computes it: the compiler may not fold
+       `x + (-g)` into `x - g`, which keeps the sign of a NaN g instead of
+       flipping it (the pure engine adds the negated value). */
+    static double autograd_negate(double g) {
+        volatile double minus_g = -g;
+        return minus_g;
+    }
+    """
+    double negate "autograd_negate"(double g) noexcept nogil
 
 # x + y            d/dx = 1, d/dy = 1
 # x - y            d/dx = 1, d/dy = -1
@@ -350,7 +465,7 @@ cdef inline double pow_f(double x, double y) except? -1.0:
             return r
     # Infinities and NaNs by math.pow's own rules; it raises ValueError or
     # OverflowError exactly where it should (0 ** -1, (-8) ** 0.5, overflow).
-    return _math.pow(x, y)
+    return _py_pow(x, y)
 
 cdef inline double pow_dx(double g, double x, double y) noexcept:
     return 0.0 if y == 0.0 else y * pow(x, y - 1.0) * g
@@ -375,31 +490,65 @@ cdef inline double sigmoid_f(double x) noexcept:
 cdef inline double exp_f(double x) except? -1.0:
     cdef double r = exp(x)
     if not isfinite(r) and isfinite(x):
-        return _math.exp(x)         # raises OverflowError
+        return _py_exp(x)           # raises OverflowError
     return r
 
 # log(x) as math.log (x <= 0 raises)    d/dx = 1/x
 cdef inline double log_f(double x) except? -1.0:
     if x > 0.0:
         return log(x)
-    return _math.log(x)             # nan -> nan; otherwise ValueError
+    return _py_log(x)               # nan -> nan; otherwise ValueError
 
 # sqrt(x) as math.sqrt (x < 0 raises)   d/dx = 1/(2*out)
 cdef inline double sqrt_f(double x) except? -1.0:
     if x >= 0.0:
         return sqrt(x)
-    return _math.sqrt(x)            # nan -> nan; otherwise ValueError
+    return _py_sqrt(x)              # nan -> nan; otherwise ValueError
 
 # abs(x)                               d/dx = sign(x), 0 at 0
 cdef inline double abs_dx(double g, double x) noexcept:
-    return g if x > 0.0 else (-g if x < 0.0 else 0.0)
+    return g if x > 0.0 else (negate(g) if x < 0.0 else 0.0)
+
+
+cdef double _apply(uint8_t op, double x, double y) except? -1.0:
+    """The forward formula of a one- or two-input op (y unused for one)."""
+    if op == ADD or op == SUB or op == MUL:
+        return arith_f(op, x, y)
+    if op == DIV:
+        return div_f(x, y)
+    if op == NEG:
+        return -x
+    if op == POW or op == POWC:
+        return pow_f(x, y)
+    if op == RELU:
+        return relu_f(x)
+    if op == TANH:
+        return tanh(x)
+    if op == SIGMOID:
+        return sigmoid_f(x)
+    if op == EXP:
+        return exp_f(x)
+    if op == LOG:
+        return log_f(x)
+    if op == SQRT:
+        return sqrt_f(x)
+    return fabs(x)  # ABS
+
+
+cdef inline double _dot_data(Py_ssize_t first, Py_ssize_t count) noexcept:
+    """bias + w0*x0 + ... over the edges [first, first + count)."""
+    cdef Py_ssize_t k, w = first + 1, n = (count - 1) // 2
+    cdef double r = A.data[A.edges[first]]
+    for k in range(n):
+        r = r + A.data[A.edges[w + k]] * A.data[A.edges[w + n + k]]
+    return r
 
 
 cdef int _eval(Py_ssize_t i) except -1:
     """Compute data[i] from its children's data (forward formula)."""
     cdef uint8_t op = A.op[i]
-    cdef Py_ssize_t k, end, w, n
-    cdef double x, y = 0.0, r
+    cdef Py_ssize_t k, end
+    cdef double y = 0.0, r
     if op == LEAF:
         return 0
     if op == SUM:
@@ -410,39 +559,11 @@ cdef int _eval(Py_ssize_t i) except -1:
         A.data[i] = r
         return 0
     if op == DOT:
-        w = A.a[i] + 1
-        n = (A.b[i] - 1) // 2
-        r = A.data[A.edges[A.a[i]]]
-        for k in range(n):
-            r = r + A.data[A.edges[w + k]] * A.data[A.edges[w + n + k]]
-        A.data[i] = r
+        A.data[i] = _dot_data(A.a[i], A.b[i])
         return 0
-    x = A.data[A.a[i]]
     if A.b[i] >= 0:
         y = A.data[A.b[i]]
-    if op == ADD or op == SUB or op == MUL:
-        r = arith_f(op, x, y)
-    elif op == DIV:
-        r = div_f(x, y)
-    elif op == NEG:
-        r = -x
-    elif op == POW or op == POWC:
-        r = pow_f(x, y)
-    elif op == RELU:
-        r = relu_f(x)
-    elif op == TANH:
-        r = tanh(x)
-    elif op == SIGMOID:
-        r = sigmoid_f(x)
-    elif op == EXP:
-        r = exp_f(x)
-    elif op == LOG:
-        r = log_f(x)
-    elif op == SQRT:
-        r = sqrt_f(x)
-    else:  # ABS
-        r = fabs(x)
-    A.data[i] = r
+    A.data[i] = _apply(op, A.data[A.a[i]], y)
     return 0
 
 
@@ -463,7 +584,7 @@ cdef inline void _backprop(Py_ssize_t i) noexcept:
     elif op == SUB:
         b = A.b[i]
         A.grad[a] += g
-        A.grad[b] += -g
+        A.grad[b] += negate(g)
     elif op == MUL:
         b = A.b[i]
         A.grad[a] += A.data[b] * g
@@ -471,9 +592,9 @@ cdef inline void _backprop(Py_ssize_t i) noexcept:
     elif op == DIV:
         b = A.b[i]
         A.grad[a] += g / A.data[b]
-        A.grad[b] += -(A.data[i] * g / A.data[b])
+        A.grad[b] += negate(A.data[i] * g / A.data[b])
     elif op == NEG:
-        A.grad[a] += -g
+        A.grad[a] += negate(g)
     elif op == POW:
         b = A.b[i]
         A.grad[a] += pow_dx(g, A.data[a], A.data[b])
@@ -530,6 +651,16 @@ cdef double _real(object o, str what) except? -1.0:
     return d
 
 
+cdef str _label_text(object value):
+    """A label as an exact str.  A str subclass is copied, so that none of its
+    methods (__del__, __hash__, __bool__, ...) can ever run inside the core."""
+    if type(value) is str:
+        return <str>value
+    if isinstance(value, str):          # a flag test: runs no Python code
+        return PyUnicode_FromObject(value)
+    raise TypeError("Value label must be a str, not %s" % type(value).__name__)
+
+
 cdef str _exponent_text(double c):
     return repr(int(c)) if c == c and fabs(c) < 1e16 and c == <double><long long>c else repr(c)
 
@@ -540,13 +671,15 @@ cdef str _exponent_text(double c):
 
 cdef inline int _check(Value v) except -1:
     """A handle is valid when the handle table points back at it (a bare
-    Value.__new__(Value) is not)."""
+    Value.__new__(Value), or one whose __init__ failed, is not)."""
     if <size_t>v.idx >= <size_t>A.n or A.handle[v.idx] != <PyObject*>v:
-        raise RuntimeError("this Value was never initialized (made by Value.__new__?)")
+        raise RuntimeError("this Value was never initialized (made by Value.__new__, "
+                           "or its __init__ failed)")
     return 0
 
 
 cdef inline Value _new_handle():
+    # Value is not tracked by the cyclic GC: making one runs no Python code.
     cdef Value h = Value.__new__(Value)
     return h
 
@@ -556,27 +689,6 @@ cdef inline void _commit(Py_ssize_t i, Py_ssize_t new_n, Value h) noexcept:
     A.handle[i] = <PyObject*>h
     A.handles += 1
     h.idx = i
-
-
-cdef inline Value _emit(uint8_t op, Py_ssize_t top, Value h):
-    """Evaluate the node written at `top` and commit it (with anything below
-    it from A.n up).  Under no_grad the result is stored as a fresh leaf."""
-    if (op == ADD or op == SUB or op == MUL) and not _no_grad_depth:
-        # the commonest ops cannot fail: no need for the general _eval
-        A.data[top] = arith_f(op, A.data[A.a[top]], A.data[A.b[top]])
-        _commit(top, top + 1, h)
-        return h
-    _eval(top)   # raises before anything is committed
-    if _no_grad_depth:
-        A.data[A.n] = A.data[top]
-        top = A.n
-        A.op[top] = LEAF
-        A.a[top] = -1
-        A.b[top] = -1
-    A.flags[top] = 0
-    A.grad[top] = 0.0
-    _commit(top, top + 1, h)
-    return h
 
 
 cdef inline void _write_leaf(Py_ssize_t i, double d) noexcept:
@@ -589,11 +701,12 @@ cdef inline void _write_leaf(Py_ssize_t i, double d) noexcept:
     A.handle[i] = NULL
 
 
-cdef inline void _write_node(Py_ssize_t i, uint8_t op, Py_ssize_t a, Py_ssize_t b) noexcept:
+cdef inline void _write_node(Py_ssize_t i, uint8_t op, Py_ssize_t a, Py_ssize_t b, double d) noexcept:
     A.op[i] = op
     A.flags[i] = 0
     A.a[i] = a
     A.b[i] = b
+    A.data[i] = d
     A.grad[i] = 0.0
     A.handle[i] = NULL
 
@@ -608,64 +721,110 @@ cdef Value _new_leaf(double d):
 
 cdef object _binary(uint8_t op, Value x, object other, bint reflected):
     """x <op> other, or other <op> x when reflected."""
-    cdef Value h, y
-    cdef double c
+    cdef Value h, y = None
+    cdef double c = 0.0, xd, yd, r
     cdef Py_ssize_t top, ci, xi, yi
-    _check(x)
+    # 1. Python-level input to C (other.__float__ may run any code)
     if type(other) is Value:
         y = <Value>other
+    elif not _as_float(other, &c):
+        return NotImplemented
+    # 2. validate, then compute from the data (an error leaves no trace)
+    _check(x)
+    xd = A.data[x.idx]
+    if y is not None:
         _check(y)
-        h = _new_handle()
+        yd = A.data[y.idx]
+    else:
+        yd = c
+    if reflected:
+        xd, yd = yd, xd
+    if op == ADD or op == SUB or op == MUL:
+        r = arith_f(op, xd, yd)
+    else:
+        r = _apply(POWC if (op == POW and y is None and not reflected) else op, xd, yd)
+    # 3. reserve (may compact), then read the indices and write
+    h = _new_handle()
+    if _no_grad_depth:
+        return _commit_leaf(h, r)
+    if y is not None:
         _reserve(1, 0)
         top = A.n
         xi, yi = x.idx, y.idx
         if reflected:
             xi, yi = yi, xi
-        _write_node(top, op, xi, yi)
-        return _emit(op, top, h)
-    if not _as_float(other, &c):
-        return NotImplemented
-    h = _new_handle()
-    _reserve(2, 0)
-    ci = A.n                       # the constant becomes a leaf just below
-    _write_leaf(ci, c)
-    top = ci + 1
-    if reflected:
-        _write_node(top, op, ci, x.idx)
+        _write_node(top, op, xi, yi, r)
     else:
-        _write_node(top, POWC if op == POW else op, x.idx, ci)
-    return _emit(op, top, h)
+        _reserve(2, 0)
+        ci = A.n                       # the constant becomes a leaf just below
+        _write_leaf(ci, c)
+        top = ci + 1
+        if reflected:
+            _write_node(top, op, ci, x.idx, r)
+        else:
+            _write_node(top, POWC if op == POW else op, x.idx, ci, r)
+    _commit(top, top + 1, h)
+    return h
+
+
+cdef Value _commit_leaf(Value h, double r):
+    """Under no_grad an op's result is a fresh leaf."""
+    _reserve(1, 0)
+    _write_leaf(A.n, r)
+    _commit(A.n, A.n + 1, h)
+    return h
 
 
 cdef Value _unary(uint8_t op, Value x):
     _check(x)
+    cdef double r = _apply(op, A.data[x.idx], 0.0)
     cdef Value h = _new_handle()
+    if _no_grad_depth:
+        return _commit_leaf(h, r)
     _reserve(1, 0)
     cdef Py_ssize_t top = A.n
-    _write_node(top, op, x.idx, -1)
-    return _emit(op, top, h)
+    _write_node(top, op, x.idx, -1, r)
+    _commit(top, top + 1, h)
+    return h
 
 
-cdef Value _nary(uint8_t op, list items, str name):
+cdef Value _nary(uint8_t op, tuple items, str name):
     """One fused node over `items` (Values or numbers), in order."""
-    cdef Py_ssize_t count = len(items), k, nconst = 0, top, e
+    cdef Py_ssize_t count = len(items), k, nconst = 0, top, e, w, n
     cdef double small[64]
-    cdef double* consts = &small[0] if count <= 64 else <double*>malloc(count * sizeof(double))
-    if consts == NULL:
+    cdef double* data = &small[0] if count <= 64 else <double*>malloc(count * sizeof(double))
+    if data == NULL:
         raise MemoryError()
     cdef Value h
     cdef object o
+    cdef double r
     try:
+        # 1. numbers to doubles (their __float__ may run any code)
+        for k in range(count):
+            o = items[k]
+            if type(o) is not Value:
+                if not _as_float(o, &data[k]):
+                    raise TypeError("%s() takes Values or real numbers, not %s"
+                                    % (name, type(o).__name__))
+                nconst += 1
+        # 2. validate the Values and compute the result; no Python code from here
         for k in range(count):
             o = items[k]
             if type(o) is Value:
                 _check(<Value>o)
-            else:
-                if not _as_float(o, &consts[k]):
-                    raise TypeError("%s() takes Values or real numbers, not %s"
-                                    % (name, type(o).__name__))
-                nconst += 1
+                data[k] = A.data[(<Value>o).idx]
+        r = data[0]
+        if op == SUM:
+            for k in range(1, count):
+                r = r + data[k]
+        else:                               # DOT: bias, w0..w(n-1), x0..x(n-1)
+            n = (count - 1) // 2
+            for k in range(n):
+                r = r + data[1 + k] * data[1 + n + k]
+        # 3. reserve, then write edges, constants and the node
         h = _new_handle()
+        if _no_grad_depth:
+            return _commit_leaf(h, r)
         _reserve(nconst + 1, count)
         top = A.n
         e = A.nedges
@@ -674,23 +833,16 @@ cdef Value _nary(uint8_t op, list items, str name):
             if type(o) is Value:
                 A.edges[e + k] = (<Value>o).idx
             else:
-                _write_leaf(top, consts[k])
+                _write_leaf(top, data[k])
                 A.edges[e + k] = top
                 top += 1
-        _write_node(top, op, e, count)
-        _eval(top)
+        _write_node(top, op, e, count, r)
         A.nedges = e + count
-        if _no_grad_depth:
-            # keep only the result, as a leaf where the constants would go
-            A.nedges = e
-            A.data[A.n] = A.data[top]
-            top = A.n
-            _write_leaf(top, A.data[top])
         _commit(top, top + 1, h)
         return h
     finally:
-        if consts != &small[0]:
-            free(consts)
+        if data != &small[0]:
+            free(data)
 
 
 def vsum(values):
@@ -699,7 +851,7 @@ def vsum(values):
     Bitwise equal to adding the values with `+` one by one; an empty
     sequence gives Value(0.0).
     """
-    items = list(values)
+    cdef tuple items = tuple(values)
     if not items:
         return _new_leaf(0.0)
     return _nary(SUM, items, "vsum")
@@ -710,11 +862,11 @@ def dot(weights, inputs, bias=0.0):
 
     Bitwise equal to micrograd's `sum((wi*xi for wi, xi in zip(w, x)), b)`.
     """
-    cdef list ws = weights if type(weights) is list else list(weights)
-    cdef list xs = inputs if type(inputs) is list else list(inputs)
+    cdef tuple ws = tuple(weights)
+    cdef tuple xs = tuple(inputs)
     if len(ws) != len(xs):
         raise ValueError("dot(): %d weights but %d inputs" % (len(ws), len(xs)))
-    return _nary(DOT, [bias] + ws + xs, "dot")
+    return _nary(DOT, (bias,) + ws + xs, "dot")
 
 
 cdef inline bint _is_live_handle(object o) noexcept:
@@ -738,52 +890,62 @@ cdef inline int _check_value(object o, str name) except -1:
 cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "linear": LEAF}
 
 
-def dense(list weights, list inputs, list biases, str activation="relu"):
+def dense(weights, inputs, biases, activation="relu"):
     """One layer of neurons: [act(b_j + w_j . x) for each j], in one call.
 
     Each neuron is a DOT node plus (unless "linear") its activation node,
     created in that order, exactly as dot(w_j, x, b_j).relu() would.
-    `weights` is a list of weight lists, `inputs` and `biases` lists of
-    Values.  Under no_grad it falls back to one dot() call per neuron.
+    `weights` is a sequence of weight sequences, `inputs` and `biases`
+    sequences of Values.  Under no_grad it falls back to one dot() call per
+    neuron.
     """
-    if activation not in _ACTIVATIONS:
+    # 1. everything Python-level into owned tuples and C locals: iterating a
+    #    user's sequence, the exact-str activation, the output list and its
+    #    handles (allocations: the GC may run here, but nothing is read yet)
+    cdef str act_name = _label_text(activation) if isinstance(activation, str) else None
+    if act_name is None or act_name not in _ACTIVATIONS:
         raise ValueError("unknown activation %r: choose one of %s" % (activation, tuple(_ACTIVATIONS)))
-    cdef uint8_t act = _ACTIVATIONS[activation]
-    cdef Py_ssize_t nout = len(weights), nin = len(inputs), j, k, top, e
-    cdef list w
+    cdef uint8_t act = _ACTIVATIONS[act_name]
+    cdef tuple rows = tuple([tuple(row) for row in weights])
+    cdef tuple xs = tuple(inputs)
+    cdef tuple bs = tuple(biases)
+    cdef Py_ssize_t nout = len(rows), nin = len(xs), j, k, top, e
+    cdef tuple w
     cdef list out
-    if len(biases) != nout:
-        raise ValueError("dense(): %d weight rows but %d biases" % (nout, len(biases)))
+    if len(bs) != nout:
+        raise ValueError("dense(): %d weight rows but %d biases" % (nout, len(bs)))
     for j in range(nout):
-        w = weights[j]
-        if len(w) != nin:
+        if len(<tuple>rows[j]) != nin:
             raise ValueError("dense(): weight row %d has %d weights but there are %d inputs"
-                             % (j, len(w), nin))
+                             % (j, len(<tuple>rows[j]), nin))
+    if _no_grad_depth:
+        out = [dot(rows[j], xs, bs[j]) for j in range(nout)]
+        return out if act == LEAF else [getattr(v, act_name)() for v in out]
+    out = [_new_handle() for j in range(nout)]
+    # 2. validate every handle: no Python code runs from here to the end
+    for j in range(nout):
+        w = <tuple>rows[j]
         for k in range(nin):
             _check_value(w[k], "dense")
-        _check_value(biases[j], "dense")
+        _check_value(bs[j], "dense")
     for k in range(nin):
-        _check_value(inputs[k], "dense")
-    if _no_grad_depth:
-        out = [dot(weights[j], inputs, biases[j]) for j in range(nout)]
-        return out if act == LEAF else [getattr(v, activation)() for v in out]
-    out = [_new_handle() for j in range(nout)]
+        _check_value(xs[k], "dense")
+    # 3. reserve (may compact), then read indices and write
     _reserve(nout * (1 if act == LEAF else 2), nout * (2 * nin + 1))
     top = A.n
     e = A.nedges
     for j in range(nout):
-        w = weights[j]
-        A.edges[e] = (<Value>biases[j]).idx
+        w = <tuple>rows[j]
+        A.edges[e] = (<Value>bs[j]).idx
         for k in range(nin):
             A.edges[e + 1 + k] = (<Value>w[k]).idx
-            A.edges[e + 1 + nin + k] = (<Value>inputs[k]).idx
-        _write_node(top, DOT, e, 2 * nin + 1)
-        _eval(top)                       # DOT and the activations never raise
+            A.edges[e + 1 + nin + k] = (<Value>xs[k]).idx
+        _write_node(top, DOT, e, 2 * nin + 1, _dot_data(e, 2 * nin + 1))
         e += 2 * nin + 1
         if act != LEAF:
             top += 1
-            _write_node(top, act, top - 1, -1)
-            _eval(top)
+            _write_node(top, act, top - 1, -1, 0.0)
+            _eval(top)                   # the activations never raise
         A.handle[top] = <PyObject*>out[j]
         (<Value>out[j]).idx = top
         top += 1
@@ -805,23 +967,34 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
     order).  A chain is a single run, so a replay streams the arena itself.
 
     One downward sweep from root: a node is visited if a visited node marked
-    it, and the sweep stops once no marked node is pending.
+    it, and the sweep stops once no marked node is pending.  The marks are
+    this sweep's own flag bit, so another discovery may run meanwhile (from
+    a signal handler, or another thread).
 
     With `backprop`, the sweep is backward() itself: a node is visited after
     all of its users, so its grad is final and it back-propagates at once;
     an interior child's grad is zeroed when the child is first marked, before
     any user adds to it.  One pass over the graph instead of three.
+
+    Only A.* is read across the signal checks, never a pointer into it: a
+    handler's ops may grow (reallocate) the arena.
     """
-    cdef Py_ssize_t cap = 64, n = 0, i = root, pending = 1, k, c
+    cdef Py_ssize_t cap = 64, n = 0, i = root, pending = 1, k
     cdef idx_t* runs = <idx_t*>malloc(cap * sizeof(idx_t))
     cdef idx_t* grown
     cdef uint8_t op
     if runs == NULL:
         raise MemoryError()
-    A.flags[root] |= MARK
+    cdef uint8_t bit
+    try:
+        bit = _take_mark()
+    except BaseException:
+        free(runs)
+        raise
+    A.flags[root] |= bit
     while pending:
-        if A.flags[i] & MARK:
-            A.flags[i] &= ~MARK
+        if A.flags[i] & bit:
+            A.flags[i] &= ~bit
             pending -= 1
             if n > 0 and runs[n - 1] == i + 1:
                 runs[n - 1] = i                     # extends the current run
@@ -829,7 +1002,8 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
                 if n + 2 > cap:
                     grown = <idx_t*>realloc(runs, 2 * cap * sizeof(idx_t))
                     if grown == NULL:
-                        _clear_marks(i)
+                        _clear_marks(i, bit)
+                        _give_mark(bit)
                         free(runs)
                         raise MemoryError()
                     runs = grown
@@ -841,37 +1015,68 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
             if op != LEAF:
                 if _is_nary(op):
                     for k in range(A.a[i], A.a[i] + A.b[i]):
-                        _mark_child(A.edges[k], &pending, backprop)
+                        _mark_child(A.edges[k], bit, &pending, backprop)
                 else:
-                    _mark_child(A.a[i], &pending, backprop)
+                    _mark_child(A.a[i], bit, &pending, backprop)
                     if A.b[i] >= 0:
-                        _mark_child(A.b[i], &pending, backprop)
+                        _mark_child(A.b[i], bit, &pending, backprop)
                 if backprop:
                     _backprop(i)
         if (i & 0xFFFF) == 0:
             try:
                 PyErr_CheckSignals()
             except BaseException:
-                _clear_marks(i)
+                _clear_marks(i, bit)
+                _give_mark(bit)
                 free(runs)
                 raise
         i -= 1
+    _give_mark(bit)
     nruns[0] = n // 2
     return runs
 
 
-cdef inline void _mark_child(Py_ssize_t c, Py_ssize_t* pending, bint zero_grads) noexcept:
-    if not (A.flags[c] & MARK):
-        A.flags[c] |= MARK
+cdef inline void _mark_child(Py_ssize_t c, uint8_t bit, Py_ssize_t* pending, bint zero_grads) noexcept:
+    if not (A.flags[c] & bit):
+        A.flags[c] |= bit
         pending[0] += 1
         if zero_grads and A.op[c] != LEAF:
             A.grad[c] = 0.0
 
 
-cdef void _clear_marks(Py_ssize_t below) noexcept:
-    cdef Py_ssize_t i
-    for i in range(below):
-        A.flags[i] &= ~MARK
+cdef int _backward_runs(Py_ssize_t root, idx_t* runs, Py_ssize_t nruns) except -1:
+    """backward() over a cached reachable set: zero interior grads, seed the
+    root, then propagate, checking for signals every 2**16 nodes."""
+    cdef Py_ssize_t r, i, hi, lo, stop
+    for r in range(nruns):
+        for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+            if A.op[i] != LEAF:
+                A.grad[i] = 0.0
+    A.grad[root] = 1.0
+    for r in range(nruns):
+        hi = runs[2 * r]
+        lo = runs[2 * r + 1]
+        while hi >= lo:           # blocks of 2**16, then a signal check
+            stop = hi - 0xFFFF if hi - 0xFFFF > lo else lo
+            for i in range(hi, stop - 1, -1):
+                _backprop(i)
+            PyErr_CheckSignals()
+            hi = stop - 1
+    return 0
+
+
+cdef int _forward_runs(idx_t* runs, Py_ssize_t nruns) except -1:
+    """forward() over a cached reachable set, in creation order."""
+    cdef Py_ssize_t r, i, hi
+    for r in range(nruns - 1, -1, -1):
+        i = runs[2 * r + 1]
+        hi = runs[2 * r]
+        while i <= hi:
+            _eval(i)
+            i += 1
+            if (i & 0xFFFF) == 0:
+                PyErr_CheckSignals()
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -926,31 +1131,60 @@ cdef class Value:
     # valid once the handle table points back at it; see _check.
 
     def __init__(self, data, label=""):
-        cdef double d = _real(data, "Value data")
-        if not isinstance(label, str):
-            raise TypeError("Value label must be a str, not %s" % type(label).__name__)
-        self._release()
-        _reserve(1, 0)
-        _write_leaf(A.n, d)
-        _commit(A.n, A.n + 1, self)
-        if label:
-            self.label = label
+        """A leaf holding `data`.
 
-    cdef void _release(self) noexcept:
-        _release_handle(<PyObject*>self)
+        Called again on a Value, it turns that Value's node into a leaf in
+        place, as micrograd's constructor does: every node that used it now
+        uses the leaf, and what it was computed from is released.  On an
+        error the Value is left as it was.
+        """
+        cdef double d = _real(data, "Value data")
+        cdef str text = _label_text(label)
+        cdef Py_ssize_t i
+        if _is_live_handle(self):
+            i = self.idx
+            if A.op[i] != LEAF:
+                A.epoch += 1            # a graph changed shape: every cached order is stale
+            A.op[i] = LEAF
+            A.a[i] = -1
+            A.b[i] = -1
+            A.data[i] = d
+            A.grad[i] = 0.0
+            if self.runs != NULL:
+                free(self.runs)
+                self.runs = NULL
+        else:
+            _reserve(1, 0)              # a MemoryError here leaves self as it was
+            _write_leaf(A.n, d)
+            _commit(A.n, A.n + 1, self)
+        self._set_label(text)
+
+    cdef int _set_label(self, str text) except -1:
+        """Set this node's label; `text` is an exact str (no Python code runs)."""
+        cdef Py_ssize_t i = self._i()
+        if text:
+            _labels[i] = text
+            A.flags[i] |= LABELED
+        elif A.flags[i] & LABELED:
+            A.flags[i] &= ~LABELED
+            _labels.pop(i, None)
+        return 0
 
     cdef inline Py_ssize_t _i(self) except -1:
         _check(self)
         return self.idx
 
     # -- attributes --------------------------------------------------------
+    # Each setter converts its argument first (which may run Python code),
+    # then finds the node.
     @property
     def data(self):
         return A.data[self._i()]
 
     @data.setter
     def data(self, value):
-        A.data[self._i()] = _real(value, "Value data")
+        cdef double d = _real(value, "Value data")
+        A.data[self._i()] = d
 
     @property
     def grad(self):
@@ -958,7 +1192,8 @@ cdef class Value:
 
     @grad.setter
     def grad(self, value):
-        A.grad[self._i()] = _real(value, "Value grad")
+        cdef double d = _real(value, "Value grad")
+        A.grad[self._i()] = d
 
     @property
     def label(self):
@@ -969,15 +1204,7 @@ cdef class Value:
 
     @label.setter
     def label(self, value):
-        cdef Py_ssize_t i = self._i()
-        if not isinstance(value, str):
-            raise TypeError("Value label must be a str, not %s" % type(value).__name__)
-        if value:
-            _labels[i] = value
-            A.flags[i] |= LABELED
-        elif A.flags[i] & LABELED:
-            del _labels[i]
-            A.flags[i] &= ~LABELED
+        self._set_label(_label_text(value))
 
     @property
     def _op(self):
@@ -990,16 +1217,23 @@ cdef class Value:
     @property
     def _children(self):
         """The children in order (constants included, fused inputs in order)."""
-        cdef Py_ssize_t i = self._i()
+        # The list is allocated first (a GC point); from reading the node to
+        # the last append no Python code runs (appending and making handles
+        # allocate nothing the GC tracks).  The owned handles then keep the
+        # children alive while the tuple is made.
+        cdef list kids = []
+        cdef Py_ssize_t i = self._i(), k
         cdef uint8_t op = A.op[i]
-        cdef Py_ssize_t k
         if op == LEAF:
             return ()
         if _is_nary(op):
-            return tuple([_handle_of(A.edges[k]) for k in range(A.a[i], A.a[i] + A.b[i])])
-        if A.b[i] < 0 or op == POWC:
-            return (_handle_of(A.a[i]),)
-        return (_handle_of(A.a[i]), _handle_of(A.b[i]))
+            for k in range(A.a[i], A.a[i] + A.b[i]):
+                kids.append(_handle_of(A.edges[k]))
+        else:
+            kids.append(_handle_of(A.a[i]))
+            if A.b[i] >= 0 and op != POWC:
+                kids.append(_handle_of(A.b[i]))
+        return tuple(kids)
 
     @property
     def _prev(self):
@@ -1081,29 +1315,30 @@ cdef class Value:
         return _new_leaf(A.data[self._i()])
 
     # -- sweeps --------------------------------------------------------------
-    cdef bint _ensure_runs(self, bint backprop) except -1:
-        """Cache the reachable set; True if it was just found (and, with
-        `backprop`, the backward pass done on the way)."""
-        cdef Py_ssize_t nruns
-        if A.sweeping:
-            raise RuntimeError("backward()/forward() cannot run inside another sweep")
-        if AUTOGRAD_DEBUG:
-            _verify_arena()
-        if self.runs != NULL and self.runs_epoch == A.epoch:
-            return False
-        if self.runs != NULL:
-            free(self.runs)
-            self.runs = NULL
-        if backprop:
-            A.grad[self.idx] = 1.0
-        A.sweeping = 1
-        try:
-            self.runs = _reachable(self._i(), &nruns, backprop)
-        finally:
-            A.sweeping = 0
-        self.nruns = nruns
-        self.runs_epoch = A.epoch
-        return True
+    # A sweep takes the root's cached run array (its handle no longer holds
+    # it), so Python code run by a signal check cannot free it under the
+    # sweep by re-initializing or dropping the root; at the end the array is
+    # cached again if it still describes this root's graph, else freed.
+    cdef idx_t* _claim_runs(self, Py_ssize_t* nruns) noexcept:
+        cdef idx_t* runs = self.runs
+        self.runs = NULL
+        if runs != NULL and self.runs_epoch != A.epoch:
+            free(runs)                  # nodes moved, or a graph changed shape
+            runs = NULL
+        nruns[0] = self.nruns
+        return runs
+
+    cdef void _return_runs(self, Py_ssize_t root, idx_t* runs, Py_ssize_t nruns,
+                           size_t epoch) noexcept:
+        if runs == NULL:
+            return
+        if (self.runs == NULL and A.epoch == epoch and self.idx == root
+                and _is_live_handle(self)):
+            self.runs = runs
+            self.nruns = nruns
+            self.runs_epoch = epoch
+        else:
+            free(runs)
 
     def backward(self):
         """Gradients of this Value with respect to every node of its graph.
@@ -1111,46 +1346,38 @@ cdef class Value:
         Interior grads are reset first; this Value's grad becomes 1; leaves
         accumulate, so two calls give twice the leaf grads.
         """
-        if self._ensure_runs(True):
-            return                      # first call: the discovery sweep did it all
-        cdef Py_ssize_t r, i, hi, lo, stop
-        cdef idx_t* runs = self.runs
-        A.sweeping = 1
+        cdef Py_ssize_t root = self._i(), nruns
+        cdef size_t epoch = A.epoch
+        if AUTOGRAD_DEBUG:
+            _verify_arena()
+        cdef idx_t* runs = self._claim_runs(&nruns)
+        _sweep_begin()
         try:
-            for r in range(self.nruns):
-                for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
-                    if A.op[i] != LEAF:
-                        A.grad[i] = 0.0
-            A.grad[self.idx] = 1.0
-            for r in range(self.nruns):
-                hi = runs[2 * r]
-                lo = runs[2 * r + 1]
-                while hi >= lo:           # blocks of 2**16, then a signal check
-                    stop = hi - 0xFFFF if hi - 0xFFFF > lo else lo
-                    for i in range(hi, stop - 1, -1):
-                        _backprop(i)
-                    PyErr_CheckSignals()
-                    hi = stop - 1
+            if runs == NULL:
+                # first call: one discovery sweep that back-propagates as it goes
+                A.grad[root] = 1.0
+                runs = _reachable(root, &nruns, True)
+            else:
+                _backward_runs(root, runs, nruns)
         finally:
-            A.sweeping = 0
+            self._return_runs(root, runs, nruns, epoch)
+            _sweep_end()
 
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
-        self._ensure_runs(False)
-        cdef Py_ssize_t r, i, hi
-        cdef idx_t* runs = self.runs
-        A.sweeping = 1
+        cdef Py_ssize_t root = self._i(), nruns
+        cdef size_t epoch = A.epoch
+        if AUTOGRAD_DEBUG:
+            _verify_arena()
+        cdef idx_t* runs = self._claim_runs(&nruns)
+        _sweep_begin()
         try:
-            for r in range(self.nruns - 1, -1, -1):
-                i = runs[2 * r + 1]
-                hi = runs[2 * r]
-                while i <= hi:
-                    _eval(i)
-                    i += 1
-                    if (i & 0xFFFF) == 0:
-                        PyErr_CheckSignals()
+            if runs == NULL:
+                runs = _reachable(root, &nruns, False)
+            _forward_runs(runs, nruns)
         finally:
-            A.sweeping = 0
+            self._return_runs(root, runs, nruns, epoch)
+            _sweep_end()
         return self
 
 
@@ -1167,7 +1394,7 @@ cdef void _release_handle(PyObject* o) noexcept:
     if <size_t>i < <size_t>A.n and A.handle[i] == o:
         A.handle[i] = NULL
         A.handles -= 1
-        if i == A.n - 1 and not A.sweeping:
+        if i == A.n - 1:
             _pop_dead_top()
     (<Value>o).idx = -1
 
@@ -1223,14 +1450,15 @@ cdef int _verify_arena() except -1:
             handles += 1
         if op > DOT:
             raise AssertionError("node %d has an unknown op code %d" % (i, op))
-        if A.flags[i] & MARK:
-            raise AssertionError("node %d carries a stale MARK bit" % i)
+        if A.flags[i] & ALL_MARKS & ~A.marks_in_use:
+            raise AssertionError("node %d carries a stale mark bit (flags %d)" % (i, A.flags[i]))
         if A.handle[i] != NULL and (<Value>A.handle[i]).idx != i:
             raise AssertionError("the handle of node %d points at node %d" % (i, (<Value>A.handle[i]).idx))
         if op == LEAF:
             continue
         if _is_nary(op):
-            if A.a[i] != edge_end or A.b[i] < 1 or A.a[i] + A.b[i] > A.nedges:
+            # edges in node order; a node re-initialized as a leaf leaves a gap
+            if A.a[i] < edge_end or A.b[i] < 1 or A.a[i] + A.b[i] > A.nedges:
                 raise AssertionError("node %d has edges [%d, %d) out of order or range"
                                      % (i, A.a[i], A.a[i] + A.b[i]))
             edge_end = A.a[i] + A.b[i]
@@ -1241,7 +1469,7 @@ cdef int _verify_arena() except -1:
         else:
             if not 0 <= A.a[i] < i or not -1 <= A.b[i] < i:
                 raise AssertionError("node %d has children %d, %d, not below it" % (i, A.a[i], A.b[i]))
-    if edge_end != A.nedges:
+    if edge_end > A.nedges:
         raise AssertionError("%d edges in use but the last n-ary node ends at %d" % (A.nedges, edge_end))
     if handles != A.handles:
         raise AssertionError("%d handles in the table but the count says %d" % (handles, A.handles))
@@ -1255,12 +1483,22 @@ def check_arena():
 
 
 def collect():
-    """Compact the arena now; return the number of live nodes."""
-    cdef Py_ssize_t live_edges
-    if A.sweeping:
-        raise RuntimeError("collect() cannot run inside a sweep")
+    """Compact the arena now; return the number of live nodes.
+
+    During a sweep (called from a signal handler, or from another thread while
+    one runs) nodes must stay put: the compaction is carried out when the
+    last sweep ends, and the live nodes are counted now.
+    """
+    cdef Py_ssize_t live_edges, live
+    cdef uint8_t bit
     if A.n == 0:
         return 0
-    _mark_live(&live_edges)
-    _compact()
+    if A.sweeps:
+        A.compact_pending = True
+        bit = _take_mark()
+        live = _mark_live(bit, &live_edges)
+        _clear_marks(A.n, bit)
+        _give_mark(bit)
+        return live
+    _collect_now()
     return A.n
