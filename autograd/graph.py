@@ -31,26 +31,27 @@ def _collect(root, max_nodes):
     """(nodes, edges) reachable from root, without recursion.
 
     Edges are (child, parent) pairs, one per distinct child of each node.
-    Raises ValueError when there are more than max_nodes Values.
+    Raises ValueError as soon as more than max_nodes Values are found, before
+    walking the rest of a large graph.
     """
     nodes, edges, seen = [], [], {id(root)}
     stack = [root]
     while stack:
         node = stack.pop()
         nodes.append(node)
-        children = []
+        distinct = set()
         for child in node._children:
-            if child not in children:
-                children.append(child)
-        for child in children:
+            if id(child) in distinct:
+                continue
+            distinct.add(id(child))
             edges.append((child, node))
             if id(child) not in seen:
                 seen.add(id(child))
                 stack.append(child)
-    if len(nodes) > max_nodes:
-        raise ValueError(
-            f"this graph has {len(nodes)} Values, more than max_nodes={max_nodes}; Graphviz would "
-            f"be slow to lay it out. Pass max_nodes={len(nodes)} (or more) to draw it anyway.")
+        if len(seen) > max_nodes:
+            raise ValueError(
+                f"this graph has more than max_nodes={max_nodes} Values; Graphviz would be slow "
+                f"to lay it out. Pass a larger max_nodes to draw it anyway.")
     return nodes, edges
 
 

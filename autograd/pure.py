@@ -14,6 +14,9 @@ Semantics shared with the compiled core (autograd.core):
   log and sqrt as in `math`.  Never a complex number.
 - Backward formulas follow IEEE arithmetic (a pole gives inf, a hole NaN), as
   PyTorch does, instead of raising.
+- Value(x).__init__(y) again turns that Value into a leaf holding y in place,
+  as micrograd's constructor does: the nodes that used it now use the leaf.
+- Labels are stored as exact `str` (a str subclass is copied).
 
 No recursion anywhere, and no closures that hold their own output: nothing
 here builds reference cycles, so memory comes back by reference counting.
@@ -35,7 +38,11 @@ class _GradMode(threading.local):
 _grad_mode = _GradMode()
 # One sweep at a time, as the compiled core's sweeps run under the GIL without
 # a break: `grad += g` in Python could otherwise lose another thread's update.
-_sweep_lock = threading.Lock()
+# Re-entrant: a signal handler may start a sweep in the middle of one.
+_sweep_lock = threading.RLock()
+# Bumped when a graph changes shape (an interior Value re-initialized as a
+# leaf): every cached topological order is then stale.
+_structure = [0]
 
 
 def _as_float(x):
@@ -50,6 +57,15 @@ def _real(x, what):
     if value is None:
         raise TypeError(f"{what} must be a real number (int, float, bool), not {type(x).__name__}")
     return value
+
+
+def _label_text(label):
+    """A label as an exact str (a str subclass is copied)."""
+    if type(label) is str:
+        return label
+    if isinstance(label, str):
+        return str.__str__(label)
+    raise TypeError(f"Value label must be a str, not {type(label).__name__}")
 
 
 def _exponent_text(c):
@@ -191,15 +207,26 @@ class Value:
 
     def __init__(self, data, label=""):
         data = _real(data, "Value data")
-        if not isinstance(label, str):
-            raise TypeError(f"Value label must be a str, not {type(label).__name__}")
+        label = _label_text(label)
+        try:   # called again on a Value: it becomes a leaf in place
+            self._id = object.__getattribute__(self, "_id")
+            if object.__getattribute__(self, "_kind") != "leaf":
+                _structure[0] += 1
+        except AttributeError:
+            self._id = next(_creation_counter)
         self._data = data
         self._grad = 0.0
         self._label = label
         self._args = ()
         self._kind = "leaf"
-        self._id = next(_creation_counter)
         self._order = None
+
+    def __getattr__(self, name):
+        # only reached when a slot was never set: Value.__new__(Value)
+        if name in Value.__slots__:
+            raise RuntimeError("this Value was never initialized (made by Value.__new__, "
+                               "or its __init__ failed)")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
 
     @classmethod
     def _node(cls, data, args, kind):
@@ -239,9 +266,7 @@ class Value:
 
     @label.setter
     def label(self, value):
-        if not isinstance(value, str):
-            raise TypeError(f"Value label must be a str, not {type(value).__name__}")
-        self._label = value
+        self._label = _label_text(value)
 
     @property
     def _op(self):
@@ -325,10 +350,11 @@ class Value:
 
         A max-heap on creation order visits a node only after every node
         created after it, so each node comes after all of its users.  The
-        rest is cached (graphs are immutable); self is left out of the cache
-        so that it holds no reference cycle.
+        rest is cached until a graph changes shape; self is left out of the
+        cache so that it holds no reference cycle.
         """
-        if self._order is None:
+        if self._order is None or self._order[0] != _structure[0]:
+            epoch = _structure[0]
             order, seen, heap = [], {self._id}, [(-self._id, self)]
             while heap:
                 _, node = heapq.heappop(heap)
@@ -337,8 +363,8 @@ class Value:
                     if child._id not in seen:
                         seen.add(child._id)
                         heapq.heappush(heap, (-child._id, child))
-            self._order = order[1:]
-        return itertools.chain((self,), self._order)
+            self._order = (epoch, order[1:])
+        return itertools.chain((self,), self._order[1])
 
     def backward(self):
         """Gradients of this Value with respect to every node of its graph.
@@ -366,10 +392,11 @@ class Value:
 
 
 def _fused(kind, items, name):
-    for item in items:
-        if not isinstance(item, Value) and _as_float(item) is None:
+    consts = [None if isinstance(item, Value) else _as_float(item) for item in items]
+    for item, const in zip(items, consts):
+        if const is None and not isinstance(item, Value):
             raise TypeError(f"{name}() takes Values or real numbers, not {type(item).__name__}")
-    args = tuple(item if isinstance(item, Value) else Value(item) for item in items)
+    args = tuple(item if const is None else Value(const) for item, const in zip(items, consts))
     node = Value._node(0.0, args, kind)
     node._data = _sum_forward(args) if kind == "sum" else _dot_forward(args)
     return node
@@ -406,8 +433,11 @@ def dense(weights, inputs, biases, activation="relu"):
 
     Each neuron is a dot node, then (unless "linear") its activation node.
     """
-    if activation not in _ACTIVATIONS:
+    if not isinstance(activation, str) or str.__str__(activation) not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}: choose one of {_ACTIVATIONS}")
+    activation = str.__str__(activation)
+    weights = [tuple(row) for row in weights]
+    inputs, biases = tuple(inputs), tuple(biases)
     if len(biases) != len(weights):
         raise ValueError(f"dense(): {len(weights)} weight rows but {len(biases)} biases")
     for j, w in enumerate(weights):

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from autograd.graph import Graph, draw_dot, single_neuron_example
+from autograd.graph import Graph, _collect, draw_dot, single_neuron_example
 
 graphviz = pytest.importorskip("graphviz", reason="graphviz is a dependency of mini-autograd")
 
@@ -83,9 +83,43 @@ def test_too_many_nodes_is_a_clear_error(engine):
     y = x
     for _ in range(700):
         y = y.relu()
-    with pytest.raises(ValueError, match=r"this graph has 701 Values, more than max_nodes=500.*max_nodes=701"):
+    with pytest.raises(ValueError, match=r"this graph has more than max_nodes=500 Values.*larger max_nodes"):
         draw_dot(y)
+    with pytest.raises(ValueError, match=r"max_nodes=700 "):
+        draw_dot(y, max_nodes=700)
     assert "ReLU" in draw_dot(y, max_nodes=701).source
+
+
+class _CountingNode:
+    """A stand-in node that counts how often its children are asked for."""
+    asked = 0
+
+    def __init__(self, children=()):
+        self.children = children
+
+    @property
+    def _children(self):
+        _CountingNode.asked += 1
+        return self.children
+
+
+def test_a_wide_graph_is_refused_without_walking_it():
+    # regression: the whole graph was walked (and duplicate children removed
+    # with a list, quadratically: 12 s for 40,000 leaves) before max_nodes was
+    # checked; now the walk stops at the first node past the limit
+    leaves = [_CountingNode() for _ in range(40_000)]
+    root = _CountingNode(tuple(leaves + leaves))
+    _CountingNode.asked = 0
+    with pytest.raises(ValueError, match="more than max_nodes=500"):
+        _collect(root, max_nodes=500)
+    assert _CountingNode.asked == 1              # only the root's children were read
+
+
+def test_repeated_children_give_one_edge_each(engine):
+    a, b = engine.Value(1.0), engine.Value(2.0)
+    nodes, edges = _collect(engine.vsum([a, b, a, a]), max_nodes=10)
+    assert len(nodes) == 3 and len(edges) == 2
+    assert "sum" in draw_dot(engine.vsum([a, b, a])).source
 
 
 def test_deep_graph_walk_needs_no_recursion(engine):
@@ -93,7 +127,9 @@ def test_deep_graph_walk_needs_no_recursion(engine):
     y = x
     for _ in range(50_000):
         y = y + 1
-    with pytest.raises(ValueError, match="100001 Values"):
+    nodes, edges = _collect(y, max_nodes=10 ** 6)
+    assert len(nodes) == 100_001 and len(edges) == 100_000
+    with pytest.raises(ValueError, match="more than max_nodes=500 Values"):
         Graph(y)
 
 
