@@ -68,6 +68,11 @@ def _label_text(label):
     raise TypeError(f"Value label must be a str, not {type(label).__name__}")
 
 
+def _require_initialized(v):
+    """Raise the clear error for a Value made by Value.__new__ alone."""
+    v._kind   # an unset slot: __getattr__ raises RuntimeError
+
+
 def _exponent_text(c):
     return repr(int(c)) if c.is_integer() and abs(c) < 1e16 else repr(c)
 
@@ -250,7 +255,9 @@ class Value:
 
     @data.setter
     def data(self, value):
-        self._data = _real(value, "Value data")
+        value = _real(value, "Value data")
+        _require_initialized(self)
+        self._data = value
 
     @property
     def grad(self):
@@ -258,7 +265,9 @@ class Value:
 
     @grad.setter
     def grad(self, value):
-        self._grad = _real(value, "Value grad")
+        value = _real(value, "Value grad")
+        _require_initialized(self)
+        self._grad = value
 
     @property
     def label(self):
@@ -266,7 +275,9 @@ class Value:
 
     @label.setter
     def label(self, value):
-        self._label = _label_text(value)
+        value = _label_text(value)
+        _require_initialized(self)
+        self._label = value
 
     @property
     def _op(self):
@@ -436,8 +447,11 @@ def dense(weights, inputs, biases, activation="relu"):
     if not isinstance(activation, str) or str.__str__(activation) not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}: choose one of {_ACTIVATIONS}")
     activation = str.__str__(activation)
-    weights = [tuple(row) for row in weights]
-    inputs, biases = tuple(inputs), tuple(biases)
+    # private copies, made with list(): tuple() of a list reads the list
+    # before allocating, and a gc callback run by that allocation could
+    # change it under CPython's feet
+    weights = [list(row) for row in weights]
+    inputs, biases = list(inputs), list(biases)
     if len(biases) != len(weights):
         raise ValueError(f"dense(): {len(weights)} weight rows but {len(biases)} biases")
     for j, w in enumerate(weights):

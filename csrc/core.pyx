@@ -52,6 +52,7 @@ cimport cython
 from cpython.ref cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.unicode cimport PyUnicode_FromObject
+from cpython.sequence cimport PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
 from libc.stdlib cimport malloc, realloc, free
@@ -788,8 +789,9 @@ cdef Value _unary(uint8_t op, Value x):
     return h
 
 
-cdef Value _nary(uint8_t op, tuple items, str name):
-    """One fused node over `items` (Values or numbers), in order."""
+cdef Value _nary(uint8_t op, list items, str name):
+    """One fused node over `items` (Values or numbers), in order.  `items`
+    is the caller's private copy: nothing else can change it."""
     cdef Py_ssize_t count = len(items), k, nconst = 0, top, e, w, n
     cdef double small[64]
     cdef double* data = &small[0] if count <= 64 else <double*>malloc(count * sizeof(double))
@@ -851,7 +853,9 @@ def vsum(values):
     Bitwise equal to adding the values with `+` one by one; an empty
     sequence gives Value(0.0).
     """
-    cdef tuple items = tuple(values)
+    # list(x) allocates before it reads x: a GC callback cannot change x
+    # between the read and the copy (tuple(x) of a list reads first)
+    cdef list items = list(values)
     if not items:
         return _new_leaf(0.0)
     return _nary(SUM, items, "vsum")
@@ -862,11 +866,11 @@ def dot(weights, inputs, bias=0.0):
 
     Bitwise equal to micrograd's `sum((wi*xi for wi, xi in zip(w, x)), b)`.
     """
-    cdef tuple ws = tuple(weights)
-    cdef tuple xs = tuple(inputs)
+    cdef list ws = list(weights)
+    cdef list xs = list(inputs)
     if len(ws) != len(xs):
         raise ValueError("dot(): %d weights but %d inputs" % (len(ws), len(xs)))
-    return _nary(DOT, (bias,) + ws + xs, "dot")
+    return _nary(DOT, [bias] + ws + xs, "dot")
 
 
 cdef inline bint _is_live_handle(object o) noexcept:
@@ -890,6 +894,20 @@ cdef inline int _check_value(object o, str name) except -1:
 cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "linear": LEAF}
 
 
+cdef inline bint _is_list_or_tuple(object o) noexcept:
+    return type(o) is list or type(o) is tuple
+
+
+cdef bint _rows_are_lists_or_tuples(object rows) noexcept:
+    cdef Py_ssize_t j
+    if not _is_list_or_tuple(rows):
+        return False
+    for j in range(PySequence_Fast_GET_SIZE(rows)):
+        if not _is_list_or_tuple(<object>PySequence_Fast_GET_ITEM(rows, j)):
+            return False
+    return True
+
+
 def dense(weights, inputs, biases, activation="relu"):
     """One layer of neurons: [act(b_j + w_j . x) for each j], in one call.
 
@@ -899,47 +917,57 @@ def dense(weights, inputs, biases, activation="relu"):
     sequences of Values.  Under no_grad it falls back to one dot() call per
     neuron.
     """
-    # 1. everything Python-level into owned tuples and C locals: iterating a
-    #    user's sequence, the exact-str activation, the output list and its
-    #    handles (allocations: the GC may run here, but nothing is read yet)
+    # 1. Python-level input: the activation as an exact str, sequences other
+    #    than lists and tuples as lists (iterating runs Python code), and the
+    #    output list.  These are the GC points, all of them before anything
+    #    is read: lists and tuples are read as they are from step 2 on.
     cdef str act_name = _label_text(activation) if isinstance(activation, str) else None
     if act_name is None or act_name not in _ACTIVATIONS:
         raise ValueError("unknown activation %r: choose one of %s" % (activation, tuple(_ACTIVATIONS)))
     cdef uint8_t act = _ACTIVATIONS[act_name]
-    cdef tuple rows = tuple([tuple(row) for row in weights])
-    cdef tuple xs = tuple(inputs)
-    cdef tuple bs = tuple(biases)
-    cdef Py_ssize_t nout = len(rows), nin = len(xs), j, k, top, e
-    cdef tuple w
+    cdef object rows = weights
+    if not _rows_are_lists_or_tuples(rows):
+        rows = [row if _is_list_or_tuple(row) else list(row) for row in weights]
+    cdef object xs = inputs if _is_list_or_tuple(inputs) else list(inputs)
+    cdef object bs = biases if _is_list_or_tuple(biases) else list(biases)
     cdef list out
-    if len(bs) != nout:
+    if _no_grad_depth:           # plain ops, each converting and checking its own input
+        if len(rows) != len(bs):
+            raise ValueError("dense(): %d weight rows but %d biases" % (len(rows), len(bs)))
+        out = [dot(w, xs, b) for w, b in zip(rows, bs)]
+        return out if act == LEAF else [getattr(v, act_name)() for v in out]
+    out = []
+    # 2. read and validate: no Python code runs from here to the end
+    #    (appending to a list and making handles allocate nothing the GC tracks)
+    cdef Py_ssize_t nout = PySequence_Fast_GET_SIZE(rows)
+    cdef Py_ssize_t nin = PySequence_Fast_GET_SIZE(xs), j, k, top, e
+    cdef object w
+    if PySequence_Fast_GET_SIZE(bs) != nout:
         raise ValueError("dense(): %d weight rows but %d biases" % (nout, len(bs)))
     for j in range(nout):
-        if len(<tuple>rows[j]) != nin:
+        w = <object>PySequence_Fast_GET_ITEM(rows, j)
+        if not _is_list_or_tuple(w):        # only if the rows changed meanwhile
+            raise TypeError("dense(): weight row %d is not a sequence" % j)
+        if PySequence_Fast_GET_SIZE(w) != nin:
             raise ValueError("dense(): weight row %d has %d weights but there are %d inputs"
-                             % (j, len(<tuple>rows[j]), nin))
-    if _no_grad_depth:
-        out = [dot(rows[j], xs, bs[j]) for j in range(nout)]
-        return out if act == LEAF else [getattr(v, act_name)() for v in out]
-    out = [_new_handle() for j in range(nout)]
-    # 2. validate every handle: no Python code runs from here to the end
-    for j in range(nout):
-        w = <tuple>rows[j]
+                             % (j, len(w), nin))
         for k in range(nin):
-            _check_value(w[k], "dense")
-        _check_value(bs[j], "dense")
+            _check_value(<object>PySequence_Fast_GET_ITEM(w, k), "dense")
+        _check_value(<object>PySequence_Fast_GET_ITEM(bs, j), "dense")
     for k in range(nin):
-        _check_value(xs[k], "dense")
+        _check_value(<object>PySequence_Fast_GET_ITEM(xs, k), "dense")
+    for j in range(nout):
+        out.append(_new_handle())
     # 3. reserve (may compact), then read indices and write
     _reserve(nout * (1 if act == LEAF else 2), nout * (2 * nin + 1))
     top = A.n
     e = A.nedges
     for j in range(nout):
-        w = <tuple>rows[j]
-        A.edges[e] = (<Value>bs[j]).idx
+        w = <object>PySequence_Fast_GET_ITEM(rows, j)
+        A.edges[e] = (<Value>PySequence_Fast_GET_ITEM(bs, j)).idx
         for k in range(nin):
-            A.edges[e + 1 + k] = (<Value>w[k]).idx
-            A.edges[e + 1 + nin + k] = (<Value>xs[k]).idx
+            A.edges[e + 1 + k] = (<Value>PySequence_Fast_GET_ITEM(w, k)).idx
+            A.edges[e + 1 + nin + k] = (<Value>PySequence_Fast_GET_ITEM(xs, k)).idx
         _write_node(top, DOT, e, 2 * nin + 1, _dot_data(e, 2 * nin + 1))
         e += 2 * nin + 1
         if act != LEAF:
@@ -1436,6 +1464,7 @@ def arena_info():
         "edge_capacity": A.edgecap,
         "handles": A.handles,
         "compactions": A.compactions,
+        "sweeps": A.sweeps,             # sweeps in progress (nested or in other threads)
         "bytes_per_node": BYTES_PER_NODE,
     }
 
