@@ -79,21 +79,28 @@ def _exponent_text(c):
 
 # ---------------------------------------------------------------------------
 # IEEE arithmetic for the backward formulas: what C computes where Python's
-# float operators raise (the compiled core computes these in C).
+# float operators raise (the compiled core computes these in C), down to the
+# NaN: an invalid operation gives the machine's default NaN, and a NaN input
+# comes out as it went in.
 # ---------------------------------------------------------------------------
+
+_INVALID = math.inf - math.inf   # the NaN an invalid operation gives here (0/0, log(-1))
+
 
 def _div(a, b):
     if b != 0.0:
         return a / b
-    if a == 0.0 or a != a:
-        return math.nan
+    if a != a:
+        return a
+    if a == 0.0:
+        return _INVALID
     return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def _log(x):
     if x > 0.0 or x != x:
         return math.log(x)
-    return -math.inf if x == 0.0 else math.nan
+    return -math.inf if x == 0.0 else _INVALID
 
 
 def _pow(x, y):
@@ -104,7 +111,7 @@ def _pow(x, y):
         if x == 0.0:                      # pole: 0 ** negative
             return math.copysign(math.inf, x) if odd else math.inf
         if x < 0.0 and not y.is_integer():
-            return math.nan
+            return _INVALID
         return -math.inf if (x < 0.0 and odd) else math.inf   # overflow
 
 

@@ -57,7 +57,7 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
 from libc.stdlib cimport malloc, realloc, free
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
-from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite
+from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, INFINITY
 
 import math
 import numbers
@@ -440,6 +440,36 @@ cdef extern from *:
     """
     double negate "autograd_negate"(double g) noexcept nogil
 
+cdef extern from *:
+    """
+    #include <math.h>
+    /* x ** y for infinite or NaN x or y, by math.pow's own rules (CPython's
+       mathmodule.c), so that NaNs come out exactly as the pure engine's. */
+    static double autograd_pow_special(double x, double y) {
+        int odd_y;
+        if (isnan(x)) return y == 0.0 ? 1.0 : x;
+        if (isnan(y)) return x == 1.0 ? 1.0 : y;
+        if (isinf(x)) {
+            odd_y = isfinite(y) && fmod(fabs(y), 2.0) == 1.0;
+            if (y > 0.0) return odd_y ? x : fabs(x);
+            if (y == 0.0) return 1.0;
+            return odd_y ? copysign(0.0, x) : 0.0;
+        }
+        if (fabs(x) == 1.0) return 1.0;           /* y is infinite */
+        if (y > 0.0 && fabs(x) > 1.0) return y;
+        if (y < 0.0 && fabs(x) < 1.0) return -y;
+        return 0.0;
+    }
+    /* x ** y with IEEE results instead of errors (poles give inf, invalid
+       bases NaN), as the backward formulas need. */
+    static double autograd_pow_ieee(double x, double y) {
+        if (isfinite(x) && isfinite(y)) return pow(x, y);
+        return autograd_pow_special(x, y);
+    }
+    """
+    double pow_special "autograd_pow_special"(double x, double y) noexcept nogil
+    double pow_ieee "autograd_pow_ieee"(double x, double y) noexcept nogil
+
 # x + y            d/dx = 1, d/dy = 1
 # x - y            d/dx = 1, d/dy = -1
 # x * y            d/dx = y, d/dy = x
@@ -460,19 +490,30 @@ cdef inline double div_f(double x, double y) except? -1.0:
 #                     d/dy = out * log(x) (0 where x == 0 and y >= 0)
 cdef inline double pow_f(double x, double y) except? -1.0:
     cdef double r
-    if isfinite(x) and isfinite(y):
-        r = pow(x, y)
-        if isfinite(r):
-            return r
-    # Infinities and NaNs by math.pow's own rules; it raises ValueError or
-    # OverflowError exactly where it should (0 ** -1, (-8) ** 0.5, overflow).
+    if not (isfinite(x) and isfinite(y)):
+        return pow_special(x, y)    # infinities and NaNs never raise
+    r = pow(x, y)
+    if isfinite(r):
+        return r
+    # math.pow raises ValueError or OverflowError, with its own message,
+    # exactly where it should (0 ** -1, (-8) ** 0.5, overflow)
     return _py_pow(x, y)
 
 cdef inline double pow_dx(double g, double x, double y) noexcept:
-    return 0.0 if y == 0.0 else y * pow(x, y - 1.0) * g
+    return 0.0 if y == 0.0 else y * pow_ieee(x, y - 1.0) * g
 
 cdef inline double pow_dy(double g, double x, double y, double out) noexcept:
-    return 0.0 if (x == 0.0 and y >= 0.0) else out * log(x) * g
+    return 0.0 if (x == 0.0 and y >= 0.0) else out * log_ieee(x) * g
+
+# The NaN an invalid operation gives on this machine, computed at run time
+# as the pure engine computes it (a C constant would be folded at compile time).
+cdef double INVALID = math.inf - math.inf
+
+# log(x) with IEEE results instead of errors: -inf at 0, INVALID below
+cdef inline double log_ieee(double x) noexcept:
+    if x > 0.0 or x != x:
+        return log(x)
+    return -INFINITY if x == 0.0 else INVALID
 
 # relu(x) = 0 if x < 0 else x          d/dx = 1 where out > 0, else 0
 cdef inline double relu_f(double x) noexcept:
