@@ -566,7 +566,10 @@ def test_another_threads_sweep_and_collect_proceed_while_a_sweep_waits(engine):
     def handler(signum, frame):
         if not in_sweep.is_set() and _in_sweep(engine, frame):
             in_sweep.set()
-            done.wait(30)            # releases the GIL: the worker runs now
+            # waiting releases the GIL: the worker runs now.  The pure engine
+            # runs one sweep at a time (its lock), so there the worker's
+            # backward() waits for this sweep to end instead.
+            results["during the sweep"] = done.wait(30 if _is_core(engine) else 0.2)
 
     thread = threading.Thread(target=worker)
     thread.start()
@@ -585,6 +588,7 @@ def test_another_threads_sweep_and_collect_proceed_while_a_sweep_waits(engine):
         thread.join(30)
     # regression: raised "cannot run inside another sweep"
     assert "error" not in results, results["error"]
+    assert results["during the sweep"] == _is_core(engine)
     assert results["grads"] == pytest.approx(results["expected"], rel=1e-12)
     assert x.grad == 1.0
     if _is_core(engine):
@@ -603,6 +607,7 @@ def test_backward_from_a_signal_handler_inside_a_sweep(engine):
 
     def handler(signum, frame):
         if "inner" not in seen and _in_sweep(engine, frame):
+            seen["inner"] = None      # once: the inner sweep checks for signals too
             other_leaf.grad = 0.0
             other.backward()          # regression: the pure engine deadlocked here
             seen["inner"] = other_leaf.grad
