@@ -451,9 +451,10 @@ def dense(weights, inputs, biases, activation="relu"):
 
     Each neuron is a dot node, then (unless "linear") its activation node.
     """
-    if not isinstance(activation, str) or str.__str__(activation) not in _ACTIVATIONS:
+    name = str.__str__(activation) if isinstance(activation, str) else None
+    if name not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}: choose one of {_ACTIVATIONS}")
-    activation = str.__str__(activation)
+    activation = name
     # private copies, made with list(): tuple() of a list reads the list
     # before allocating, and a gc callback run by that allocation could
     # change it under CPython's feet
