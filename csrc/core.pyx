@@ -32,7 +32,8 @@ unless it is read and validated again.  Every op is shaped so that this is
 easy to see:
 
   1. turn every Python-level input into C locals and owned references:
-     numbers into doubles, sequences into tuples, labels into exact `str`;
+     numbers into doubles, labels into exact `str`, sequences into private
+     lists (or, in dense(), lists and tuples read only after the last GC point);
   2. validate the handles (no Python code runs from here on) and compute
      the result from the children's data;
   3. reserve room (may compact, which runs no Python code: labels are exact
@@ -347,7 +348,7 @@ cdef inline int _reserve(Py_ssize_t nodes, Py_ssize_t edges) except -1:
 cdef int _make_room(Py_ssize_t nodes, Py_ssize_t edges) except -1:
     """The arena is full: compact if that frees at least half of the full
     array, otherwise grow.  During a sweep nodes must stay put: grow."""
-    cdef Py_ssize_t i, live, live_edges = 0
+    cdef Py_ssize_t live, live_edges = 0
     cdef uint8_t bit
     if A.n > 0 and A.sweeps == 0:
         bit = _take_mark()
@@ -384,15 +385,16 @@ cdef void _pop_dead_top() noexcept:
     """Drop handle-less nodes from the top: nothing can refer to them.
     Not during a sweep: it may still visit them."""
     cdef Py_ssize_t i
+    cdef bint labeled
     while A.n > 0 and A.handle[A.n - 1] == NULL and A.sweeps == 0:
         i = A.n - 1
         if _is_nary(A.op[i]):
             A.nedges = A.a[i]
         A.n = i                         # the arena is consistent before the label goes
-        if A.flags[i] & LABELED:
-            A.flags[i] = 0
-            _drop_label(i)
+        labeled = A.flags[i] & LABELED
         A.flags[i] = 0
+        if labeled:
+            _drop_label(i)
 
 
 cdef inline void _sweep_begin() noexcept:
@@ -753,12 +755,16 @@ cdef inline void _write_node(Py_ssize_t i, uint8_t op, Py_ssize_t a, Py_ssize_t 
     A.handle[i] = NULL
 
 
-cdef Value _new_leaf(double d):
-    cdef Value h = _new_handle()
+cdef Value _commit_leaf(Value h, double r):
+    """A fresh leaf holding r, behind handle h (also an op's result under no_grad)."""
     _reserve(1, 0)
-    _write_leaf(A.n, d)
+    _write_leaf(A.n, r)
     _commit(A.n, A.n + 1, h)
     return h
+
+
+cdef Value _new_leaf(double d):
+    return _commit_leaf(_new_handle(), d)
 
 
 cdef object _binary(uint8_t op, Value x, object other, bint reflected):
@@ -784,7 +790,7 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
     if op == ADD or op == SUB or op == MUL:
         r = arith_f(op, xd, yd)
     else:
-        r = _apply(POWC if (op == POW and y is None and not reflected) else op, xd, yd)
+        r = _apply(op, xd, yd)
     # 3. reserve (may compact), then read the indices and write
     h = _new_handle()
     if _no_grad_depth:
@@ -809,14 +815,6 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
     return h
 
 
-cdef Value _commit_leaf(Value h, double r):
-    """Under no_grad an op's result is a fresh leaf."""
-    _reserve(1, 0)
-    _write_leaf(A.n, r)
-    _commit(A.n, A.n + 1, h)
-    return h
-
-
 cdef Value _unary(uint8_t op, Value x):
     _check(x)
     cdef double r = _apply(op, A.data[x.idx], 0.0)
@@ -833,7 +831,7 @@ cdef Value _unary(uint8_t op, Value x):
 cdef Value _nary(uint8_t op, list items, str name):
     """One fused node over `items` (Values or numbers), in order.  `items`
     is the caller's private copy: nothing else can change it."""
-    cdef Py_ssize_t count = len(items), k, nconst = 0, top, e, w, n
+    cdef Py_ssize_t count = len(items), k, nconst = 0, top, e, n
     cdef double small[64]
     cdef double* data = &small[0] if count <= 64 else <double*>malloc(count * sizeof(double))
     if data == NULL:
@@ -1049,17 +1047,13 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
     handler's ops may grow (reallocate) the arena.
     """
     cdef Py_ssize_t cap = 64, n = 0, i = root, pending = 1, k
+    cdef uint8_t bit = _take_mark()
     cdef idx_t* runs = <idx_t*>malloc(cap * sizeof(idx_t))
     cdef idx_t* grown
     cdef uint8_t op
     if runs == NULL:
+        _give_mark(bit)
         raise MemoryError()
-    cdef uint8_t bit
-    try:
-        bit = _take_mark()
-    except BaseException:
-        free(runs)
-        raise
     A.flags[root] |= bit
     while pending:
         if A.flags[i] & bit:
