@@ -56,6 +56,8 @@ from cpython.unicode cimport PyUnicode_FromObject
 from cpython.sequence cimport PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdlib cimport malloc, realloc, free
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
 from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, INFINITY
@@ -66,6 +68,37 @@ import numbers
 cdef extern from "Python.h":
     int PyGC_Disable()
     int PyGC_Enable()
+    void PyObject_GC_Track(void*)
+    void PyObject_GC_UnTrack(void*)
+    int PyObject_GC_IsTracked(object)
+    PyObject* PyObject_Init(PyObject*, PyTypeObject*)
+    unsigned long Py_TPFLAGS_IMMUTABLETYPE
+
+cdef extern from *:
+    """
+    typedef int (*autograd_setattrofunc)(PyObject*, PyObject*, PyObject*);
+    static autograd_setattrofunc autograd_get_setattro(PyTypeObject* t) { return t->tp_setattro; }
+    static void autograd_set_setattro(PyTypeObject* t, autograd_setattrofunc f) { t->tp_setattro = f; }
+    static void autograd_set_dictoffset(PyTypeObject* t, Py_ssize_t offset) { t->tp_dictoffset = offset; }
+    static traverseproc autograd_get_traverse(PyTypeObject* t) { return t->tp_traverse; }
+    static void autograd_set_traverse(PyTypeObject* t, traverseproc f) { t->tp_traverse = f; }
+    static inquiry autograd_get_clear(PyTypeObject* t) { return t->tp_clear; }
+    static void autograd_set_clear(PyTypeObject* t, inquiry f) { t->tp_clear = f; }
+    static int autograd_visit(visitproc visit, PyObject* o, void* arg) { return o ? visit(o, arg) : 0; }
+    """
+    ctypedef int (*visitproc)(PyObject*, void*)
+    ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
+    ctypedef int (*inquiry)(PyObject*)
+    void set_dictoffset "autograd_set_dictoffset"(PyTypeObject* t, Py_ssize_t offset)
+    traverseproc get_traverse "autograd_get_traverse"(PyTypeObject* t)
+    void set_traverse "autograd_set_traverse"(PyTypeObject* t, traverseproc f)
+    inquiry get_clear "autograd_get_clear"(PyTypeObject* t)
+    void set_clear "autograd_set_clear"(PyTypeObject* t, inquiry f)
+    int visit_object "autograd_visit"(visitproc visit, PyObject* o, void* arg)
+    bint is_none "Py_IsNone"(object o)
+    ctypedef int (*setattrofunc "autograd_setattrofunc")(PyObject*, PyObject*, PyObject*) except -1
+    setattrofunc get_setattro "autograd_get_setattro"(PyTypeObject* t)
+    void set_setattro "autograd_set_setattro"(PyTypeObject* t, setattrofunc f)
 
 cdef extern from *:
     """
@@ -100,14 +133,19 @@ cdef enum:
     SUM        # e0 + e1 + ... left to right
     DOT        # bias + w0*x0 + w1*x1 + ... left to right (a neuron); edges:
                # bias, w0..w(n-1), x0..x(n-1)
+    CUSTOM     # a user's op: children in edges, its Python code on the handle
+               # (a `_backward` function, or an autograd.function's formulas)
 
 cdef tuple OP_SYMBOLS = ("", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
                          "tanh", "sigmoid", "exp", "log", "sqrt", "abs",
-                         "sum", "dot")
+                         "sum", "dot", "custom")
 
 cdef enum:
     LABELED = 1    # the node has an entry in _labels
-    ALL_MARKS = 0xFE   # bits 1..7: one scratch bit per sweep in progress
+    KEEP = 2       # the node's handle carries Python state (a custom node, a
+                   # subclass instance, attributes) or a child's handle does:
+                   # every node using it holds its handle (see _adopt_children)
+    ALL_MARKS = 0xFC   # bits 2..7: one scratch bit per sweep in progress
 
 # Node indices are 32-bit: half the memory traffic of a sweep, and 2**31-1
 # nodes (about 70 GB of arena) is more than any machine here can hold.
@@ -140,6 +178,7 @@ cdef struct Arena:
     int sweeps              # sweeps in progress, in any thread: no compaction, no pops
     bint compact_pending    # collect() was called during a sweep
     uint8_t marks_in_use    # the mark bits of the sweeps in progress
+    bint any_custom         # a custom node was ever made (forward() checks them)
 
 cdef Arena A
 cdef dict _labels = {}      # node index -> label, only for labeled nodes
@@ -212,18 +251,18 @@ cdef int _grow_edges(Py_ssize_t need) except -1:
 
 
 cdef inline bint _is_nary(uint8_t op) noexcept:
-    return op == SUM or op == DOT
+    return op == SUM or op == DOT or op == CUSTOM
 
 
 cdef uint8_t _take_mark() except 0:
     """A flag bit of its own for a sweep that marks nodes."""
-    cdef uint8_t bit = 2
+    cdef uint8_t bit = 4
     while bit:
         if not (A.marks_in_use & bit):
             A.marks_in_use |= bit
             return bit
         bit <<= 1
-    raise RuntimeError("autograd: more than 7 graph discoveries in progress at once "
+    raise RuntimeError("autograd: more than 6 graph discoveries in progress at once "
                        "(nested backward() or forward() calls from signal handlers or threads)")
 
 
@@ -605,6 +644,8 @@ cdef int _eval(Py_ssize_t i) except -1:
     if op == DOT:
         A.data[i] = _dot_data(A.a[i], A.b[i])
         return 0
+    if op == CUSTOM:
+        return _custom_forward(i)
     if A.b[i] >= 0:
         y = A.data[A.b[i]]
     A.data[i] = _apply(op, A.data[A.a[i]], y)
@@ -615,6 +656,7 @@ cdef inline void _backprop(Py_ssize_t i) noexcept:
     """Add node i's contributions to its children's grads (chain rule).
 
     Each branch loads only what its op needs: a sweep is memory-bound.
+    A CUSTOM node's rule is Python code: the sweeps call _run_custom for it.
     """
     cdef uint8_t op = A.op[i]
     if op == LEAF:
@@ -673,6 +715,199 @@ cdef inline void _backprop(Py_ssize_t i) noexcept:
 
 
 # ---------------------------------------------------------------------------
+# Custom nodes: a user's op, whose rules are Python code.
+#
+# A custom node's handle lives as long as its node does: the handle holds the
+# node's Python state (the `_backward` function, which usually captures the
+# handle itself, as micrograd's closures capture `out`), and every node that
+# uses a KEEP node holds its handle in its own handle's `kids`.  So the
+# objects form the same graph as micrograd's, visible to the cyclic GC, and
+# a closure that captures its own output is collected with it.
+# ---------------------------------------------------------------------------
+
+cdef class _Custom:
+    """What a custom node runs: a lecture-style `_backward` function, or the
+    forward formula and partial derivatives of an autograd.function."""
+    cdef str op              # the node's `_op`
+    cdef object backward     # callable(); adds into the children's grads
+    cdef object forward      # callable(*inputs) -> number, or None
+    cdef tuple partials      # callables(*inputs) -> d out / d input_k, or None
+
+    def __cinit__(self, str op, backward=None, forward=None, tuple partials=None):
+        self.op = op
+        self.backward = backward
+        self.forward = forward
+        self.partials = partials
+
+
+cdef int _name_in_error(BaseException exc, str op) except -1:
+    """Say in an exception from a user's code which custom node ran it."""
+    if hasattr(exc, "add_note"):        # Python 3.11+
+        exc.add_note("(raised by the custom node '%s')" % op)
+    return 0
+
+
+cdef list _child_data(Value h):
+    """The data of the custom node h's children, as floats."""
+    cdef Py_ssize_t n = A.b[h.idx], i, first, k
+    cdef list xs = [None] * n           # a GC point: the node is read after it
+    i = h.idx
+    if not _is_live_handle(h) or A.op[i] != CUSTOM or A.b[i] != n:
+        raise RuntimeError("a custom node changed while its inputs were read")
+    first = A.a[i]
+    for k in range(n):
+        xs[k] = A.data[A.edges[first + k]]
+    return xs
+
+
+cdef int _function_backward(Value h, _Custom info) except -1:
+    """The chain rule of an autograd.function node: each child's grad gets
+    partial_k(*inputs) * grad, in order."""
+    cdef Py_ssize_t i, n = A.b[h.idx], k, first
+    cdef list xs = _child_data(h)
+    cdef double small[16]
+    cdef double* ds = &small[0] if n <= 16 else <double*>malloc(n * sizeof(double))
+    cdef double g
+    if ds == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n):              # Python code: anything may happen meanwhile
+            ds[k] = _real(info.partials[k](*xs), "the partial derivative %d of '%s'" % (k, info.op))
+        # read the node again: a sweep keeps indices, but the node may have
+        # been re-initialized as a leaf by that code
+        i = h.idx
+        if not _is_live_handle(h) or A.op[i] != CUSTOM or A.b[i] != n:
+            return 0
+        g = A.grad[i]
+        first = A.a[i]
+        for k in range(n):
+            A.grad[A.edges[first + k]] += ds[k] * g
+    finally:
+        if ds != &small[0]:
+            free(ds)
+    return 0
+
+
+cdef int _run_custom(Py_ssize_t i) except -1:
+    """Node i's chain rule when it is a custom node: its Python code."""
+    cdef PyObject* p = A.handle[i]
+    if p == NULL:                       # its handle died during this sweep:
+        return 0                        # it is no longer part of any graph
+    cdef Value h = <Value>p             # owned from here on
+    cdef _Custom info = h.custom
+    if info is None:
+        return 0                        # micrograd's default: `lambda: None`
+    try:
+        if info.backward is not None:
+            info.backward()
+        elif info.partials is not None:
+            _function_backward(h, info)
+    except BaseException as exc:
+        _name_in_error(exc, info.op)
+        raise
+    return 0
+
+
+cdef int _custom_forward(Py_ssize_t i) except -1:
+    """Recompute a custom node's data with its forward formula."""
+    cdef PyObject* p = A.handle[i]
+    if p == NULL:
+        return 0                        # dropped during this sweep
+    cdef Value h = <Value>p
+    cdef _Custom info = h.custom
+    if info is None or info.forward is None:
+        _no_forward_formula(info.op if info is not None else "")
+    cdef list xs = _child_data(h)
+    cdef double d
+    try:
+        d = _real(info.forward(*xs), "the result of '%s'" % info.op)
+    except BaseException as exc:
+        _name_in_error(exc, info.op)
+        raise
+    if _is_live_handle(h) and A.op[h.idx] == CUSTOM:
+        A.data[h.idx] = d
+    return 0
+
+
+cdef int _no_forward_formula(str op) except -1:
+    raise RuntimeError(
+        "forward() cannot recompute the custom node '%s': it was made by "
+        "Value(data, _children, _op) and has no forward formula. Make the op with "
+        "autograd.function(forward, *partials) to replay it." % op)
+
+
+cdef int _check_replayable(idx_t* runs, Py_ssize_t nruns) except -1:
+    """Raise before anything is recomputed if a custom node in these runs has
+    no forward formula."""
+    cdef Py_ssize_t r, i
+    cdef _Custom info
+    if not A.any_custom:
+        return 0
+    for r in range(nruns):
+        for i in range(runs[2 * r + 1], runs[2 * r] + 1):
+            if A.op[i] == CUSTOM and A.handle[i] != NULL:
+                info = (<Value>A.handle[i]).custom
+                if info is None or info.forward is None:
+                    _no_forward_formula(info.op if info is not None else "")
+    return 0
+
+
+cdef inline void _track(Value h) noexcept:
+    """Let the cyclic GC see h: it now holds references (kids, a custom
+    node's code, attributes).  Plain handles are not tracked."""
+    if not PyObject_GC_IsTracked(h):
+        PyObject_GC_Track(<PyObject*>h)
+
+
+cdef inline Py_ssize_t _kid_count(Py_ssize_t i) noexcept:
+    cdef uint8_t op = A.op[i]
+    if op == LEAF:
+        return 0
+    if _is_nary(op):
+        return A.b[i]
+    return 2 if (A.b[i] >= 0 and op != POWC) else 1
+
+
+cdef tuple _kids_of(Value h):
+    """The handles of h's children in order, made once and kept on h: the
+    same objects on every call while h lives (micrograd's `_prev`)."""
+    cdef tuple kids
+    cdef Py_ssize_t i, n, k
+    cdef Value c
+    cdef int attempt
+    for attempt in range(3):
+        if h.kids is not None:
+            return h.kids
+        n = _kid_count(_index(h))
+        if n == 0:
+            return ()
+        kids = PyTuple_New(n)           # a GC point: read the node after it
+        i = _index(h)
+        if h.kids is not None or _kid_count(i) != n:
+            continue                    # changed meanwhile: start again
+        # no Python code runs from here on (handles are not GC-tracked)
+        for k in range(n):
+            if _is_nary(A.op[i]):
+                c = _handle_of(A.edges[A.a[i] + k])
+            else:
+                c = _handle_of(A.a[i] if k == 0 else A.b[i])
+            Py_INCREF(c)
+            PyTuple_SET_ITEM(kids, k, c)
+        h.kids = kids
+        _track(h)
+        return kids
+    raise RuntimeError("the graph kept changing while this Value's children were read")
+
+
+cdef int _adopt_children(Value h) except -1:
+    """h's node uses a KEEP node: it becomes KEEP and h holds its children's
+    handles, so they live as long as h's node is used."""
+    _kids_of(h)
+    A.flags[h.idx] |= KEEP
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # Conversions
 # ---------------------------------------------------------------------------
 
@@ -705,6 +940,15 @@ cdef str _label_text(object value):
     raise TypeError("Value label must be a str, not %s" % type(value).__name__)
 
 
+cdef str _op_text(object op):
+    """A custom node's `_op` as an exact str."""
+    if type(op) is str:
+        return <str>op
+    if isinstance(op, str):
+        return PyUnicode_FromObject(op)
+    raise TypeError("Value _op must be a str, not %s" % type(op).__name__)
+
+
 cdef str _exponent_text(double c):
     return repr(int(c)) if c == c and fabs(c) < 1e16 and c == <double><long long>c else repr(c)
 
@@ -722,9 +966,41 @@ cdef inline int _check(Value v) except -1:
     return 0
 
 
+# Handles die and are made by the million.  Dead plain handles are kept here
+# and revived, which skips the allocator and the GC's tracking: a plain handle
+# is never tracked (it holds no references; _track starts tracking one that
+# does, and such a handle is not kept here).
+cdef PyObject* _spare_handles[1024]
+cdef int _nspare = 0
+
+
 cdef inline Value _new_handle():
-    # Value is not tracked by the cyclic GC: making one runs no Python code.
+    """A new handle, not yet attached to a node.
+
+    A GC point: the handle is a GC-capable object, and allocating one may
+    start a collection (unless a spare one is revived).
+    _new_handle_quietly makes one with the GC paused."""
+    global _nspare
+    cdef Value h
+    if _nspare:
+        _nspare -= 1
+        h = <Value>PyObject_Init(_spare_handles[_nspare], <PyTypeObject*>Value)
+        Py_DECREF(h)        # PyObject_Init gave the one reference h holds now
+        return h
+    h = Value.__new__(Value)
+    PyObject_GC_UnTrack(<PyObject*>h)
+    return h
+
+
+cdef Value _new_handle_quietly():
+    """A new handle, made without running any Python code (the GC is paused)."""
+    if _nspare:
+        return _new_handle()
+    cdef int gc_was_on = PyGC_Disable()
     cdef Value h = Value.__new__(Value)
+    if gc_was_on:
+        PyGC_Enable()
+    PyObject_GC_UnTrack(<PyObject*>h)
     return h
 
 
@@ -773,7 +1049,7 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
     cdef double c = 0.0, xd, yd, r
     cdef Py_ssize_t top, ci, xi, yi
     # 1. Python-level input to C (other.__float__ may run any code)
-    if type(other) is Value:
+    if isinstance(other, Value):
         y = <Value>other
     elif not _as_float(other, &c):
         return NotImplemented
@@ -795,10 +1071,12 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
     h = _new_handle()
     if _no_grad_depth:
         return _commit_leaf(h, r)
+    cdef uint8_t keep
     if y is not None:
         _reserve(1, 0)
         top = A.n
         xi, yi = x.idx, y.idx
+        keep = (A.flags[xi] | A.flags[yi]) & KEEP
         if reflected:
             xi, yi = yi, xi
         _write_node(top, op, xi, yi, r)
@@ -807,11 +1085,14 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
         ci = A.n                       # the constant becomes a leaf just below
         _write_leaf(ci, c)
         top = ci + 1
+        keep = A.flags[x.idx] & KEEP
         if reflected:
             _write_node(top, op, ci, x.idx, r)
         else:
             _write_node(top, POWC if op == POW else op, x.idx, ci, r)
     _commit(top, top + 1, h)
+    if keep:
+        _adopt_children(h)
     return h
 
 
@@ -825,6 +1106,8 @@ cdef Value _unary(uint8_t op, Value x):
     cdef Py_ssize_t top = A.n
     _write_node(top, op, x.idx, -1, r)
     _commit(top, top + 1, h)
+    if A.flags[x.idx] & KEEP:
+        _adopt_children(h)
     return h
 
 
@@ -839,11 +1122,12 @@ cdef Value _nary(uint8_t op, list items, str name):
     cdef Value h
     cdef object o
     cdef double r
+    cdef uint8_t keep
     try:
         # 1. numbers to doubles (their __float__ may run any code)
         for k in range(count):
             o = items[k]
-            if type(o) is not Value:
+            if not isinstance(o, Value):
                 if not _as_float(o, &data[k]):
                     raise TypeError("%s() takes Values or real numbers, not %s"
                                     % (name, type(o).__name__))
@@ -851,7 +1135,7 @@ cdef Value _nary(uint8_t op, list items, str name):
         # 2. validate the Values and compute the result; no Python code from here
         for k in range(count):
             o = items[k]
-            if type(o) is Value:
+            if isinstance(o, Value):
                 _check(<Value>o)
                 data[k] = A.data[(<Value>o).idx]
         r = data[0]
@@ -869,10 +1153,12 @@ cdef Value _nary(uint8_t op, list items, str name):
         _reserve(nconst + 1, count)
         top = A.n
         e = A.nedges
+        keep = 0
         for k in range(count):
             o = items[k]
-            if type(o) is Value:
+            if isinstance(o, Value):
                 A.edges[e + k] = (<Value>o).idx
+                keep |= A.flags[(<Value>o).idx] & KEEP
             else:
                 _write_leaf(top, data[k])
                 A.edges[e + k] = top
@@ -880,6 +1166,8 @@ cdef Value _nary(uint8_t op, list items, str name):
         _write_node(top, op, e, count, r)
         A.nedges = e + count
         _commit(top, top + 1, h)
+        if keep:
+            _adopt_children(h)
         return h
     finally:
         if data != &small[0]:
@@ -913,21 +1201,31 @@ def dot(weights, inputs, bias=0.0):
 
 
 cdef inline bint _is_live_handle(object o) noexcept:
-    return (type(o) is Value and <size_t>(<Value>o).idx < <size_t>A.n
+    return (isinstance(o, Value) and <size_t>(<Value>o).idx < <size_t>A.n
             and A.handle[(<Value>o).idx] == <PyObject*>o)
 
 
 cdef int _reject_value(object o, str name) except -1:
     """Raise the error for something that is not a live Value handle."""
-    if type(o) is not Value:
+    if not isinstance(o, Value):
         raise TypeError("%s() takes Values, not %s" % (name, type(o).__name__))
     return _check(<Value>o)
 
 
 cdef inline int _check_value(object o, str name) except -1:
+    """Raise unless o is a live Value; return its node's KEEP flag."""
     if not _is_live_handle(o):
         _reject_value(o, name)
-    return 0
+    return A.flags[(<Value>o).idx] & KEEP
+
+
+cdef list _dense_by_ops(object rows, object xs, object bs, str act_name):
+    """dense() one op at a time: the same nodes, each converting and checking
+    its own input and making its own handle."""
+    if len(rows) != len(bs):
+        raise ValueError("dense(): %d weight rows but %d biases" % (len(rows), len(bs)))
+    cdef list out = [dot(w, xs, b) for w, b in zip(rows, bs)]
+    return out if act_name == "linear" else [getattr(v, act_name)() for v in out]
 
 
 cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "linear": LEAF}
@@ -971,16 +1269,15 @@ def dense(weights, inputs, biases, activation="relu"):
     cdef object bs = biases if _is_list_or_tuple(biases) else list(biases)
     cdef list out
     if _no_grad_depth:           # plain ops, each converting and checking its own input
-        if len(rows) != len(bs):
-            raise ValueError("dense(): %d weight rows but %d biases" % (len(rows), len(bs)))
-        out = [dot(w, xs, b) for w, b in zip(rows, bs)]
-        return out if act == LEAF else [getattr(v, act_name)() for v in out]
+        return _dense_by_ops(rows, xs, bs, act_name)
     out = []
     # 2. read and validate: no Python code runs from here to the end
-    #    (appending to a list and making handles allocate nothing the GC tracks)
+    #    (appending to a list allocates nothing the GC tracks; the handles
+    #    are made with the GC paused)
     cdef Py_ssize_t nout = PySequence_Fast_GET_SIZE(rows)
     cdef Py_ssize_t nin = PySequence_Fast_GET_SIZE(xs), j, k, top, e
     cdef object w
+    cdef uint8_t keep = 0
     if PySequence_Fast_GET_SIZE(bs) != nout:
         raise ValueError("dense(): %d weight rows but %d biases" % (nout, len(bs)))
     for j in range(nout):
@@ -991,12 +1288,14 @@ def dense(weights, inputs, biases, activation="relu"):
             raise ValueError("dense(): weight row %d has %d weights but there are %d inputs"
                              % (j, len(w), nin))
         for k in range(nin):
-            _check_value(<object>PySequence_Fast_GET_ITEM(w, k), "dense")
-        _check_value(<object>PySequence_Fast_GET_ITEM(bs, j), "dense")
+            keep |= _check_value(<object>PySequence_Fast_GET_ITEM(w, k), "dense")
+        keep |= _check_value(<object>PySequence_Fast_GET_ITEM(bs, j), "dense")
     for k in range(nin):
-        _check_value(<object>PySequence_Fast_GET_ITEM(xs, k), "dense")
+        keep |= _check_value(<object>PySequence_Fast_GET_ITEM(xs, k), "dense")
+    if keep:       # a custom node among the inputs: each node needs its handle
+        return _dense_by_ops(rows, xs, bs, act_name)
     for j in range(nout):
-        out.append(_new_handle())
+        out.append(_new_handle_quietly())
     # 3. reserve (may compact), then read indices and write
     _reserve(nout * (1 if act == LEAF else 2), nout * (2 * nin + 1))
     top = A.n
@@ -1084,7 +1383,16 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
                     if A.b[i] >= 0:
                         _mark_child(A.b[i], bit, &pending, backprop)
                 if backprop:
-                    _backprop(i)
+                    if op != CUSTOM:
+                        _backprop(i)
+                    else:
+                        try:            # Python code: see the rule at the top
+                            _run_custom(i)
+                        except BaseException:
+                            _clear_marks(i, bit)
+                            _give_mark(bit)
+                            free(runs)
+                            raise
         if (i & 0xFFFF) == 0:
             try:
                 PyErr_CheckSignals()
@@ -1122,7 +1430,10 @@ cdef int _backward_runs(Py_ssize_t root, idx_t* runs, Py_ssize_t nruns) except -
         while hi >= lo:           # blocks of 2**16, then a signal check
             stop = hi - 0xFFFF if hi - 0xFFFF > lo else lo
             for i in range(hi, stop - 1, -1):
-                _backprop(i)
+                if A.op[i] != CUSTOM:
+                    _backprop(i)
+                else:
+                    _run_custom(i)
             PyErr_CheckSignals()
             hi = stop - 1
     return 0
@@ -1172,39 +1483,86 @@ def is_grad_enabled():
 # ---------------------------------------------------------------------------
 
 def _restore(data, grad, label):
-    v = Value(data, label)
+    v = Value(data, label=label)
     v.grad = grad
     return v
 
 
-@cython.final
+cdef inline Py_ssize_t _index(Value v) except -1:
+    _check(v)
+    return v.idx
+
+
+cdef list _children_list(object children):
+    """Value(data, _children, ...)'s children as a private list of Values."""
+    cdef list kids
+    if type(children) is tuple and len(<tuple>children) == 0:
+        return []
+    if isinstance(children, (str, bytes)):
+        kids = None
+    else:
+        try:
+            kids = list(children)
+        except TypeError:
+            kids = None
+    if kids is None:
+        raise TypeError("Value _children must be a tuple of Values, not %s (a label is "
+                        "given as label=...)" % type(children).__name__)
+    cdef Py_ssize_t k
+    for k in range(len(kids)):
+        if not isinstance(kids[k], Value):
+            raise TypeError("Value _children must be Values, not %s (child %d)"
+                            % (type(kids[k]).__name__, k))
+    return kids
+
+
 @cython.freelist(1024)
-@cython.no_gc
 cdef class Value:
-    """A scalar with a gradient: a handle to one node of the arena."""
+    """A scalar with a gradient: a handle to one node of the arena.
+
+    Value(data, _children=(), _op='', label='') as micrograd's: with children
+    the node is a custom node, whose data the caller computed and whose chain
+    rule is the function assigned to its `_backward`.
+    """
 
     cdef Py_ssize_t idx
     cdef idx_t* runs            # cached reachable set: (hi, lo) runs, see _reachable
     cdef Py_ssize_t nruns
     cdef size_t runs_epoch      # the arena epoch the cache was made in
+    cdef tuple kids             # the children's handles, once asked for (_kids_of)
+    cdef _Custom custom         # a custom node's code and `_op`; None otherwise
+    cdef PyObject* attrs        # its __dict__, made on the first attribute a user
+                                # sets (v.name = 'x'); see _value_setattro
 
     __array_ufunc__ = None      # numpy scalars on the left defer to our ops
 
     # No __cinit__: a new handle is zero-filled (idx 0, no cache) and is only
     # valid once the handle table points back at it; see _check.
 
-    def __init__(self, data, label=""):
-        """A leaf holding `data`.
+    def __init__(self, data, _children=(), _op="", label=""):
+        """A leaf holding `data`, or with `_children` a custom node.
 
         Called again on a Value, it turns that Value's node into a leaf in
         place, as micrograd's constructor does: every node that used it now
         uses the leaf, and what it was computed from is released.  On an
         error the Value is left as it was.
         """
+        # 1. Python-level input to C values and private objects
         cdef double d = _real(data, "Value data")
         cdef str text = _label_text(label)
-        cdef Py_ssize_t i
+        cdef str op = _op_text(_op)
+        cdef list kids = _children_list(_children)
+        cdef Py_ssize_t i, n = len(kids), k, top, e
+        cdef _Custom info = _Custom(op) if (op or n) else None
+        cdef tuple kids_t = tuple(kids) if (n and not _no_grad_depth) else None
+        cdef tuple old_kids = self.kids       # dropped at the end: their __del__
+        cdef _Custom old_custom = self.custom  # may run Python code
+        cdef uint8_t keep = KEEP if (info is not None or type(self) is not Value) else 0
         if _is_live_handle(self):
+            if n:
+                raise RuntimeError("a Value gets children only when it is made: "
+                                   "Value(data, _children, _op) makes a new custom node")
+            # 2./3. no Python code runs from here to the end
             i = self.idx
             if A.op[i] != LEAF:
                 A.epoch += 1            # a graph changed shape: every cached order is stale
@@ -1213,18 +1571,45 @@ cdef class Value:
             A.b[i] = -1
             A.data[i] = d
             A.grad[i] = 0.0
+            A.flags[i] |= keep
             if self.runs != NULL:
                 free(self.runs)
                 self.runs = NULL
-        else:
+            self.kids = None            # dropped below, once the node is consistent
+            self.custom = info
+        elif kids_t is not None:
+            # 2. validate the children; no Python code runs from here to the end
+            for k in range(n):
+                _check(<Value>kids[k])
+            # 3. reserve, read the children's indices, write
+            _reserve(1, n)
+            top = A.n
+            e = A.nedges
+            for k in range(n):
+                A.edges[e + k] = (<Value>kids[k]).idx
+            _write_node(top, CUSTOM, e, n, d)
+            A.nedges = e + n
+            A.flags[top] = KEEP
+            A.any_custom = True
+            _commit(top, top + 1, self)
+            self.kids = kids_t
+            self.custom = info
+        else:                           # a leaf (under no_grad also with children)
             _reserve(1, 0)              # a MemoryError here leaves self as it was
             _write_leaf(A.n, d)
+            A.flags[A.n] = keep
             _commit(A.n, A.n + 1, self)
+            self.custom = info
+        if self.custom is not None or type(self) is not Value:
+            _track(self)
         self._set_label(text)
+        old_kids = None                 # may run __del__ of what they held: last
+        old_custom = None
 
+    @cython.final
     cdef int _set_label(self, str text) except -1:
         """Set this node's label; `text` is an exact str (no Python code runs)."""
-        cdef Py_ssize_t i = self._i()
+        cdef Py_ssize_t i = _index(self)
         if text:
             _labels[i] = text
             A.flags[i] |= LABELED
@@ -1233,34 +1618,30 @@ cdef class Value:
             _labels.pop(i, None)
         return 0
 
-    cdef inline Py_ssize_t _i(self) except -1:
-        _check(self)
-        return self.idx
-
     # -- attributes --------------------------------------------------------
     # Each setter converts its argument first (which may run Python code),
     # then finds the node.
     @property
     def data(self):
-        return A.data[self._i()]
+        return A.data[_index(self)]
 
     @data.setter
     def data(self, value):
         cdef double d = _real(value, "Value data")
-        A.data[self._i()] = d
+        A.data[_index(self)] = d
 
     @property
     def grad(self):
-        return A.grad[self._i()]
+        return A.grad[_index(self)]
 
     @grad.setter
     def grad(self, value):
         cdef double d = _real(value, "Value grad")
-        A.grad[self._i()] = d
+        A.grad[_index(self)] = d
 
     @property
     def label(self):
-        cdef Py_ssize_t i = self._i()
+        cdef Py_ssize_t i = _index(self)
         if A.flags[i] & LABELED:
             return _labels[i]
         return ""
@@ -1271,32 +1652,62 @@ cdef class Value:
 
     @property
     def _op(self):
-        cdef Py_ssize_t i = self._i()
+        cdef Py_ssize_t i = _index(self)
         cdef uint8_t op = A.op[i]
+        if self.custom is not None:
+            return self.custom.op
         if op == POWC:
             return "**" + _exponent_text(A.data[A.b[i]])
         return OP_SYMBOLS[op]
 
     @property
     def _children(self):
-        """The children in order (constants included, fused inputs in order)."""
-        # The list is allocated first (a GC point); from reading the node to
-        # the last append no Python code runs (appending and making handles
-        # allocate nothing the GC tracks).  The owned handles then keep the
-        # children alive while the tuple is made.
-        cdef list kids = []
-        cdef Py_ssize_t i = self._i(), k
-        cdef uint8_t op = A.op[i]
-        if op == LEAF:
-            return ()
-        if _is_nary(op):
-            for k in range(A.a[i], A.a[i] + A.b[i]):
-                kids.append(_handle_of(A.edges[k]))
+        """The children in order (constants included, fused inputs in order).
+
+        The same objects on every call for as long as this Value lives: they
+        are made once and kept on it, as micrograd's `_prev` is."""
+        return _kids_of(self)
+
+    @property
+    def _backward(self):
+        """This node's chain rule, applied once: adds its grad times each
+        local derivative into its children's grads (micrograd's `_backward`).
+
+        A custom node's is the function assigned to it; a leaf's does nothing.
+        """
+        _check(self)
+        if self.custom is not None and self.custom.backward is not None:
+            return self.custom.backward
+        return self._local_backward
+
+    @_backward.setter
+    def _backward(self, fn):
+        # assigning a new function may drop the last reference to the old
+        # one (its __del__ runs Python code): the node is read after that
+        if not callable(fn):
+            raise TypeError("_backward must be callable, not %s" % type(fn).__name__)
+        cdef _Custom info = self.custom
+        cdef Py_ssize_t i = _index(self)
+        if A.op[i] != CUSTOM and A.op[i] != LEAF:
+            raise TypeError("cannot set _backward on a built-in '%s' node: make a custom node "
+                            "with Value(data, _children, _op) and set its _backward"
+                            % OP_SYMBOLS[A.op[i]])
+        if info is None:
+            info = _Custom("")
+        info.backward, fn = fn, info.backward
+        self.custom = info
+        i = _index(self)
+        A.flags[i] |= KEEP
+        _track(self)
+
+    def _local_backward(self):
+        """Apply this node's chain rule once (what `_backward` returns for a
+        built-in node)."""
+        cdef Py_ssize_t i = _index(self)
+        if A.op[i] == CUSTOM:
+            _run_custom(i)
         else:
-            kids.append(_handle_of(A.a[i]))
-            if A.b[i] >= 0 and op != POWC:
-                kids.append(_handle_of(A.b[i]))
-        return tuple(kids)
+            _backprop(i)
 
     @property
     def _prev(self):
@@ -1375,13 +1786,14 @@ cdef class Value:
 
     def detach(self):
         """A new leaf with this Value's data, outside any graph."""
-        return _new_leaf(A.data[self._i()])
+        return _new_leaf(A.data[_index(self)])
 
     # -- sweeps --------------------------------------------------------------
     # A sweep takes the root's cached run array (its handle no longer holds
     # it), so Python code run by a signal check cannot free it under the
     # sweep by re-initializing or dropping the root; at the end the array is
     # cached again if it still describes this root's graph, else freed.
+    @cython.final
     cdef idx_t* _claim_runs(self, Py_ssize_t* nruns) noexcept:
         cdef idx_t* runs = self.runs
         self.runs = NULL
@@ -1391,6 +1803,7 @@ cdef class Value:
         nruns[0] = self.nruns
         return runs
 
+    @cython.final
     cdef void _return_runs(self, Py_ssize_t root, idx_t* runs, Py_ssize_t nruns,
                            size_t epoch) noexcept:
         if runs == NULL:
@@ -1409,7 +1822,7 @@ cdef class Value:
         Interior grads are reset first; this Value's grad becomes 1; leaves
         accumulate, so two calls give twice the leaf grads.
         """
-        cdef Py_ssize_t root = self._i(), nruns
+        cdef Py_ssize_t root = _index(self), nruns
         cdef size_t epoch = A.epoch
         if AUTOGRAD_DEBUG:
             _verify_arena()
@@ -1428,7 +1841,7 @@ cdef class Value:
 
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
-        cdef Py_ssize_t root = self._i(), nruns
+        cdef Py_ssize_t root = _index(self), nruns
         cdef size_t epoch = A.epoch
         if AUTOGRAD_DEBUG:
             _verify_arena()
@@ -1437,6 +1850,7 @@ cdef class Value:
         try:
             if runs == NULL:
                 runs = _reachable(root, &nruns, False)
+            _check_replayable(runs, nruns)
             _forward_runs(runs, nruns)
         finally:
             self._return_runs(root, runs, nruns, epoch)
@@ -1468,18 +1882,83 @@ cdef void _release_handle(PyObject* o) noexcept:
 # type's own deallocator (the freelist).
 cdef destructor _base_value_dealloc = (<PyTypeObject*>Value).tp_dealloc
 
+cdef inline bint is_exactly_value(PyObject* o) noexcept:
+    return <PyTypeObject*>(o.ob_type) == <PyTypeObject*>Value
+
 cdef void _value_dealloc(PyObject* o) noexcept:
+    global _nspare
+    PyObject_GC_UnTrack(o)              # before anything it holds is released
     _release_handle(o)
+    _clear_attrs(o)
+    if (_nspare < 1024 and is_exactly_value(o) and is_none((<Value>o).kids)
+            and is_none((<Value>o).custom)):
+        (<Value>o).idx = 0              # as a new handle: see _check
+        _spare_handles[_nspare] = o     # dead until _new_handle revives it
+        _nspare += 1
+        return
     _base_value_dealloc(o)
 
+
+# A handle's __dict__ (attrs) is not a field Cython knows: the GC slots are
+# extended to see it and to clear it.
+cdef traverseproc _base_value_traverse = get_traverse(<PyTypeObject*>Value)
+cdef inquiry _base_value_clear = get_clear(<PyTypeObject*>Value)
+
+cdef int _value_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef int e = _base_value_traverse(o, visit, arg)
+    if e:
+        return e
+    return visit_object(visit, (<Value>o).attrs, arg)
+
+cdef int _value_clear(PyObject* o) noexcept:
+    _clear_attrs(o)
+    return _base_value_clear(o)
+
+cdef void _clear_attrs(PyObject* o) noexcept:
+    cdef PyObject* d = (<Value>o).attrs
+    if d != NULL:
+        (<Value>o).attrs = NULL
+        Py_DECREF(<object>d)
+
+set_traverse(<PyTypeObject*>Value, _value_traverse)
+set_clear(<PyTypeObject*>Value, _value_clear)
+
 (<PyTypeObject*>Value).tp_dealloc = _value_dealloc
+
+
+# Attributes a user sets go into the handle's __dict__: the GC must then see
+# the handle (a cycle may go through them), and the node keeps its handle
+# while it is used, so the attributes are there when it is reached again.
+cdef setattrofunc _base_value_setattro = get_setattro(<PyTypeObject*>Value)
+
+cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) except -1:
+    _base_value_setattro(o, name, value)
+    cdef Value h = <Value>o
+    if h.attrs != NULL:
+        _track(h)
+        if _is_live_handle(h):
+            A.flags[h.idx] |= KEEP
+    return 0
+
+set_setattro(<PyTypeObject*>Value, _value_setattro)
+
+
+cdef Py_ssize_t _attrs_offset():
+    cdef Value probe = Value.__new__(Value)
+    return <char*>&probe.attrs - <char*><PyObject*>probe
+
+set_dictoffset(<PyTypeObject*>Value, _attrs_offset())
+
+# Functions assigned onto the class become methods (Value.exp2 = exp2), as
+# on micrograd's Value: the type accepts new attributes.
+(<PyTypeObject*>Value).tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE
 
 
 cdef Value _handle_of(Py_ssize_t i):
     """The node's handle, made if it has none (never a second one)."""
     if A.handle[i] != NULL:
         return <Value>A.handle[i]
-    cdef Value h = _new_handle()
+    cdef Value h = _new_handle_quietly()
     A.handle[i] = <PyObject*>h
     A.handles += 1
     h.idx = i
@@ -1512,7 +1991,7 @@ cdef int _verify_arena() except -1:
         op = A.op[i]
         if A.handle[i] != NULL:
             handles += 1
-        if op > DOT:
+        if op > CUSTOM:
             raise AssertionError("node %d has an unknown op code %d" % (i, op))
         if A.flags[i] & ALL_MARKS & ~A.marks_in_use:
             raise AssertionError("node %d carries a stale mark bit (flags %d)" % (i, A.flags[i]))

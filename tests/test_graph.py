@@ -23,7 +23,7 @@ def _records(source):
 
 
 def test_source_of_a_small_expression(engine):
-    a, b, c = engine.Value(2.0, "a"), engine.Value(-3.0, "b"), engine.Value(10.0, "c")
+    a, b, c = engine.Value(2.0, label="a"), engine.Value(-3.0, label="b"), engine.Value(10.0, label="c")
     e = a * b
     e.label = "e"
     d = e + c
@@ -56,9 +56,9 @@ def test_unlabeled_values_and_constants(engine):
 
 
 def test_fused_nodes_are_one_op_node_with_every_input(engine):
-    ws = [engine.Value(float(i), f"w{i}") for i in range(3)]
-    xs = [engine.Value(1.0, f"x{i}") for i in range(3)]
-    out = engine.dot(ws, xs, engine.Value(0.5, "b"))
+    ws = [engine.Value(float(i), label=f"w{i}") for i in range(3)]
+    xs = [engine.Value(1.0, label=f"x{i}") for i in range(3)]
+    out = engine.dot(ws, xs, engine.Value(0.5, label="b"))
     source = draw_dot(out, rankdir="TB").source
     ops = re.findall(r'(v\d+_op) \[label="?([^"\]]*?)"?\]', source)
     assert [label for _, label in ops] == ["dot"]
@@ -67,7 +67,7 @@ def test_fused_nodes_are_one_op_node_with_every_input(engine):
 
 
 def test_reused_input_draws_one_edge(engine):
-    a = engine.Value(3.0, "a")
+    a = engine.Value(3.0, label="a")
     source = draw_dot(a * a).source
     assert len(re.findall(r" -> ", source)) == 2
 

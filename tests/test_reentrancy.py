@@ -627,7 +627,7 @@ def test_backward_from_a_signal_handler_inside_a_sweep(engine):
 
 def test_nested_discoveries_each_mark_with_their_own_bit(core):
     # Each first backward() marks nodes with a flag bit of its own, so
-    # discoveries nest; with seven in progress an eighth is refused clearly.
+    # discoveries nest; with six in progress a seventh is refused clearly.
     x = core.Value(1.0)
     chains = [_chain(core, x, 150_000) for _ in range(9)]
     log = {"started": set(), "errors": []}
@@ -646,8 +646,8 @@ def test_nested_discoveries_each_mark_with_their_own_bit(core):
         (chains[0] * 1.0).backward()
         return bool(log["errors"])
 
-    assert _run_with_timer_signal(handler, work), "the discoveries never nested eight deep"
-    assert log["errors"] == ["autograd: more than 7 graph discoveries in progress at once "
+    assert _run_with_timer_signal(handler, work), "the discoveries never nested seven deep"
+    assert log["errors"] == ["autograd: more than 6 graph discoveries in progress at once "
                              "(nested backward() or forward() calls from signal handlers or threads)"]
     core.check_arena()
     for chain in chains:                   # every graph works afterwards

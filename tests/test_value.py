@@ -57,6 +57,8 @@ def test_attributes_read_and_write(engine):
     with pytest.raises(TypeError, match="label must be a str"):
         v.label = 3
     with pytest.raises(TypeError, match="label must be a str"):
+        engine.Value(1.0, label=5)
+    with pytest.raises(TypeError, match="_children must be a tuple of Values, not int"):
         engine.Value(1.0, 5)
     assert (v.data, v.grad, v.label) == (4.0, -2.0, "y")   # failed writes changed nothing
 
@@ -68,7 +70,7 @@ def test_repr_is_micrographs(engine):
 
 
 def test_labels_survive_on_interior_nodes(engine):
-    a, b = engine.Value(1.0, "a"), engine.Value(2.0, "b")
+    a, b = engine.Value(1.0, label="a"), engine.Value(2.0, label="b")
     c = a * b
     c.label = "c"
     d = c + 1
