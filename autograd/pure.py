@@ -17,9 +17,14 @@ Semantics shared with the compiled core (autograd.core):
 - Value(x).__init__(y) again turns that Value into a leaf holding y in place,
   as micrograd's constructor does: the nodes that used it now use the leaf.
 - Labels are stored as exact `str` (a str subclass is copied).
+- Value(data, _children, _op) makes a custom node, as micrograd's: its data
+  is what the caller computed, and backward() runs the function assigned to
+  its `_backward` when it reaches it.  function(forward, *partials) makes a
+  custom op that forward() can replay too.
 
 No recursion anywhere, and no closures that hold their own output: nothing
-here builds reference cycles, so memory comes back by reference counting.
+here builds reference cycles (a user's `_backward` closure may: the cyclic
+GC collects it), so memory comes back by reference counting.
 """
 import heapq
 import itertools
@@ -27,7 +32,7 @@ import math
 import numbers
 import threading
 
-__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense"]
+__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "function", "Function"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
 class _GradMode(threading.local):
@@ -66,6 +71,34 @@ def _label_text(label):
     if isinstance(label, str):
         return str.__str__(label)
     raise TypeError(f"Value label must be a str, not {type(label).__name__}")
+
+
+def _op_text(op):
+    """A custom node's `_op` as an exact str."""
+    if type(op) is str:
+        return op
+    if isinstance(op, str):
+        return str.__str__(op)
+    raise TypeError(f"Value _op must be a str, not {type(op).__name__}")
+
+
+def _children_list(children):
+    """Value(data, _children, ...)'s children as a private list of Values."""
+    if type(children) is tuple and not children:
+        return []
+    kids = None
+    if not isinstance(children, (str, bytes)):
+        try:
+            kids = list(children)
+        except TypeError:
+            pass
+    if kids is None:
+        raise TypeError(f"Value _children must be a tuple of Values, not {type(children).__name__} "
+                        "(a label is given as label=...)")
+    for k, kid in enumerate(kids):
+        if not isinstance(kid, Value):
+            raise TypeError(f"Value _children must be Values, not {type(kid).__name__} (child {k})")
+    return kids
 
 
 def _require_initialized(v):
@@ -174,6 +207,8 @@ def _dot_forward(args):
 
 def _evaluate(node):
     kind, args = node._kind, node._args
+    if kind == "custom":
+        return _custom_forward(node)
     if kind == "sum":
         return _sum_forward(args)
     if kind == "dot":
@@ -186,6 +221,9 @@ def _evaluate(node):
 def _backprop(node):
     """Add node's contributions to its inputs' grads (the chain rule)."""
     kind, args, g = node._kind, node._args, node._grad
+    if kind == "custom":
+        _run_custom(node)
+        return
     if kind == "sum":
         for v in args:
             v._grad += g
@@ -205,8 +243,64 @@ def _backprop(node):
         args[1]._grad += dy
 
 
+# ---------------------------------------------------------------------------
+# Custom nodes: a user's op, whose rules are Python code
+# ---------------------------------------------------------------------------
+
+class _Custom:
+    """What a custom node runs: a lecture-style `_backward` function, or the
+    forward formula and partial derivatives of a function()."""
+    __slots__ = ("op", "backward", "forward", "partials")
+
+    def __init__(self, op, backward=None, forward=None, partials=None):
+        self.op, self.backward, self.forward, self.partials = op, backward, forward, partials
+
+
+def _name_in_error(exc, op):
+    if hasattr(exc, "add_note"):        # Python 3.11+
+        exc.add_note(f"(raised by the custom node '{op}')")
+
+
+def _run_custom(node):
+    """A custom node's chain rule: its `_backward`, or its partials."""
+    info = node._custom
+    try:
+        if info.backward is not None:
+            info.backward()
+        elif info.partials is not None:
+            xs = [v._data for v in node._args]
+            ds = [_real(p(*xs), f"the partial derivative {k} of '{info.op}'")
+                  for k, p in enumerate(info.partials)]
+            if node._kind != "custom":      # re-initialized by that code
+                return
+            g = node._grad
+            for v, d in zip(node._args, ds):
+                v._grad += d * g
+    except BaseException as exc:
+        _name_in_error(exc, info.op)
+        raise
+
+
+def _custom_forward(node):
+    info = node._custom
+    if info.forward is None:
+        _no_forward_formula(info.op)
+    try:
+        return _real(info.forward(*[v._data for v in node._args]), f"the result of '{info.op}'")
+    except BaseException as exc:
+        _name_in_error(exc, info.op)
+        raise
+
+
+def _no_forward_formula(op):
+    raise RuntimeError(
+        f"forward() cannot recompute the custom node '{op}': it was made by "
+        "Value(data, _children, _op) and has no forward formula. Make the op with "
+        "autograd.function(forward, *partials) to replay it.")
+
+
 def _restore(data, grad, label):
-    v = Value(data, label)
+    v = Value(data, label=label)
     v.grad = grad
     return v
 
@@ -214,17 +308,30 @@ def _restore(data, grad, label):
 class Value:
     """A scalar with a gradient."""
 
-    __slots__ = ("_data", "_grad", "_label", "_args", "_kind", "_id", "_order", "__weakref__")
+    __slots__ = ("_data", "_grad", "_label", "_args", "_kind", "_id", "_order", "_custom",
+                 "__dict__", "__weakref__")
     __array_ufunc__ = None  # numpy scalars on the left defer to our ops
 
-    def __init__(self, data, label=""):
+    def __init__(self, data, _children=(), _op="", label=""):
+        """A leaf holding `data`, or with `_children` a custom node (micrograd's
+        signature): its data is what the caller computed, its chain rule the
+        function assigned to its `_backward`."""
         data = _real(data, "Value data")
         label = _label_text(label)
+        op = _op_text(_op)
+        kids = _children_list(_children)
         try:   # called again on a Value: it becomes a leaf in place
-            self._id = object.__getattribute__(self, "_id")
-            if object.__getattribute__(self, "_kind") != "leaf":
-                _structure[0] += 1
+            object.__getattribute__(self, "_id")
+            again = True
         except AttributeError:
+            again = False
+        if again and kids:
+            raise RuntimeError("a Value gets children only when it is made: "
+                               "Value(data, _children, _op) makes a new custom node")
+        if again:
+            if self._kind != "leaf":
+                _structure[0] += 1
+        else:
             self._id = next(_creation_counter)
         self._data = data
         self._grad = 0.0
@@ -232,6 +339,10 @@ class Value:
         self._args = ()
         self._kind = "leaf"
         self._order = None
+        self._custom = _Custom(op) if (op or kids) else None
+        if kids and not _grad_mode.depth:
+            self._args = tuple(kids)
+            self._kind = "custom"
 
     def __getattr__(self, name):
         # only reached when a slot was never set: Value.__new__(Value)
@@ -253,6 +364,7 @@ class Value:
         out._kind = kind
         out._id = next(_creation_counter)
         out._order = None
+        out._custom = None
         return out
 
     # -- attributes ------------------------------------------------------------
@@ -288,6 +400,8 @@ class Value:
 
     @property
     def _op(self):
+        if self._custom is not None:
+            return self._custom.op
         if self._kind == "leaf":
             return ""
         if self._kind == "powc":
@@ -305,6 +419,37 @@ class Value:
     def _prev(self):
         """The set of children, as micrograd's `_prev`."""
         return set(self._children)
+
+    @property
+    def _backward(self):
+        """This node's chain rule, applied once: adds its grad times each
+        local derivative into its children's grads (micrograd's `_backward`).
+
+        A custom node's is the function assigned to it; a leaf's does nothing.
+        """
+        _require_initialized(self)
+        if self._custom is not None and self._custom.backward is not None:
+            return self._custom.backward
+        return self._local_backward
+
+    @_backward.setter
+    def _backward(self, fn):
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__}")
+        _require_initialized(self)
+        if self._kind not in ("custom", "leaf"):
+            raise TypeError(f"cannot set _backward on a built-in '{self._op}' node: make a custom "
+                            "node with Value(data, _children, _op) and set its _backward")
+        if self._custom is None:
+            self._custom = _Custom("")
+        self._custom.backward = fn
+
+    def _local_backward(self):
+        """Apply this node's chain rule once (what `_backward` returns for a
+        built-in node)."""
+        _require_initialized(self)
+        if self._kind != "leaf":
+            _backprop(self)
 
     def __repr__(self):
         return f"Value(data={self._data!r}, grad={self._grad!r})"
@@ -402,6 +547,9 @@ class Value:
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
         order = list(self._reverse_topological_order())
+        for node in order:      # refuse before anything is recomputed
+            if node._kind == "custom" and node._custom.forward is None:
+                _no_forward_formula(node._custom.op)
         with _sweep_lock:
             for node in reversed(order):
                 if node._kind != "leaf":
@@ -474,6 +622,66 @@ def dense(weights, inputs, biases, activation="relu"):
         act = dot(w, inputs, b)
         out.append(act if activation == "linear" else getattr(act, activation)())
     return out
+
+
+class Function:
+    """A custom op: `forward(*inputs)` computes the result from numbers and
+    `partials[k](*inputs)` its derivative with respect to input k.
+
+    Calling it on Values (or numbers) makes one custom node, which
+    backward() differentiates with the partials (child k's grad gets
+    partial_k(*inputs) * grad, in order) and forward() recomputes with the
+    forward formula.  Made by function(forward, *partials, name=...).
+    """
+
+    def __init__(self, forward, *partials, name=None):
+        if not callable(forward):
+            raise TypeError(f"function(): forward must be callable, not {type(forward).__name__}")
+        if not partials:
+            raise TypeError("function(): give one partial derivative per input "
+                            "(function(forward, d_dx, d_dy, ...))")
+        for k, p in enumerate(partials):
+            if not callable(p):
+                raise TypeError(f"function(): partial derivative {k} must be callable, "
+                                f"not {type(p).__name__}")
+        self.name = _op_text(getattr(forward, "__name__", "function") if name is None else name)
+        self.forward = forward
+        self.partials = partials
+        self._info = _Custom(self.name, None, forward, partials)
+
+    def __call__(self, *args):
+        name, n = self.name, len(self.partials)
+        if len(args) != n:
+            raise TypeError(f"'{name}' takes {n} inputs (one per partial derivative), not {len(args)}")
+        consts = [None if isinstance(x, Value) else _as_float(x) for x in args]
+        for x, c in zip(args, consts):
+            if c is None and not isinstance(x, Value):
+                raise TypeError(f"'{name}' takes Values or real numbers, not {type(x).__name__}")
+        xs = [x._data if c is None else c for x, c in zip(args, consts)]
+        try:
+            data = _real(self.forward(*xs), f"the result of '{name}'")
+        except BaseException as exc:
+            _name_in_error(exc, name)
+            raise
+        if _grad_mode.depth:
+            return Value(data)
+        kids = tuple(x if c is None else Value(c) for x, c in zip(args, consts))
+        node = Value._node(data, kids, "custom")
+        node._custom = self._info
+        return node
+
+    def __repr__(self):
+        return f"function({self.name!r}, {len(self.partials)} inputs)"
+
+
+def function(forward, *partials, name=None):
+    """A custom op from its forward formula and one partial derivative per
+    input, all functions of numbers:
+
+        mul3 = function(lambda x, y: 3*x*y, lambda x, y: 3*y, lambda x, y: 3*x, name="mul3")
+        z = mul3(a, b)          # one node; backward() and forward() both work
+    """
+    return Function(forward, *partials, name=name)
 
 
 class no_grad:

@@ -1322,6 +1322,111 @@ def dense(weights, inputs, biases, activation="relu"):
 
 
 # ---------------------------------------------------------------------------
+# autograd.function: a custom op with its forward formula and partials
+# ---------------------------------------------------------------------------
+
+cdef class Function:
+    """A custom op: `forward(*inputs)` computes the result from numbers and
+    `partials[k](*inputs)` its derivative with respect to input k.
+
+    Calling it on Values (or numbers) makes one custom node, which
+    backward() differentiates with the partials (child k's grad gets
+    partial_k(*inputs) * grad, in order) and forward() recomputes with the
+    forward formula.  Made by autograd.function(forward, *partials, name=...).
+    """
+    cdef readonly str name
+    cdef readonly object forward
+    cdef readonly tuple partials
+    cdef _Custom info
+
+    def __init__(self, forward, *partials, name=None):
+        if not callable(forward):
+            raise TypeError("function(): forward must be callable, not %s" % type(forward).__name__)
+        if not partials:
+            raise TypeError("function(): give one partial derivative per input "
+                            "(function(forward, d_dx, d_dy, ...))")
+        for k, p in enumerate(partials):
+            if not callable(p):
+                raise TypeError("function(): partial derivative %d must be callable, not %s"
+                                % (k, type(p).__name__))
+        if name is None:
+            name = getattr(forward, "__name__", "function")
+        self.name = _op_text(name)
+        self.forward = forward
+        self.partials = partials
+        self.info = _Custom(self.name, None, forward, partials)
+
+    def __call__(self, *args):
+        return _call_function(self, list(args))
+
+    def __repr__(self):
+        return "function(%r, %d inputs)" % (self.name, len(self.partials))
+
+
+def function(forward, *partials, name=None):
+    """A custom op from its forward formula and one partial derivative per
+    input, all functions of numbers:
+
+        mul3 = function(lambda x, y: 3*x*y, lambda x, y: 3*y, lambda x, y: 3*x, name="mul3")
+        z = mul3(a, b)          # one node; backward() and forward() both work
+    """
+    return Function(forward, *partials, name=name)
+
+
+cdef Value _call_function(Function f, list kids):
+    """One custom node: f's forward formula applied to kids (Values or numbers)."""
+    cdef Py_ssize_t n = len(f.partials), k, top, e
+    cdef double c
+    cdef object o
+    if len(kids) != n:
+        raise TypeError("'%s' takes %d inputs (one per partial derivative), not %d"
+                        % (f.name, n, len(kids)))
+    # 1. Python-level input: numbers to floats, then the forward formula
+    cdef list xs = [None] * n
+    for k in range(n):
+        o = kids[k]
+        if not isinstance(o, Value):
+            if not _as_float(o, &c):
+                raise TypeError("'%s' takes Values or real numbers, not %s" % (f.name, type(o).__name__))
+            xs[k] = c
+    for k in range(n):                  # no Python code between these reads
+        o = kids[k]
+        if isinstance(o, Value):
+            xs[k] = A.data[_index(<Value>o)]
+    cdef double d
+    try:
+        d = _real(f.forward(*xs), "the result of '%s'" % f.name)
+    except BaseException as exc:
+        _name_in_error(exc, f.name)
+        raise
+    if _no_grad_depth:
+        return _new_leaf(d)
+    for k in range(n):                  # constants become leaves with handles
+        if not isinstance(kids[k], Value):
+            kids[k] = _new_leaf(xs[k])
+    cdef tuple kids_t = tuple(kids)     # a private list: nothing can change it
+    cdef Value h = _new_handle()
+    # 2. validate; no Python code runs from here to the end
+    for k in range(n):
+        _check(<Value>kids[k])
+    # 3. reserve, read the children's indices, write
+    _reserve(1, n)
+    top = A.n
+    e = A.nedges
+    for k in range(n):
+        A.edges[e + k] = (<Value>kids[k]).idx
+    _write_node(top, CUSTOM, e, n, d)
+    A.nedges = e + n
+    A.flags[top] = KEEP
+    A.any_custom = True
+    _commit(top, top + 1, h)
+    h.kids = kids_t
+    h.custom = f.info
+    _track(h)
+    return h
+
+
+# ---------------------------------------------------------------------------
 # Sweeps
 # ---------------------------------------------------------------------------
 
