@@ -58,7 +58,7 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
 from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, INFINITY
 
@@ -254,16 +254,16 @@ cdef inline bint _is_nary(uint8_t op) noexcept:
     return op == SUM or op == DOT or op == CUSTOM
 
 
-cdef uint8_t _take_mark() except 0:
-    """A flag bit of its own for a sweep that marks nodes."""
+cdef uint8_t _take_mark() noexcept:
+    """A flag bit of its own for a sweep that marks nodes; 0 if all six are
+    in use (then the sweep marks in a private array: see _Marks)."""
     cdef uint8_t bit = 4
     while bit:
         if not (A.marks_in_use & bit):
             A.marks_in_use |= bit
             return bit
         bit <<= 1
-    raise RuntimeError("autograd: more than 6 graph discoveries in progress at once "
-                       "(nested backward() or forward() calls from signal handlers or threads)")
+    return 0
 
 
 cdef inline void _give_mark(uint8_t bit) noexcept:
@@ -276,8 +276,39 @@ cdef void _clear_marks(Py_ssize_t below, uint8_t bit) noexcept:
         A.flags[i] &= ~bit
 
 
-cdef Py_ssize_t _mark_live(uint8_t bit, Py_ssize_t* live_edges) noexcept:
-    """Set `bit` on every live node; return their count.
+# Where a sweep keeps its marks: a flag bit of its own in A.flags, or, when
+# more sweeps are in progress than there are bits (nested signal handlers,
+# threads whose custom nodes release the GIL), a private array of its own.
+# A.flags is read afresh on every access: Python code may grow the arena.
+cdef struct _Marks:
+    uint8_t* own            # the private array, or NULL for A.flags
+    uint8_t bit
+
+cdef int _marks_begin(_Marks* m, Py_ssize_t nodes) except -1:
+    m.bit = _take_mark()
+    m.own = NULL
+    if m.bit == 0:
+        m.own = <uint8_t*>calloc(nodes if nodes else 1, 1)
+        if m.own == NULL:
+            raise MemoryError()
+        m.bit = 1
+    return 0
+
+cdef inline uint8_t* _marks_of(_Marks* m) noexcept:
+    return m.own if m.own != NULL else A.flags
+
+cdef void _marks_end(_Marks* m, Py_ssize_t below) noexcept:
+    """Give the marks back; nodes below `below` may still carry one."""
+    if m.own != NULL:
+        free(m.own)
+        m.own = NULL
+    else:
+        _clear_marks(below, m.bit)
+        _give_mark(m.bit)
+
+
+cdef Py_ssize_t _mark_live(uint8_t* marks, uint8_t bit, Py_ssize_t* live_edges) noexcept:
+    """Set `bit` in `marks` on every live node; return their count.
 
     A node is live if it has a handle or a live node has it as a child.
     Children have smaller indices, so one reverse sweep settles it.
@@ -285,9 +316,9 @@ cdef Py_ssize_t _mark_live(uint8_t bit, Py_ssize_t* live_edges) noexcept:
     cdef Py_ssize_t i, k, live = 0, edges = 0
     cdef uint8_t op
     for i in range(A.n - 1, -1, -1):
-        if A.handle[i] == NULL and not (A.flags[i] & bit):
+        if A.handle[i] == NULL and not (marks[i] & bit):
             continue
-        A.flags[i] |= bit
+        marks[i] |= bit
         live += 1
         op = A.op[i]
         if op == LEAF:
@@ -295,11 +326,11 @@ cdef Py_ssize_t _mark_live(uint8_t bit, Py_ssize_t* live_edges) noexcept:
         if _is_nary(op):
             edges += A.b[i]
             for k in range(A.a[i], A.a[i] + A.b[i]):
-                A.flags[A.edges[k]] |= bit
+                marks[A.edges[k]] |= bit
         else:
-            A.flags[A.a[i]] |= bit
+            marks[A.a[i]] |= bit
             if A.b[i] >= 0:
-                A.flags[A.b[i]] |= bit
+                marks[A.b[i]] |= bit
     live_edges[0] = edges
     return live
 
@@ -364,9 +395,9 @@ cdef int _compact(uint8_t bit) except -1:
 cdef int _collect_now() except -1:
     """Mark the live nodes and compact.  Only while no sweep is in progress."""
     cdef Py_ssize_t live_edges
-    cdef uint8_t bit = _take_mark()
+    cdef uint8_t bit = _take_mark()     # no sweep in progress: every bit is free
     try:
-        _mark_live(bit, &live_edges)
+        _mark_live(A.flags, bit, &live_edges)
         _compact(bit)
     finally:
         _give_mark(bit)
@@ -390,9 +421,9 @@ cdef int _make_room(Py_ssize_t nodes, Py_ssize_t edges) except -1:
     cdef Py_ssize_t live, live_edges = 0
     cdef uint8_t bit
     if A.n > 0 and A.sweeps == 0:
-        bit = _take_mark()
+        bit = _take_mark()          # no sweep in progress: every bit is free
         try:
-            live = _mark_live(bit, &live_edges)
+            live = _mark_live(A.flags, bit, &live_edges)
             if ((A.n + nodes > A.cap and 2 * live <= A.n) or
                     (A.nedges + edges > A.edgecap and 2 * live_edges <= A.nedges)):
                 _compact(bit)
@@ -1447,21 +1478,25 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
     an interior child's grad is zeroed when the child is first marked, before
     any user adds to it.  One pass over the graph instead of three.
 
-    Only A.* is read across the signal checks, never a pointer into it: a
-    handler's ops may grow (reallocate) the arena.
+    Only A.* is read across the signal checks and custom nodes, never a
+    pointer into it: Python code's ops may grow (reallocate) the arena.
     """
     cdef Py_ssize_t cap = 64, n = 0, i = root, pending = 1, k
-    cdef uint8_t bit = _take_mark()
+    cdef _Marks m
     cdef idx_t* runs = <idx_t*>malloc(cap * sizeof(idx_t))
     cdef idx_t* grown
     cdef uint8_t op
     if runs == NULL:
-        _give_mark(bit)
         raise MemoryError()
-    A.flags[root] |= bit
+    try:
+        _marks_begin(&m, root + 1)
+    except MemoryError:
+        free(runs)
+        raise
+    _marks_of(&m)[root] |= m.bit
     while pending:
-        if A.flags[i] & bit:
-            A.flags[i] &= ~bit
+        if _marks_of(&m)[i] & m.bit:
+            _marks_of(&m)[i] &= ~m.bit
             pending -= 1
             if n > 0 and runs[n - 1] == i + 1:
                 runs[n - 1] = i                     # extends the current run
@@ -1469,8 +1504,7 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
                 if n + 2 > cap:
                     grown = <idx_t*>realloc(runs, 2 * cap * sizeof(idx_t))
                     if grown == NULL:
-                        _clear_marks(i, bit)
-                        _give_mark(bit)
+                        _marks_end(&m, i)
                         free(runs)
                         raise MemoryError()
                     runs = grown
@@ -1482,11 +1516,11 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
             if op != LEAF:
                 if _is_nary(op):
                     for k in range(A.a[i], A.a[i] + A.b[i]):
-                        _mark_child(A.edges[k], bit, &pending, backprop)
+                        _mark_child(A.edges[k], &m, &pending, backprop)
                 else:
-                    _mark_child(A.a[i], bit, &pending, backprop)
+                    _mark_child(A.a[i], &m, &pending, backprop)
                     if A.b[i] >= 0:
-                        _mark_child(A.b[i], bit, &pending, backprop)
+                        _mark_child(A.b[i], &m, &pending, backprop)
                 if backprop:
                     if op != CUSTOM:
                         _backprop(i)
@@ -1494,27 +1528,26 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
                         try:            # Python code: see the rule at the top
                             _run_custom(i)
                         except BaseException:
-                            _clear_marks(i, bit)
-                            _give_mark(bit)
+                            _marks_end(&m, i)
                             free(runs)
                             raise
         if (i & 0xFFFF) == 0:
             try:
                 PyErr_CheckSignals()
             except BaseException:
-                _clear_marks(i, bit)
-                _give_mark(bit)
+                _marks_end(&m, i)
                 free(runs)
                 raise
         i -= 1
-    _give_mark(bit)
+    _marks_end(&m, 0)
     nruns[0] = n // 2
     return runs
 
 
-cdef inline void _mark_child(Py_ssize_t c, uint8_t bit, Py_ssize_t* pending, bint zero_grads) noexcept:
-    if not (A.flags[c] & bit):
-        A.flags[c] |= bit
+cdef inline void _mark_child(Py_ssize_t c, _Marks* m, Py_ssize_t* pending, bint zero_grads) noexcept:
+    cdef uint8_t* marks = _marks_of(m)
+    if not (marks[c] & m.bit):
+        marks[c] |= m.bit
         pending[0] += 1
         if zero_grads and A.op[c] != LEAF:
             A.grad[c] = 0.0
@@ -2138,15 +2171,14 @@ def collect():
     last sweep ends, and the live nodes are counted now.
     """
     cdef Py_ssize_t live_edges, live
-    cdef uint8_t bit
+    cdef _Marks m
     if A.n == 0:
         return 0
     if A.sweeps:
         A.compact_pending = True
-        bit = _take_mark()
-        live = _mark_live(bit, &live_edges)
-        _clear_marks(A.n, bit)
-        _give_mark(bit)
+        _marks_begin(&m, A.n)
+        live = _mark_live(_marks_of(&m), m.bit, &live_edges)
+        _marks_end(&m, A.n)
         return live
     _collect_now()
     return A.n

@@ -542,3 +542,44 @@ def test_a_gc_callback_while_children_are_read_may_compact(engine):
     assert [k.data for k in kids] == [2.0 * k for k in range(5)]
     assert all(k._children[0] is x for k, x in zip(kids, xs))
     engine.check_arena()
+
+
+def test_threads_whose_custom_nodes_release_the_gil_run_their_sweeps_side_by_side(engine):
+    # More sweeps in progress at once than the core has mark bits for: each
+    # custom node sleeps, so every thread's sweep pauses in the middle.
+    import threading
+    import time
+    errors, grads, most = [], [], [0]
+    barrier = threading.Barrier(10)
+
+    def work(seed):
+        try:
+            x = engine.Value(float(seed))
+            v = x
+            for _ in range(20):
+                out = engine.Value(v.data * 2.0, (v,), "slow*2")
+
+                def _backward(v=v, out=out):
+                    if _is_core(engine):
+                        most[0] = max(most[0], engine.arena_info()["sweeps"])
+                    time.sleep(0.0005)
+                    v.grad += 2.0 * out.grad
+                out._backward = _backward
+                v = out
+            root = v * 1.0
+            barrier.wait()
+            for _ in range(3):
+                root.backward()
+            grads.append(x.grad)
+        except BaseException as exc:        # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and grads == [3.0 * 2.0 ** 20] * 10
+    if _is_core(engine):
+        assert most[0] > 6          # more than the six mark bits at once
+    _check_arena(engine)
