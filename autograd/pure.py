@@ -299,8 +299,10 @@ def _no_forward_formula(op):
         "autograd.function(forward, *partials) to replay it.")
 
 
-def _restore(data, grad, label):
-    v = Value(data, label=label)
+def _restore(data, grad, label, cls=None):
+    """A copy or an unpickled Value: a leaf of class `cls` (Value if None)."""
+    v = (Value if cls is None else cls).__new__(Value if cls is None else cls)
+    Value.__init__(v, data, label=label)
     v.grad = grad
     return v
 
@@ -455,8 +457,10 @@ class Value:
         return f"Value(data={self._data!r}, grad={self._grad!r})"
 
     def __reduce__(self):
-        # pickles and copies as a leaf with its data, grad and label
-        return (_restore, (self._data, self._grad, self._label))
+        # pickles and copies as a leaf with its data, grad, label, class and
+        # attributes; the graph behind it is not carried along
+        cls = None if type(self) is Value else type(self)
+        return (_restore, (self._data, self._grad, self._label, cls), dict(self.__dict__) or None)
 
     # -- building the graph ------------------------------------------------------
     def _binary(self, kind, other, reflected=False):

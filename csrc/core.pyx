@@ -85,6 +85,28 @@ cdef extern from *:
     static inquiry autograd_get_clear(PyTypeObject* t) { return t->tp_clear; }
     static void autograd_set_clear(PyTypeObject* t, inquiry f) { t->tp_clear = f; }
     static int autograd_visit(visitproc visit, PyObject* o, void* arg) { return o ? visit(o, arg) : 0; }
+    /* v.__dict__ (and vars(v)): the attributes' dict, made on first use.
+       Whoever holds it may fill it, so the handle is then treated as one
+       with attributes (autograd_attrs_taken: tracked by the GC, KEEP). */
+    static void (*autograd_attrs_taken)(PyObject*) = NULL;
+    static PyObject* autograd_get_dict(PyObject* o, void* closure) {
+        PyObject* d = PyObject_GenericGetDict(o, closure);
+        if (d != NULL && autograd_attrs_taken != NULL) autograd_attrs_taken(o);
+        return d;
+    }
+    static PyGetSetDef autograd_dict_getset = {"__dict__", autograd_get_dict, PyObject_GenericSetDict,
+                                               "the Value's attributes", NULL};
+    static int autograd_add_dict_descriptor(PyTypeObject* t, void (*taken)(PyObject*)) {
+        PyObject* descr;
+        int r;
+        autograd_attrs_taken = taken;
+        descr = PyDescr_NewGetSet(t, &autograd_dict_getset);
+        if (descr == NULL) return -1;
+        r = PyDict_SetItemString(t->tp_dict, "__dict__", descr);
+        Py_DECREF(descr);
+        PyType_Modified(t);
+        return r;
+    }
     """
     ctypedef int (*visitproc)(PyObject*, void*)
     ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
@@ -95,6 +117,7 @@ cdef extern from *:
     inquiry get_clear "autograd_get_clear"(PyTypeObject* t)
     void set_clear "autograd_set_clear"(PyTypeObject* t, inquiry f)
     int visit_object "autograd_visit"(visitproc visit, PyObject* o, void* arg)
+    int add_dict_descriptor "autograd_add_dict_descriptor"(PyTypeObject* t, void (*taken)(PyObject*) noexcept) except -1
     bint is_none "Py_IsNone"(object o)
     ctypedef int (*setattrofunc "autograd_setattrofunc")(PyObject*, PyObject*, PyObject*) except -1
     setattrofunc get_setattro "autograd_get_setattro"(PyTypeObject* t)
@@ -1620,8 +1643,10 @@ def is_grad_enabled():
 # The handle
 # ---------------------------------------------------------------------------
 
-def _restore(data, grad, label):
-    v = Value(data, label=label)
+def _restore(data, grad, label, cls=None):
+    """A copy or an unpickled Value: a leaf of class `cls` (Value if None)."""
+    cdef Value v = Value.__new__(Value if cls is None else cls)
+    Value.__init__(v, data, label=label)
     v.grad = grad
     return v
 
@@ -1856,9 +1881,11 @@ cdef class Value:
         return "Value(data=%r, grad=%r)" % (self.data, self.grad)
 
     def __reduce__(self):
-        # A Value pickles and copies as a leaf with its data, grad and label;
-        # the graph behind it is not carried along.
-        return (_restore, (self.data, self.grad, self.label))
+        # A Value pickles and copies as a leaf with its data, grad, label,
+        # class and attributes; the graph behind it is not carried along.
+        cdef object cls = None if type(self) is Value else type(self)
+        cdef object attrs = dict(<object>self.attrs) if self.attrs != NULL else None
+        return (_restore, (self.data, self.grad, self.label, cls), attrs or None)
 
     # -- arithmetic ----------------------------------------------------------
     def __add__(self, other):
@@ -2086,6 +2113,14 @@ cdef Py_ssize_t _attrs_offset():
     return <char*>&probe.attrs - <char*><PyObject*>probe
 
 set_dictoffset(<PyTypeObject*>Value, _attrs_offset())
+
+
+cdef void _attrs_taken(PyObject* o) noexcept:
+    _track(<Value>o)
+    if _is_live_handle(<Value>o):
+        A.flags[(<Value>o).idx] |= KEEP
+
+add_dict_descriptor(<PyTypeObject*>Value, _attrs_taken)
 
 # Functions assigned onto the class become methods (Value.exp2 = exp2), as
 # on micrograd's Value: the type accepts new attributes.

@@ -583,3 +583,38 @@ def test_threads_whose_custom_nodes_release_the_gil_run_their_sweeps_side_by_sid
     if _is_core(engine):
         assert most[0] > 6          # more than the six mark bits at once
     _check_arena(engine)
+
+
+def test_copies_keep_class_and_attributes(engine):
+    import copy
+    import pickle
+
+    class Tagged(engine.Value):
+        pass
+
+    t = Tagged(3.0, label="t") * 1.0        # an interior Value: its copy is a leaf
+    m = Tagged(2.5, label="m")
+    m.unit = "kg"
+    c = copy.copy(m)
+    assert type(c) is Tagged and (c.data, c.label, c.unit) == (2.5, "m", "kg") and c is not m
+    assert vars(c) == {"unit": "kg"} and copy.deepcopy(t)._op == ""
+    v = engine.Value(1.5, label="v")
+    v.name = "x"
+    v.grad = 0.25
+    w = pickle.loads(pickle.dumps(v))
+    assert type(w) is engine.Value and (w.data, w.grad, w.label, w.name) == (1.5, 0.25, "v", "x")
+
+
+def test_a_cycle_through_attributes_is_collected(engine):
+    gc.collect()
+    before = engine.collect() if _is_core(engine) else None
+    for _ in range(1000):
+        u = engine.Value(1.0) * 2.0
+        u.me = u                              # through v.__dict__
+        w = engine.Value(3.0)
+        vars(w)["again"] = [w, u]             # through vars()
+        del u, w
+    gc.collect()
+    if _is_core(engine):
+        assert engine.collect() <= before
+        engine.check_arena()
