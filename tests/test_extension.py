@@ -776,3 +776,13 @@ def test_a_signal_handler_compacts_during_a_sweep_over_custom_nodes(core):
         signal.signal(signal.SIGALRM, old)
     assert seen and x.grad == 1.0
     core.check_arena()
+
+
+def test_graph_pictures_name_custom_ops(with_exp2):
+    engine = with_exp2
+    from autograd.graph import Graph
+    f = engine.function(lambda a, b: a * b, lambda a, b: b, lambda a, b: a, name="mul2")
+    x = engine.Value(0.5, label="x")
+    y = f(x.exp2(), 3.0).tanh()
+    source = Graph(y).source
+    assert "label=exp" in source and "label=mul2" in source and "x |" in source
