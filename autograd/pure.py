@@ -97,7 +97,8 @@ def _children_list(children):
                         "(a label is given as label=...)")
     for k, kid in enumerate(kids):
         if not isinstance(kid, Value):
-            raise TypeError(f"Value _children must be Values, not {type(kid).__name__} (child {k})")
+            raise TypeError(f"Value _children must be Values of this engine, not "
+                            f"{type(kid).__module__}.{type(kid).__qualname__} (child {k})")
     return kids
 
 

@@ -1674,8 +1674,8 @@ cdef list _children_list(object children):
     cdef Py_ssize_t k
     for k in range(len(kids)):
         if not isinstance(kids[k], Value):
-            raise TypeError("Value _children must be Values, not %s (child %d)"
-                            % (type(kids[k]).__name__, k))
+            raise TypeError("Value _children must be Values of this engine, not %s.%s (child %d)"
+                            % (type(kids[k]).__module__, type(kids[k]).__qualname__, k))
     return kids
 
 

@@ -279,7 +279,7 @@ def test_an_id_keyed_walk_counts_every_node(engine):
 def test_bad_input_gets_clear_errors(engine):
     V = engine.Value
     a = V(1.0)
-    with pytest.raises(TypeError, match=r"_children must be Values, not float \(child 1\)"):
+    with pytest.raises(TypeError, match=r"_children must be Values of this engine, not builtins.float \(child 1\)"):
         V(2.0, (a, 3.0), "op")
     with pytest.raises(TypeError, match="_children must be a tuple of Values, not str"):
         V(2.0, "x")
@@ -786,3 +786,11 @@ def test_graph_pictures_name_custom_ops(with_exp2):
     y = f(x.exp2(), 3.0).tanh()
     source = Graph(y).source
     assert "label=exp" in source and "label=mul2" in source and "x |" in source
+
+
+def test_a_value_of_the_other_engine_is_refused_by_name(engines):
+    core, pure = engines
+    with pytest.raises(TypeError, match=r"not autograd\.pure\.Value \(child 0\)"):
+        core.Value(1.0, (pure.Value(1.0),), "mixed")
+    with pytest.raises(TypeError, match=r"not autograd\.core\.Value \(child 0\)"):
+        pure.Value(1.0, (core.Value(1.0),), "mixed")
