@@ -1,0 +1,501 @@
+# The handle: the Value class, its deallocation and its GC slots.
+# Part of core.pyx (included there): the re-entrancy rule at its top applies
+# to every line.
+
+# ---------------------------------------------------------------------------
+# The handle
+# ---------------------------------------------------------------------------
+
+def _restore(data, grad, label, cls=None):
+    """A copy or an unpickled Value: a leaf of class `cls` (Value if None)."""
+    cdef Value v = Value.__new__(Value if cls is None else cls)
+    Value.__init__(v, data, label=label)
+    v.grad = grad
+    return v
+
+
+cdef inline Py_ssize_t _index(Value v) except -1:
+    _check(v)
+    return v.idx
+
+
+cdef list _children_list(object children):
+    """Value(data, _children, ...)'s children as a private list of Values."""
+    cdef list kids
+    if type(children) is tuple and len(<tuple>children) == 0:
+        return []
+    if isinstance(children, (str, bytes)):
+        kids = None
+    else:
+        try:
+            kids = list(children)
+        except TypeError:
+            kids = None
+    if kids is None:
+        raise TypeError("Value _children must be a tuple of Values, not %s (a label is "
+                        "given as label=...)" % type(children).__name__)
+    cdef Py_ssize_t k
+    for k in range(len(kids)):
+        if not isinstance(kids[k], Value):
+            raise TypeError("Value _children must be Values of this engine, not %s.%s (child %d)"
+                            % (type(kids[k]).__module__, type(kids[k]).__qualname__, k))
+    return kids
+
+
+@cython.freelist(1024)
+cdef class Value:
+    """A scalar with a gradient: a handle to one node of the arena.
+
+    Value(data, _children=(), _op='', label='') as micrograd's: with children
+    the node is a custom node, whose data the caller computed and whose chain
+    rule is the function assigned to its `_backward`.
+    """
+
+    cdef Py_ssize_t idx
+    cdef idx_t* runs            # cached reachable set: (hi, lo) runs, see _reachable
+    cdef Py_ssize_t nruns
+    cdef size_t runs_epoch      # the arena epoch the cache was made in
+    cdef tuple kids             # the children's handles, once asked for (_kids_of)
+    cdef _Custom custom         # a custom node's code and `_op`; None otherwise
+    cdef PyObject* attrs        # its __dict__, made on the first attribute a user
+                                # sets (v.name = 'x'); see _value_setattro
+
+    __array_ufunc__ = None      # numpy scalars on the left defer to our ops
+
+    # No __cinit__: a new handle is zero-filled (idx 0, no cache) and is only
+    # valid once the handle table points back at it; see _check.
+
+    def __init__(self, data, _children=(), _op="", label=""):
+        """A leaf holding `data`, or with `_children` a custom node.
+
+        Called again on a Value, it turns that Value's node into a leaf in
+        place, as micrograd's constructor does: every node that used it now
+        uses the leaf, and what it was computed from is released.  On an
+        error the Value is left as it was.
+        """
+        # 1. Python-level input to C values and private objects
+        cdef double d = _real(data, "Value data")
+        cdef str text = _label_text(label)
+        cdef str op = _op_text(_op)
+        cdef list kids = _children_list(_children)
+        cdef Py_ssize_t i, n = len(kids), k, top, e
+        cdef _Custom info = _Custom(op) if (op or n) else None
+        cdef tuple kids_t = tuple(kids) if (n and not _no_grad_depth) else None
+        cdef tuple old_kids = self.kids       # dropped at the end: their __del__
+        cdef _Custom old_custom = self.custom  # may run Python code
+        cdef uint8_t keep = KEEP if (info is not None or type(self) is not Value) else 0
+        if _is_live_handle(self):
+            if n:
+                raise RuntimeError("a Value gets children only when it is made: "
+                                   "Value(data, _children, _op) makes a new custom node")
+            # 2./3. no Python code runs from here to the end
+            i = self.idx
+            if A.op[i] != LEAF:
+                A.epoch += 1            # a graph changed shape: every cached order is stale
+            A.op[i] = LEAF
+            A.a[i] = -1
+            A.b[i] = -1
+            A.data[i] = d
+            A.grad[i] = 0.0
+            A.flags[i] |= keep
+            if self.runs != NULL:
+                free(self.runs)
+                self.runs = NULL
+            self.kids = None            # dropped below, once the node is consistent
+            self.custom = info
+        elif kids_t is not None:
+            # 2. validate the children; no Python code runs from here to the end
+            for k in range(n):
+                _check(<Value>kids[k])
+            # 3. reserve, read the children's indices, write
+            _reserve(1, n)
+            top = A.n
+            e = A.nedges
+            for k in range(n):
+                A.edges[e + k] = (<Value>kids[k]).idx
+            _write_node(top, CUSTOM, e, n, d)
+            A.nedges = e + n
+            A.flags[top] = KEEP
+            A.any_custom = True
+            _commit(top, top + 1, self)
+            self.kids = kids_t
+            self.custom = info
+        else:                           # a leaf (under no_grad also with children)
+            _reserve(1, 0)              # a MemoryError here leaves self as it was
+            _write_leaf(A.n, d)
+            A.flags[A.n] = keep
+            _commit(A.n, A.n + 1, self)
+            self.custom = info
+        if self.custom is not None or type(self) is not Value:
+            _track(self)
+        self._set_label(text)
+        old_kids = None                 # may run __del__ of what they held: last
+        old_custom = None
+
+    @cython.final
+    cdef int _set_label(self, str text) except -1:
+        """Set this node's label; `text` is an exact str (no Python code runs)."""
+        cdef Py_ssize_t i = _index(self)
+        if text:
+            _labels[i] = text
+            A.flags[i] |= LABELED
+        elif A.flags[i] & LABELED:
+            A.flags[i] &= ~LABELED
+            _labels.pop(i, None)
+        return 0
+
+    # -- attributes --------------------------------------------------------
+    # Each setter converts its argument first (which may run Python code),
+    # then finds the node.
+    @property
+    def data(self):
+        return A.data[_index(self)]
+
+    @data.setter
+    def data(self, value):
+        cdef double d = _real(value, "Value data")
+        A.data[_index(self)] = d
+
+    @property
+    def grad(self):
+        return A.grad[_index(self)]
+
+    @grad.setter
+    def grad(self, value):
+        cdef double d = _real(value, "Value grad")
+        A.grad[_index(self)] = d
+
+    @property
+    def label(self):
+        cdef Py_ssize_t i = _index(self)
+        if A.flags[i] & LABELED:
+            return _labels[i]
+        return ""
+
+    @label.setter
+    def label(self, value):
+        self._set_label(_label_text(value))
+
+    @property
+    def _op(self):
+        cdef Py_ssize_t i = _index(self)
+        cdef uint8_t op = A.op[i]
+        if self.custom is not None:
+            return self.custom.op
+        if op == POWC:
+            return "**" + _exponent_text(A.data[A.b[i]])
+        return OP_SYMBOLS[op]
+
+    @property
+    def _children(self):
+        """The children in order (constants included, fused inputs in order).
+
+        The same objects on every call for as long as this Value lives: they
+        are made once and kept on it, as micrograd's `_prev` is."""
+        return _kids_of(self)
+
+    @property
+    def _backward(self):
+        """This node's chain rule, applied once: adds its grad times each
+        local derivative into its children's grads (micrograd's `_backward`).
+
+        A custom node's is the function assigned to it; a leaf's does nothing.
+        """
+        _check(self)
+        if self.custom is not None and self.custom.backward is not None:
+            return self.custom.backward
+        return self._local_backward
+
+    @_backward.setter
+    def _backward(self, fn):
+        # assigning a new function may drop the last reference to the old
+        # one (its __del__ runs Python code): the node is read after that
+        if not callable(fn):
+            raise TypeError("_backward must be callable, not %s" % type(fn).__name__)
+        cdef _Custom info = self.custom
+        cdef Py_ssize_t i = _index(self)
+        if A.op[i] != CUSTOM and A.op[i] != LEAF:
+            raise TypeError("cannot set _backward on a built-in '%s' node: make a custom node "
+                            "with Value(data, _children, _op) and set its _backward"
+                            % OP_SYMBOLS[A.op[i]])
+        if info is None:
+            info = _Custom("")
+        info.backward, fn = fn, info.backward
+        self.custom = info
+        i = _index(self)
+        A.flags[i] |= KEEP
+        _track(self)
+
+    def _local_backward(self):
+        """Apply this node's chain rule once (what `_backward` returns for a
+        built-in node)."""
+        cdef Py_ssize_t i = _index(self)
+        if A.op[i] == CUSTOM:
+            _run_custom(i)
+        else:
+            _backprop(i)
+
+    @property
+    def _prev(self):
+        """The set of children, as micrograd's `_prev`."""
+        return set(self._children)
+
+    def __repr__(self):
+        return "Value(data=%r, grad=%r)" % (self.data, self.grad)
+
+    def __reduce__(self):
+        # A Value pickles and copies as a leaf with its data, grad, label,
+        # class and attributes; the graph behind it is not carried along.
+        cdef object cls = None if type(self) is Value else type(self)
+        cdef object attrs = dict(<object>self.attrs) if self.attrs != NULL else None
+        return (_restore, (self.data, self.grad, self.label, cls), attrs or None)
+
+    # -- arithmetic ----------------------------------------------------------
+    def __add__(self, other):
+        return _binary(ADD, self, other, False)
+
+    def __radd__(self, other):
+        return _binary(ADD, self, other, True)
+
+    def __sub__(self, other):
+        return _binary(SUB, self, other, False)
+
+    def __rsub__(self, other):
+        return _binary(SUB, self, other, True)
+
+    def __mul__(self, other):
+        return _binary(MUL, self, other, False)
+
+    def __rmul__(self, other):
+        return _binary(MUL, self, other, True)
+
+    def __truediv__(self, other):
+        return _binary(DIV, self, other, False)
+
+    def __rtruediv__(self, other):
+        return _binary(DIV, self, other, True)
+
+    def __pow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
+        return _binary(POW, self, other, False)
+
+    def __rpow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
+        return _binary(POW, self, other, True)
+
+    def __neg__(self):
+        return _unary(NEG, self)
+
+    def relu(self):
+        return _unary(RELU, self)
+
+    def tanh(self):
+        return _unary(TANH, self)
+
+    def sigmoid(self):
+        return _unary(SIGMOID, self)
+
+    def exp(self):
+        return _unary(EXP, self)
+
+    def log(self):
+        return _unary(LOG, self)
+
+    def sqrt(self):
+        return _unary(SQRT, self)
+
+    def abs(self):
+        return _unary(ABS, self)
+
+    def __abs__(self):
+        return _unary(ABS, self)
+
+    def detach(self):
+        """A new leaf with this Value's data, outside any graph."""
+        return _new_leaf(A.data[_index(self)])
+
+    # -- sweeps --------------------------------------------------------------
+    # A sweep takes the root's cached run array (its handle no longer holds
+    # it), so Python code run by a signal check cannot free it under the
+    # sweep by re-initializing or dropping the root; at the end the array is
+    # cached again if it still describes this root's graph, else freed.
+    @cython.final
+    cdef idx_t* _claim_runs(self, Py_ssize_t* nruns) noexcept:
+        cdef idx_t* runs = self.runs
+        self.runs = NULL
+        if runs != NULL and self.runs_epoch != A.epoch:
+            free(runs)                  # nodes moved, or a graph changed shape
+            runs = NULL
+        nruns[0] = self.nruns
+        return runs
+
+    @cython.final
+    cdef void _return_runs(self, Py_ssize_t root, idx_t* runs, Py_ssize_t nruns,
+                           size_t epoch) noexcept:
+        if runs == NULL:
+            return
+        if (self.runs == NULL and A.epoch == epoch and self.idx == root
+                and _is_live_handle(self)):
+            self.runs = runs
+            self.nruns = nruns
+            self.runs_epoch = epoch
+        else:
+            free(runs)
+
+    def backward(self):
+        """Gradients of this Value with respect to every node of its graph.
+
+        Interior grads are reset first; this Value's grad becomes 1; leaves
+        accumulate, so two calls give twice the leaf grads.
+        """
+        cdef Py_ssize_t root = _index(self), nruns
+        cdef size_t epoch = A.epoch
+        if AUTOGRAD_DEBUG:
+            _verify_arena()
+        cdef idx_t* runs = self._claim_runs(&nruns)
+        _sweep_begin()
+        try:
+            if runs == NULL:
+                # first call: one discovery sweep that back-propagates as it goes
+                A.grad[root] = 1.0
+                runs = _reachable(root, &nruns, True)
+            else:
+                _backward_runs(root, runs, nruns)
+        finally:
+            self._return_runs(root, runs, nruns, epoch)
+            _sweep_end()
+
+    def forward(self):
+        """Recompute every interior node of this graph from the leaves' data."""
+        cdef Py_ssize_t root = _index(self), nruns
+        cdef size_t epoch = A.epoch
+        if AUTOGRAD_DEBUG:
+            _verify_arena()
+        cdef idx_t* runs = self._claim_runs(&nruns)
+        _sweep_begin()
+        try:
+            if runs == NULL:
+                runs = _reachable(root, &nruns, False)
+            _check_replayable(runs, nruns)
+            _forward_runs(runs, nruns)
+        finally:
+            self._return_runs(root, runs, nruns, epoch)
+            _sweep_end()
+        return self
+
+
+cdef void _release_handle(PyObject* o) noexcept:
+    """Detach a handle from its node (the handle is dying or re-initialized).
+
+    Works on the borrowed pointer: no reference is taken, so it is safe from
+    inside tp_dealloc.
+    """
+    cdef Py_ssize_t i = (<Value>o).idx
+    if (<Value>o).runs != NULL:
+        free((<Value>o).runs)
+        (<Value>o).runs = NULL
+    if <size_t>i < <size_t>A.n and A.handle[i] == o:
+        A.handle[i] = NULL
+        A.handles -= 1
+        if i == A.n - 1:
+            _pop_dead_top()
+    (<Value>o).idx = -1
+
+
+# Handles die by the million, so their deallocation is lean: Value has no
+# __dealloc__ (whose wrapper saves and restores the exception state on every
+# call); instead this slot detaches the handle, then hands the object to the
+# type's own deallocator (the freelist).
+cdef destructor _base_value_dealloc = (<PyTypeObject*>Value).tp_dealloc
+
+cdef inline bint is_exactly_value(PyObject* o) noexcept:
+    return <PyTypeObject*>(o.ob_type) == <PyTypeObject*>Value
+
+cdef void _value_dealloc(PyObject* o) noexcept:
+    global _nspare
+    PyObject_GC_UnTrack(o)              # before anything it holds is released
+    _release_handle(o)
+    _clear_attrs(o)
+    if (_nspare < 1024 and is_exactly_value(o) and is_none((<Value>o).kids)
+            and is_none((<Value>o).custom)):
+        (<Value>o).idx = 0              # as a new handle: see _check
+        _spare_handles[_nspare] = o     # dead until _new_handle revives it
+        _nspare += 1
+        return
+    _base_value_dealloc(o)
+
+
+# A handle's __dict__ (attrs) is not a field Cython knows: the GC slots are
+# extended to see it and to clear it.
+cdef traverseproc _base_value_traverse = get_traverse(<PyTypeObject*>Value)
+cdef inquiry _base_value_clear = get_clear(<PyTypeObject*>Value)
+
+cdef int _value_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef int e = _base_value_traverse(o, visit, arg)
+    if e:
+        return e
+    return visit_object(visit, (<Value>o).attrs, arg)
+
+cdef int _value_clear(PyObject* o) noexcept:
+    _clear_attrs(o)
+    return _base_value_clear(o)
+
+cdef void _clear_attrs(PyObject* o) noexcept:
+    cdef PyObject* d = (<Value>o).attrs
+    if d != NULL:
+        (<Value>o).attrs = NULL
+        Py_DECREF(<object>d)
+
+set_traverse(<PyTypeObject*>Value, _value_traverse)
+set_clear(<PyTypeObject*>Value, _value_clear)
+
+(<PyTypeObject*>Value).tp_dealloc = _value_dealloc
+
+
+# Attributes a user sets go into the handle's __dict__: the GC must then see
+# the handle (a cycle may go through them), and the node keeps its handle
+# while it is used, so the attributes are there when it is reached again.
+cdef setattrofunc _base_value_setattro = get_setattro(<PyTypeObject*>Value)
+
+cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) except -1:
+    _base_value_setattro(o, name, value)
+    cdef Value h = <Value>o
+    if h.attrs != NULL:
+        _track(h)
+        if _is_live_handle(h):
+            A.flags[h.idx] |= KEEP
+    return 0
+
+set_setattro(<PyTypeObject*>Value, _value_setattro)
+
+
+cdef Py_ssize_t _attrs_offset():
+    cdef Value probe = Value.__new__(Value)
+    return <char*>&probe.attrs - <char*><PyObject*>probe
+
+set_dictoffset(<PyTypeObject*>Value, _attrs_offset())
+
+
+cdef void _attrs_taken(PyObject* o) noexcept:
+    _track(<Value>o)
+    if _is_live_handle(<Value>o):
+        A.flags[(<Value>o).idx] |= KEEP
+
+add_dict_descriptor(<PyTypeObject*>Value, _attrs_taken)
+
+# Functions assigned onto the class become methods (Value.exp2 = exp2), as
+# on micrograd's Value: the type accepts new attributes.
+(<PyTypeObject*>Value).tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE
+
+
+cdef Value _handle_of(Py_ssize_t i):
+    """The node's handle, made if it has none (never a second one)."""
+    if A.handle[i] != NULL:
+        return <Value>A.handle[i]
+    cdef Value h = _new_handle_quietly()
+    A.handle[i] = <PyObject*>h
+    A.handles += 1
+    h.idx = i
+    return h
