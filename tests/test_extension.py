@@ -794,3 +794,37 @@ def test_a_value_of_the_other_engine_is_refused_by_name(engines):
         core.Value(1.0, (pure.Value(1.0),), "mixed")
     with pytest.raises(TypeError, match=r"not autograd\.core\.Value \(child 0\)"):
         pure.Value(1.0, (core.Value(1.0),), "mixed")
+
+
+def test_the_lectures_topological_backward_by_hand(with_exp2):
+    # The lecture's own backward: build the topological order from `_prev`,
+    # then call every node's `_backward` in reverse.
+    engine = with_exp2
+
+    def lecture_backward(root):
+        topo, visited = [], set()
+        stack = [(root, False)]
+        while stack:                          # build_topo, without recursion
+            v, children_done = stack.pop()
+            if children_done:
+                topo.append(v)
+            elif v not in visited:
+                visited.add(v)
+                stack.append((v, True))
+                stack.extend((c, False) for c in v._prev)
+        root.grad = 1.0
+        for node in reversed(topo):
+            node._backward()
+
+    grads = []
+    for by_hand in (True, False):
+        (x1, x2, w1, w2, b), (_, _, _, n, _) = _lecture_neuron(engine.Value)
+        e = (2 * n).exp2()
+        o = (e - 1) / (e + 1)
+        if by_hand:
+            lecture_backward(o)
+        else:
+            o.backward()
+        grads.append([v.grad for v in (x1, x2, w1, w2, b)])
+    assert grads[0] == grads[1]
+    assert grads[0][0] == pytest.approx(-1.5) and grads[0][2] == pytest.approx(1.0)
