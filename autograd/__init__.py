@@ -9,9 +9,12 @@
 `autograd.BACKEND` says which engine is in use: "cython" (the compiled core,
 autograd.core) or "python" (the pure reference, autograd.pure).
 """
-from autograd.engine import BACKEND, Value, dense, dot, function, is_grad_enabled, no_grad, vsum
+from autograd.engine import (BACKEND, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad,
+                             vsum)
+from autograd.nn import log_softmax, softmax
 
-__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "function", "Graph", "draw_dot"]
+__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp",
+           "log_softmax", "softmax", "function", "Graph", "draw_dot"]
 
 
 def __getattr__(name):

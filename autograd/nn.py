@@ -162,3 +162,24 @@ class MLP(Module):
 
     def __repr__(self):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
+
+
+# -- softmax over a list of Values (k outputs of a model) -----------------------------
+
+def _engine_of_values(values):
+    for v in values:
+        if not isinstance(v, numbers.Real):
+            return importlib.import_module(type(v).__module__)
+    return _default_engine
+
+
+def log_softmax(values):
+    """[v_k - logsumexp(values)]: log-probabilities, stable for any values."""
+    values = list(values)
+    lse = _engine_of_values(values).logsumexp(values)
+    return [v - lse for v in values]
+
+
+def softmax(values):
+    """[exp(v_k - logsumexp(values))]: probabilities that sum to 1."""
+    return [p.exp() for p in log_softmax(values)]

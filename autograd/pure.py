@@ -32,7 +32,8 @@ import math
 import numbers
 import threading
 
-__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "function", "Function"]
+__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
+           "Function"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
 class _GradMode(threading.local):
@@ -197,6 +198,23 @@ def _sum_forward(args):
     return out
 
 
+def _lse(xs):
+    """log(exp(x0) + exp(x1) + ...) shifted by the max m; its derivative in
+    x_k is exp(x_k - out).  A NaN gives that NaN (the first); m = +-inf gives m."""
+    m = xs[0]
+    for x in xs:
+        if x != x:
+            return x
+        if x > m:
+            m = x
+    if math.isinf(m):
+        return m
+    s = 0.0
+    for x in xs:
+        s = s + math.exp(x - m)
+    return m + math.log(s)
+
+
 def _dot_forward(args):
     """bias + w0*x0 + w1*x1 + ... left to right (args = bias, w0..w(n-1), x0..x(n-1))."""
     n = len(args) // 2
@@ -210,6 +228,8 @@ def _evaluate(node):
     kind, args = node._kind, node._args
     if kind == "custom":
         return _custom_forward(node)
+    if kind == "lse":
+        return _lse([v._data for v in args])
     if kind == "sum":
         return _sum_forward(args)
     if kind == "dot":
@@ -224,6 +244,11 @@ def _backprop(node):
     kind, args, g = node._kind, node._args, node._grad
     if kind == "custom":
         _run_custom(node)
+        return
+    if kind == "lse":                           # d/dx_k = exp(x_k - out): the softmax
+        out = node._data
+        for v in args:
+            v._grad += math.exp(v._data - out) * g    # v <= out: never overflows
         return
     if kind == "sum":
         for v in args:
@@ -411,6 +436,8 @@ class Value:
             return "**" + _exponent_text(self._args[1]._data)
         if self._kind in ("sum", "dot"):
             return self._kind
+        if self._kind == "lse":
+            return "logsumexp"
         return _OPS[self._kind][0]
 
     @property
@@ -569,7 +596,10 @@ def _fused(kind, items, name):
             raise TypeError(f"{name}() takes Values or real numbers, not {type(item).__name__}")
     args = tuple(item if const is None else Value(const) for item, const in zip(items, consts))
     node = Value._node(0.0, args, kind)
-    node._data = _sum_forward(args) if kind == "sum" else _dot_forward(args)
+    if kind == "lse":
+        node._data = _lse([v._data for v in args])
+    else:
+        node._data = _sum_forward(args) if kind == "sum" else _dot_forward(args)
     return node
 
 
@@ -583,6 +613,17 @@ def vsum(values):
     if not items:
         return Value(0.0)
     return _fused("sum", items, "vsum")
+
+
+def logsumexp(values):
+    """log(exp(v0) + exp(v1) + ...) as one fused node, stable for any values:
+    the max is subtracted whenever the node is evaluated, so forward()
+    replays stay exact (logits of +-1000 are fine).  Its derivative is the
+    softmax, exp(v_k - out)."""
+    items = list(values)
+    if not items:
+        raise ValueError("logsumexp() of an empty sequence")
+    return _fused("lse", items, "logsumexp")
 
 
 def dot(weights, inputs, bias=0.0):

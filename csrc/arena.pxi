@@ -57,7 +57,7 @@ cdef int _grow_edges(Py_ssize_t need) except -1:
 
 
 cdef inline bint _is_nary(uint8_t op) noexcept:
-    return op == SUM or op == DOT or op == CUSTOM
+    return op == SUM or op == DOT or op == CUSTOM or op == LSE
 
 
 cdef uint8_t _take_mark() noexcept:

@@ -237,6 +237,8 @@ cdef Value _nary(uint8_t op, list items, str name):
         if op == SUM:
             for k in range(1, count):
                 r = r + data[k]
+        elif op == LSE:
+            r = lse_f(data, count)
         else:                               # DOT: bias, w0..w(n-1), x0..x(n-1)
             n = (count - 1) // 2
             for k in range(n):
@@ -281,6 +283,17 @@ def vsum(values):
     if not items:
         return _new_leaf(0.0)
     return _nary(SUM, items, "vsum")
+
+
+def logsumexp(values):
+    """log(exp(v0) + exp(v1) + ...) as one fused node, stable for any values:
+    the max is subtracted whenever the node is evaluated, so forward()
+    replays stay exact (logits of +-1000 are fine).  Its derivative is the
+    softmax, exp(v_k - out)."""
+    cdef list items = list(values)
+    if not items:
+        raise ValueError("logsumexp() of an empty sequence")
+    return _nary(LSE, items, "logsumexp")
 
 
 def dot(weights, inputs, bias=0.0):

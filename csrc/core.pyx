@@ -158,10 +158,11 @@ cdef enum:
                # bias, w0..w(n-1), x0..x(n-1)
     CUSTOM     # a user's op: children in edges, its Python code on the handle
                # (a `_backward` function, or an autograd.function's formulas)
+    LSE        # log(exp(e0) + exp(e1) + ...), shifted by the max when evaluated
 
 cdef tuple OP_SYMBOLS = ("", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
                          "tanh", "sigmoid", "exp", "log", "sqrt", "abs",
-                         "sum", "dot", "custom")
+                         "sum", "dot", "custom", "logsumexp")
 
 cdef enum:
     LABELED = 1    # the node has an entry in _labels
@@ -286,7 +287,7 @@ cdef int _verify_arena() except -1:
         op = A.op[i]
         if A.handle[i] != NULL:
             handles += 1
-        if op > CUSTOM:
+        if op > LSE:
             raise AssertionError("node %d has an unknown op code %d" % (i, op))
         if A.flags[i] & ALL_MARKS & ~A.marks_in_use:
             raise AssertionError("node %d carries a stale mark bit (flags %d)" % (i, A.flags[i]))

@@ -177,6 +177,39 @@ cdef inline double _dot_data(Py_ssize_t first, Py_ssize_t count) noexcept:
     return r
 
 
+# logsumexp(x) = m + log(exp(x0 - m) + exp(x1 - m) + ...), m = max(x), taken
+# whenever it is evaluated, so a replay never overflows     d/dx_k = exp(x_k - out)
+# A NaN input gives that NaN (the first one); m = +-inf gives m.
+cdef inline double lse_f(double* x, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t k
+    cdef double m = x[0], s = 0.0
+    for k in range(n):
+        if x[k] != x[k]:
+            return x[k]
+        if x[k] > m:
+            m = x[k]
+    if not isfinite(m):
+        return m
+    for k in range(n):
+        s = s + exp(x[k] - m)
+    return m + log(s)
+
+
+cdef int _lse_data(Py_ssize_t i) except -1:
+    """data[i] of an LSE node, from its children's data."""
+    cdef Py_ssize_t k, first = A.a[i], n = A.b[i]
+    cdef double small[64]
+    cdef double* x = &small[0] if n <= 64 else <double*>malloc(n * sizeof(double))
+    if x == NULL:
+        raise MemoryError()
+    for k in range(n):
+        x[k] = A.data[A.edges[first + k]]
+    A.data[i] = lse_f(x, n)
+    if x != &small[0]:
+        free(x)
+    return 0
+
+
 cdef int _eval(Py_ssize_t i) except -1:
     """Compute data[i] from its children's data (forward formula)."""
     cdef uint8_t op = A.op[i]
@@ -196,6 +229,8 @@ cdef int _eval(Py_ssize_t i) except -1:
         return 0
     if op == CUSTOM:
         return _custom_forward(i)
+    if op == LSE:
+        return _lse_data(i)
     if A.b[i] >= 0:
         y = A.data[A.b[i]]
     A.data[i] = _apply(op, A.data[A.a[i]], y)
@@ -255,6 +290,10 @@ cdef inline void _backprop(Py_ssize_t i) noexcept:
         b = A.b[i]
         for k in range(a, a + b):
             A.grad[A.edges[k]] += g
+    elif op == LSE:                     # d/dx_k = exp(x_k - out): the softmax
+        b = A.b[i]
+        for k in range(a, a + b):
+            A.grad[A.edges[k]] += exp(A.data[A.edges[k]] - A.data[i]) * g
     elif op == DOT:                     # edges: bias, w0..w(n-1), x0..x(n-1)
         b = (A.b[i] - 1) // 2           # n
         A.grad[A.edges[a]] += g
