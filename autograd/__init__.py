@@ -11,7 +11,6 @@ autograd.core) or "python" (the pure reference, autograd.pure).
 """
 from autograd.engine import (BACKEND, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad,
                              vsum)
-from autograd.nn import log_softmax, softmax
 
 __all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp",
            "log_softmax", "softmax", "function", "Graph", "draw_dot"]
@@ -22,5 +21,8 @@ def __getattr__(name):
     if name in ("Graph", "draw_dot"):
         from autograd import graph
         return getattr(graph, name)
+    if name in ("log_softmax", "softmax"):
+        from autograd import nn
+        return getattr(nn, name)
     raise AttributeError(f"module 'autograd' has no attribute {name!r}")
 __version__ = "0.1.0"
