@@ -1,4 +1,5 @@
-"""Small example data sets, with no dependencies."""
+"""Example data sets: small ones with no dependencies, and the handwritten
+digits through scikit-learn (the `data` extra)."""
 import math
 import random
 
@@ -35,3 +36,45 @@ def make_moons(n_samples=100, noise=0.1, seed=None):
     X = [[x0 + rng.gauss(0.0, noise), x1 + rng.gauss(0.0, noise)] for (x0, x1), _ in points]
     y = [label for _, label in points]
     return X, y
+
+
+def load_digits():
+    """(X, y): the UCI handwritten digits bundled with scikit-learn (1,797
+    samples of 8x8 pixels, classes 0-9, no download).  X is a list of rows of
+    64 floats scaled to [0, 1]; y a list of ints.  Needs the `data` extra:
+    pip install 'mini-autograd[data]'."""
+    try:
+        from sklearn.datasets import load_digits as sklearn_load_digits
+    except ImportError:
+        raise ImportError("load_digits() reads scikit-learn's bundled copy of the digits: "
+                          "install the data extra, pip install 'mini-autograd[data]'") from None
+    digits = sklearn_load_digits()
+    X = [[float(p) / 16.0 for p in row] for row in digits.data]
+    y = [int(t) for t in digits.target]
+    return X, y
+
+
+def train_test_split(xs, ys, test_size=0.25, seed=None):
+    """(xs_train, xs_test, ys_train, ys_test), shuffled with `seed`, as
+    scikit-learn's function of the same name orders them.  test_size: a
+    fraction in (0, 1) (the test part is rounded up), or a number of samples."""
+    xs, ys = list(xs), list(ys)
+    n = len(xs)
+    if len(ys) != n:
+        raise ValueError(f"xs has {n} samples but ys has {len(ys)}")
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
+        raise TypeError(f"test_size must be a fraction or a number of samples, not {test_size!r}")
+    if isinstance(test_size, float):
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"test_size as a fraction must be in (0, 1), not {test_size!r}")
+        n_test = math.ceil(test_size * n)
+    else:
+        n_test = test_size
+    if not 1 <= n_test < n:
+        raise ValueError(f"test_size {test_size!r} leaves {n - n_test} of {n} samples to train "
+                         f"on and {n_test} to test on: both need at least one")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    test, train = order[:n_test], order[n_test:]
+    return ([xs[i] for i in train], [xs[i] for i in test],
+            [ys[i] for i in train], [ys[i] for i in test])

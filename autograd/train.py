@@ -10,18 +10,31 @@ import math
 import numbers
 import random
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from autograd.engine import engine_of
 
-LOSSES = ("mse", "hinge", "bce")
+LOSSES = ("mse", "hinge", "bce", "cross_entropy")
 OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass
 class History:
-    """Per-step records: `loss`, and `accuracy` (None where it has no meaning)."""
+    """Per-step records: `loss`, and `accuracy` (None where it has no meaning);
+    with a validation set, `val_loss` and `val_accuracy` at the steps in
+    `val_step`."""
     loss: list = field(default_factory=list)
     accuracy: list = field(default_factory=list)
+    val_step: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+
+
+class Evaluation(NamedTuple):
+    """What evaluate() returns: the mean loss, and the accuracy (None where it
+    has no meaning)."""
+    loss: float
+    accuracy: object
 
 
 class SGD:
@@ -88,6 +101,19 @@ def bce_with_logits_loss(out, target01):
     return out.relu() - out * target01 + ((-out.abs()).exp() + 1).log()
 
 
+def cross_entropy_loss(outputs, one_hot):
+    """Softmax cross-entropy of k logits against a one-hot target (k Values
+    or numbers): logsumexp(outputs) - outputs[class], stable for any logits."""
+    engine = engine_of(next(o for o in outputs if not _is_number(o)))
+    return engine.logsumexp(outputs) - engine.dot(one_hot, outputs)
+
+
+def mse_vector_loss(outputs, targets):
+    """Mean squared error over k outputs."""
+    engine = engine_of(next(o for o in outputs if not _is_number(o)))
+    return engine.vsum(mse_loss(o, t) for o, t in zip(outputs, targets)) * (1.0 / len(outputs))
+
+
 def _is_number(x):
     return isinstance(x, numbers.Real)      # int, float, bool, numpy scalars, Fraction
 
@@ -102,12 +128,83 @@ def _model_width(model):
     return None
 
 
-def _check_data(model, xs, ys):
+def _check_data(model, xs, ys, loss, what="xs and ys"):
+    """(rows, targets, k): xs as float rows, ys as targets for `loss`, and the
+    model's number of outputs; every error is raised here, before training."""
     xs, ys = list(xs), list(ys)
     if len(xs) != len(ys):
-        raise ValueError(f"xs has {len(xs)} samples but ys has {len(ys)}")
+        raise ValueError(f"{what}: xs has {len(xs)} samples but ys has {len(ys)}")
     if not xs:
-        raise ValueError("xs and ys are empty: nothing to train on")
+        raise ValueError(f"{what} are empty: nothing to train on")
+    rows = _check_rows(model, xs)
+    k = _output_count(model, rows[0])
+    return rows, _check_targets(ys, loss, k), k
+
+
+def _output_count(model, row):
+    """How many outputs the model gives for one sample (1 for a single Value)."""
+    params = model.parameters()
+    engine = engine_of(params[0]) if params else None
+    if engine is None:
+        raise ValueError("the model has no parameters")
+    with engine.no_grad():
+        out = model([engine.Value(x) for x in row])
+    if isinstance(out, engine.Value):
+        return 1
+    if isinstance(out, (list, tuple)) and out and all(isinstance(o, engine.Value) for o in out):
+        return len(out)
+    raise ValueError(f"the model must return a Value or a list of Values for a sample, "
+                     f"not {type(out).__name__}")
+
+
+def _check_targets(ys, loss, k):
+    """ys checked for the loss: floats (one output), one-hot rows from class ids
+    (cross_entropy), or float rows of length k (vector targets)."""
+    if loss == "cross_entropy":
+        if k < 2:
+            raise ValueError("the cross_entropy loss needs a model with one output per class "
+                             "(at least 2); for one output use 'bce' or 'hinge'")
+        targets = []
+        for i, y in enumerate(ys):
+            if isinstance(y, bool) or not isinstance(y, numbers.Integral):
+                raise TypeError(f"ys[{i}] must be an integer class id from 0 to {k - 1}, "
+                                f"not {type(y).__name__} {y!r}")
+            if not 0 <= y < k:
+                raise ValueError(f"ys[{i}] = {y} is not a class id of a model with {k} outputs "
+                                 f"(0 to {k - 1})")
+            targets.append([1.0 if j == y else 0.0 for j in range(k)])
+        return targets
+    if k > 1:
+        if loss in ("hinge", "bce"):
+            raise ValueError(f"the {loss} loss needs a model with one output; this one has {k} "
+                             f"(use loss='cross_entropy' with class ids, or 'mse' with vectors)")
+        targets = []
+        for i, y in enumerate(ys):
+            if _is_number(y):
+                raise TypeError(f"ys[{i}] must be a vector of {k} numbers for a model with {k} "
+                                f"outputs, not a single number (class ids go with "
+                                f"loss='cross_entropy')")
+            try:
+                row = list(y)
+            except TypeError:
+                raise TypeError(f"ys[{i}] must be a vector of {k} numbers, "
+                                f"not {type(y).__name__}") from None
+            if len(row) != k:
+                raise ValueError(f"ys[{i}] has {len(row)} values but the model has {k} outputs")
+            for j, t in enumerate(row):
+                if not _is_number(t):
+                    raise TypeError(f"ys[{i}][{j}] must be a number, not {type(t).__name__}")
+            targets.append([float(t) for t in row])
+        return targets
+    targets = []
+    for i, y in enumerate(ys):
+        if not _is_number(y):
+            raise TypeError(f"ys[{i}] must be a number, not {type(y).__name__}")
+        targets.append(float(y))
+    return targets
+
+
+def _check_rows(model, xs):
     width = _model_width(model)
     rows = []
     for i, row in enumerate(xs):
@@ -125,12 +222,7 @@ def _check_data(model, xs, ys):
         rows.append([float(x) for x in row])
     if width is not None and len(rows[0]) != width:
         raise ValueError(f"the model takes {width} inputs but the rows of xs have {len(rows[0])}")
-    targets = []
-    for i, y in enumerate(ys):
-        if not _is_number(y):
-            raise TypeError(f"ys[{i}] must be a number, not {type(y).__name__}")
-        targets.append(float(y))
-    return rows, targets
+    return rows
 
 
 def _check_lr(lr, step):
@@ -160,18 +252,130 @@ def _progress(steps, enabled):
     return tqdm(total=steps, unit="step", dynamic_ncols=True)
 
 
+def _per_sample_loss(loss, k):
+    if callable(loss):
+        return loss
+    if k == 1:
+        return {"mse": mse_loss, "hinge": hinge_loss, "bce": bce_with_logits_loss}[loss]
+    return {"cross_entropy": cross_entropy_loss, "mse": mse_vector_loss}[loss]
+
+
+def _argmax(values):
+    best = 0
+    for j in range(1, len(values)):
+        if values[j] > values[best]:
+            best = j
+    return best
+
+
+def _hit_rule(loss, k, targets):
+    """hit(output data, target) -> bool for the accuracy, or None where an
+    accuracy has no meaning: the sign for one output with -1/+1 (0/1)
+    targets, the argmax for k outputs with class ids or one-hot targets."""
+    if k == 1:
+        if loss in ("hinge", "bce") or (loss == "mse" and all(t in (-1.0, 1.0) for t in targets)):
+            return lambda out, t: (out > 0) == (t > 0)
+        return None
+    if loss == "cross_entropy" or (loss == "mse" and all(
+            sorted(t) == [0.0] * (k - 1) + [1.0] for t in targets)):
+        return lambda out, t: _argmax(out) == _argmax(t)
+    return None
+
+
+def _binary_targets(loss, targets):
+    """hinge and bce targets as -1/+1 and 0/1 (either spelling is accepted)."""
+    if loss not in ("hinge", "bce"):
+        return targets
+    if any(t not in (-1.0, 0.0, 1.0) for t in targets):
+        raise ValueError(f"the {loss} loss needs targets of -1/+1 (or 0/1)")
+    if loss == "hinge":
+        return [1.0 if t > 0 else -1.0 for t in targets]
+    return [1.0 if t > 0 else 0.0 for t in targets]
+
+
+def _target_leaves(Value, target, k):
+    return Value(target) if k == 1 else [Value(t) for t in target]
+
+
+def _load_target(leaves, target, k):
+    if k == 1:
+        leaves.data = target
+    else:
+        for leaf, t in zip(leaves, target):
+            leaf.data = t
+
+
+def _data_of(out, k):
+    return out.data if k == 1 else [o.data for o in out]
+
+
+def _evaluate(model, engine, rows, targets, per_sample, hit, k):
+    """Mean loss and accuracy over (rows, targets), one sample at a time,
+    recording no graph."""
+    Value = engine.Value
+    total, hits = 0.0, 0
+    with engine.no_grad():
+        for row, target in zip(rows, targets):
+            out = model([Value(x) for x in row])
+            total += per_sample(out, _target_leaves(Value, target, k)).data
+            if hit is not None:
+                hits += hit(_data_of(out, k), target)
+    return Evaluation(total / len(rows), None if hit is None else hits / len(rows))
+
+
+def evaluate(model, xs, ys, loss="mse"):
+    """Evaluation(loss, accuracy) of `model` on (xs, ys): the mean per-sample
+    loss (no L2 term) and the accuracy (None where it has no meaning).  The
+    targets are as train() takes them for `loss`; no graph outlives the call."""
+    _check_loss(loss)
+    rows, targets, k = _check_data(model, xs, ys, loss, "evaluate()")
+    targets = _binary_targets(loss, targets) if k == 1 else targets
+    engine = engine_of(model.parameters()[0])
+    return _evaluate(model, engine, rows, targets, _per_sample_loss(loss, k),
+                     _hit_rule(loss, k, targets), k)
+
+
+def predict(model, xs):
+    """The model's predictions for the rows of xs: class ids (the argmax) for
+    a model with k > 1 outputs, else the output values.  No graph outlives
+    the call."""
+    xs = list(xs)
+    if not xs:
+        return []
+    rows = _check_rows(model, xs)
+    k = _output_count(model, rows[0])
+    engine = engine_of(model.parameters()[0])
+    with engine.no_grad():
+        outs = [model([engine.Value(x) for x in row]) for row in rows]
+    return [_argmax([o.data for o in out]) if k > 1 else out.data for out in outs]
+
+
+def _check_loss(loss):
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}: choose one of {LOSSES} or pass a callable")
+    elif not callable(loss):
+        raise TypeError(f"loss must be one of {LOSSES} or a callable, not {type(loss).__name__}")
+
+
 def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, optimizer="sgd",
-          progress=True, seed=None, callback=None):
+          progress=True, seed=None, callback=None, validation=None, eval_every=None):
     """Train `model` on (xs, ys) for `steps` steps; return the History.
 
     lr: a float, or a callable of the step number giving the rate.
-    loss: "mse", "hinge" (targets -1/+1), "bce" (a logit; targets 0/1 or
-      -1/+1), or a callable (output, target) -> Value for one sample.
+    loss: for a model with one output, "mse", "hinge" (targets -1/+1) or
+      "bce" (a logit; targets 0/1 or -1/+1); for a model with k outputs,
+      "cross_entropy" (softmax cross-entropy; ys are class ids 0..k-1, the
+      accuracy is the argmax's) or "mse" (ys are vectors of k numbers); or a
+      callable (output, target) -> Value for one sample.
     reg: L2 penalty reg * sum(p**2) over the parameters.
     batch_size: None for the full batch, else that many samples drawn at
       random each step (with `seed`).
     optimizer: "sgd", "adam", or an object with step(params, lr), such as
       SGD(momentum=0.9) or Adam().
+    validation: (xs, ys) held out from training, evaluated every
+      `eval_every` steps (default: a tenth of the steps) and after the last
+      one; recorded in History.val_step, val_loss and val_accuracy.
     callback: called as callback(step, loss, accuracy) after each step.
     A NaN or infinite loss stops training with FloatingPointError naming the
     step; the parameters are then those from before that step.
@@ -181,44 +385,48 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
         raise ValueError(f"steps must be a positive int, not {steps!r}")
     if not callable(lr):
         _check_lr(lr, None)
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}: choose one of {LOSSES} or pass a callable")
-    elif not callable(loss):
-        raise TypeError(f"loss must be one of {LOSSES} or a callable, not {type(loss).__name__}")
+    _check_loss(loss)
     if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0 or math.isinf(reg):
         raise ValueError(f"reg must be a finite number >= 0, not {reg!r}")
     optimizer = _make_optimizer(optimizer)
-    rows, targets = _check_data(model, xs, ys)
+    params = model.parameters()
+    if not params:
+        raise ValueError("the model has no parameters")
+    rows, targets, k = _check_data(model, xs, ys, loss)
     n = len(rows)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or not 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be None or an int from 1 to {n}, not {batch_size!r}")
-    params = model.parameters()
-    if not params:
-        raise ValueError("the model has no parameters")
+    if k == 1:
+        targets = _binary_targets(loss, targets)
+    if validation is not None:
+        try:
+            val_xs, val_ys = validation
+        except (TypeError, ValueError):
+            raise TypeError("validation must be a pair (xs, ys)") from None
+        val_rows, val_targets, _ = _check_data(model, val_xs, val_ys, loss, "validation")
+        if len(val_rows[0]) != len(rows[0]):
+            raise ValueError(f"the validation rows have {len(val_rows[0])} values but the "
+                             f"training rows have {len(rows[0])}")
+        if k == 1:
+            val_targets = _binary_targets(loss, val_targets)
+    if eval_every is None:
+        eval_every = max(1, steps // 10)
+    elif isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every must be a positive int, not {eval_every!r}")
     engine = engine_of(params[0])
     Value = engine.Value
-    if loss in ("hinge", "bce") and any(t not in (-1.0, 0.0, 1.0) for t in targets):
-        raise ValueError(f"the {loss} loss needs targets of -1/+1 (or 0/1)")
-    if loss == "hinge":
-        targets = [1.0 if t > 0 else -1.0 for t in targets]
-    if loss == "bce":
-        targets = [1.0 if t > 0 else 0.0 for t in targets]
-    per_sample = {"mse": mse_loss, "hinge": hinge_loss, "bce": bce_with_logits_loss}.get(loss, loss)
-    classify = loss in ("hinge", "bce") or (loss == "mse" and all(t in (-1.0, 1.0) for t in targets))
+    per_sample = _per_sample_loss(loss, k)
+    hit = _hit_rule(loss, k, targets)
 
     # -- the graph, built once over placeholder leaves -------------------------------
     size = n if batch_size is None else batch_size
     inputs = [[Value(x) for x in rows[i]] for i in range(size)]
-    target_leaves = [Value(targets[i]) for i in range(size)]
+    target_leaves = [_target_leaves(Value, targets[i], k) for i in range(size)]
     outputs = [model(row) for row in inputs]
-    if not all(isinstance(o, Value) for o in outputs):
-        raise ValueError("train() needs a model with one output per sample")
     total = engine.vsum([per_sample(o, t) for o, t in zip(outputs, target_leaves)]) * (1.0 / size)
     if reg:
         total = total + reg * engine.vsum(p * p for p in params)
-    positive = [t > 0 for t in targets]
 
     rng = random.Random(seed)
     history = History()
@@ -230,7 +438,7 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
                 for slot, i in enumerate(batch):
                     for leaf, x in zip(inputs[slot], rows[i]):
                         leaf.data = x
-                    target_leaves[slot].data = targets[i]
+                    _load_target(target_leaves[slot], targets[i], k)
             else:
                 batch = range(n)
             rate = _check_lr(lr(step), step) if callable(lr) else lr
@@ -248,14 +456,23 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
             total.backward()
             optimizer.step(params, rate)
             accuracy = None
-            if classify:
-                hits = sum((o.data > 0) == positive[i] for o, i in zip(outputs, batch))
+            if hit is not None:
+                hits = sum(hit(_data_of(o, k), targets[i]) for o, i in zip(outputs, batch))
                 accuracy = hits / size
             history.loss.append(value)
             history.accuracy.append(accuracy)
+            if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
+                held_out = _evaluate(model, engine, val_rows, val_targets, per_sample, hit, k)
+                history.val_step.append(step)
+                history.val_loss.append(held_out.loss)
+                history.val_accuracy.append(held_out.accuracy)
             if bar is not None:
-                bar.set_postfix(loss=f"{value:.4f}", acc="-" if accuracy is None else f"{accuracy:.0%}",
-                                refresh=False)
+                postfix = dict(loss=f"{value:.4f}", acc="-" if accuracy is None else f"{accuracy:.0%}")
+                if history.val_step:
+                    val_acc = history.val_accuracy[-1]
+                    postfix["val_loss"] = f"{history.val_loss[-1]:.4f}"
+                    postfix["val_acc"] = "-" if val_acc is None else f"{val_acc:.1%}"
+                bar.set_postfix(refresh=False, **postfix)
                 bar.update(1)
             if callback is not None:
                 callback(step, value, accuracy)
