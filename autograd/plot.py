@@ -29,3 +29,41 @@ def plot_training(plt, model, xs, ys, history, path, decision_boundary=True):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def confusion_matrix(true_ids, predicted_ids, k):
+    """counts[i][j]: samples of class i predicted as class j."""
+    counts = [[0] * k for _ in range(k)]
+    for t, p in zip(true_ids, predicted_ids):
+        counts[t][p] += 1
+    return counts
+
+
+def plot_classification(plt, history, true_ids, predicted_ids, k, path):
+    """Write the training and validation loss curves and the confusion matrix
+    of the held-out predictions to `path`."""
+    fig, (curves, matrix) = plt.subplots(1, 2, figsize=(11, 4.5))
+    curves.plot(range(len(history.loss)), history.loss, alpha=0.5, label="training (mini-batch)")
+    if history.val_step:
+        curves.plot(history.val_step, history.val_loss, "o-", label="held out")
+    curves.set_yscale("log")
+    curves.set_xlabel("step")
+    curves.set_ylabel("cross-entropy")
+    curves.set_title("loss")
+    curves.legend()
+    counts = confusion_matrix(true_ids, predicted_ids, k)
+    matrix.imshow(counts, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            if counts[i][j]:
+                matrix.text(j, i, counts[i][j], ha="center", va="center", fontsize=8,
+                            color="white" if counts[i][j] > max(map(max, counts)) / 2 else "black")
+    hits = sum(counts[i][i] for i in range(k))
+    matrix.set_xticks(range(k))
+    matrix.set_yticks(range(k))
+    matrix.set_xlabel("predicted")
+    matrix.set_ylabel("true")
+    matrix.set_title(f"held-out confusion matrix ({hits} of {len(true_ids)} right)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
