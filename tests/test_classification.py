@@ -1,0 +1,268 @@
+"""Multi-class training: logsumexp, softmax, cross-entropy, k outputs in train(),
+held-out evaluation, predict(), the digits data and the digits run."""
+import math
+import random
+import sys
+
+import pytest
+
+from autograd.data import train_test_split
+from autograd.nn import MLP, log_softmax, softmax
+from autograd.train import cross_entropy_loss, evaluate, predict, train
+from helpers import central_difference, close, same_float
+
+
+def _is_core(engine):
+    return engine.__name__ == "autograd.core"
+
+
+def _lse(xs):
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+# -- logsumexp ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("xs", [[0.3, -1.2, 2.5], [1000.0, -1000.0, 999.0], [-745.0, -744.0],
+                                [5.0], [700.0, 700.0, -1e308]])
+def test_logsumexp_value_and_gradient(engine, xs):
+    vs = [engine.Value(x) for x in xs]
+    out = engine.logsumexp(vs)
+    out.backward()
+    assert close(out.data, _lse(xs), rel=1e-15) and out._op == "logsumexp"
+    assert math.isfinite(out.data)
+    for v, x in zip(vs, xs):
+        assert close(v.grad, math.exp(x - _lse(xs)), rel=1e-12)
+    if all(abs(x) < 100 for x in xs):
+        for k in range(len(xs)):
+            assert close(vs[k].grad, central_difference(_lse, xs, k), rel=1e-7)
+    assert sum(v.grad for v in vs) == pytest.approx(1.0, rel=1e-14)
+
+
+def test_logsumexp_replays_exactly_and_never_overflows(engine):
+    vs = [engine.Value(x) for x in (0.0, 1.0, 2.0)]
+    out = engine.logsumexp(vs) * 2.0
+    for xs in ([1000.0, -1000.0, 0.0], [-1000.0, -1001.0, -1002.0], [3.0, 1.0, 2.0]):
+        for v, x in zip(vs, xs):
+            v.data = x
+        out.forward()
+        fresh = engine.logsumexp([engine.Value(x) for x in xs]) * 2.0
+        assert out.data == fresh.data and math.isfinite(out.data)
+
+
+def test_logsumexp_edges(engine):
+    inf, nan = math.inf, math.nan
+    assert engine.logsumexp([-inf, -inf]).data == -inf
+    assert engine.logsumexp([inf, 1.0]).data == inf
+    assert math.isnan(engine.logsumexp([1.0, nan]).data)
+    assert engine.logsumexp([1e308, 1e308]).data == 1e308          # no overflow on the way
+    assert engine.logsumexp([2.0, engine.Value(0.0)]).data == _lse([2.0, 0.0])   # numbers too
+    with pytest.raises(ValueError, match="logsumexp\\(\\) of an empty sequence"):
+        engine.logsumexp([])
+    with pytest.raises(TypeError, match="logsumexp\\(\\) takes Values or real numbers, not str"):
+        engine.logsumexp([engine.Value(1.0), "x"])
+
+
+def test_logsumexp_bitwise_across_engines(engines):
+    rng = random.Random(7)
+    xss = [[rng.uniform(-50, 50) for _ in range(rng.randint(1, 12))] for _ in range(200)]
+    results = []
+    for engine in engines:
+        row = []
+        for xs in xss:
+            vs = [engine.Value(x) for x in xs]
+            out = engine.logsumexp(vs) * 1.5
+            out.backward()
+            row += [out.data] + [v.grad for v in vs]
+        results.append(row)
+    assert all(same_float(p, q) for p, q in zip(*results))
+
+
+# -- softmax and cross-entropy ------------------------------------------------------------
+
+def test_softmax_and_log_softmax(engine):
+    vs = [engine.Value(x) for x in (1.0, 2.0, 3.0, -800.0)]
+    probs = softmax(vs)
+    assert sum(p.data for p in probs) == pytest.approx(1.0, rel=1e-15)
+    assert [p.data for p in probs] == pytest.approx([math.exp(x - _lse([1, 2, 3, -800]))
+                                                     for x in (1, 2, 3, -800)], rel=1e-13)
+    logp = log_softmax(vs)
+    logp[1].backward()                        # d log p_1 / d x_k = [k == 1] - p_k
+    for k, v in enumerate(vs):
+        assert close(v.grad, (1.0 if k == 1 else 0.0) - probs[k].data, rel=1e-12) or abs(v.grad) < 1e-300
+
+
+@pytest.mark.parametrize("label", [0, 2, 3])
+def test_cross_entropy_gradient_against_finite_differences(engine, label):
+    xs = [0.4, -1.3, 2.2, 0.05]
+    one_hot = [1.0 if k == label else 0.0 for k in range(4)]
+    vs = [engine.Value(x) for x in xs]
+    loss = cross_entropy_loss(vs, one_hot)
+    loss.backward()
+
+    def f(z):
+        return _lse(z) - z[label]
+    assert close(loss.data, f(xs), rel=1e-14)
+    for k in range(4):
+        assert close(vs[k].grad, central_difference(f, xs, k), rel=1e-7)
+
+
+# -- train(), evaluate(), predict() with k outputs ----------------------------------------------
+
+def _three_blobs(n, seed):
+    rng = random.Random(seed)
+    centers = [(-2.0, 0.0), (2.0, 0.0), (0.0, 2.5)]
+    xs, ys = [], []
+    for i in range(n):
+        c = i % 3
+        xs.append([centers[c][0] + rng.gauss(0, 0.6), centers[c][1] + rng.gauss(0, 0.6)])
+        ys.append(c)
+    return xs, ys
+
+
+def test_cross_entropy_training_with_a_held_out_set(engine):
+    xs, ys = _three_blobs(90, seed=1)
+    val_xs, val_ys = _three_blobs(45, seed=2)
+    random.seed(0)
+    model = MLP(2, [8, 3], engine=engine)
+    before = evaluate(model, val_xs, val_ys, loss="cross_entropy")
+    history = train(model, xs, ys, steps=60, lr=0.05, loss="cross_entropy", optimizer="adam",
+                    validation=(val_xs, val_ys), eval_every=20, progress=False)
+    assert history.val_step == [19, 39, 59]
+    assert len(history.val_loss) == len(history.val_accuracy) == 3
+    after = evaluate(model, val_xs, val_ys, loss="cross_entropy")
+    assert (after.loss, after.accuracy) == (history.val_loss[-1], history.val_accuracy[-1])
+    assert after.loss < before.loss and after.accuracy >= 0.9
+    assert history.accuracy[-1] >= 0.9
+    predicted = predict(model, val_xs)
+    assert all(isinstance(p, int) for p in predicted)
+    assert sum(p == y for p, y in zip(predicted, val_ys)) / len(val_ys) == after.accuracy
+
+
+def test_cross_entropy_training_is_bitwise_equal_across_engines(engines):
+    xs, ys = _three_blobs(30, seed=3)
+    losses = []
+    for engine in engines:
+        random.seed(5)
+        model = MLP(2, [6, 3], engine=engine)
+        history = train(model, xs, ys, steps=8, lr=0.05, loss="cross_entropy", optimizer="adam",
+                        batch_size=10, seed=1, validation=(xs[:9], ys[:9]), eval_every=4,
+                        progress=False)
+        losses.append(history.loss + history.val_loss + [p.data for p in model.parameters()])
+    assert all(same_float(p, q) for p, q in zip(*losses))
+
+
+def test_mse_with_vector_targets(engine):
+    xs, labels = _three_blobs(60, seed=4)
+    ys = [[1.0 if k == c else 0.0 for k in range(3)] for c in labels]
+    random.seed(1)
+    model = MLP(2, [8, 3], engine=engine)
+    history = train(model, xs, ys, steps=80, lr=0.05, loss="mse", optimizer="adam", progress=False)
+    assert history.loss[-1] < history.loss[0] / 3
+    assert history.accuracy[-1] >= 0.9           # one-hot targets: the argmax's accuracy
+    soft = [[0.5 * t for t in y] for y in ys]   # not one-hot: no accuracy
+    assert train(model, xs, soft, steps=1, lr=0.01, progress=False).accuracy == [None]
+
+
+def test_evaluate_and_predict_build_no_lasting_graph(engine):
+    xs, ys = _three_blobs(30, seed=5)
+    model = MLP(2, [4, 3], engine=engine)
+    if _is_core(engine):
+        engine.collect()
+        nodes = engine.arena_info()["nodes"]
+    evaluate(model, xs, ys, loss="cross_entropy")
+    predict(model, xs)
+    if _is_core(engine):
+        assert engine.collect() == nodes
+    single = MLP(2, [4, 1], engine=engine)
+    assert all(isinstance(p, float) for p in predict(single, xs)) and predict(single, []) == []
+
+
+def test_bad_class_data_is_refused_before_training(engine):
+    model = MLP(2, [4, 3], engine=engine)
+    xs = [[0.0, 1.0], [1.0, 0.0]]
+    state = model.state_dict()
+
+    def fit(ys, **kw):
+        return train(model, xs, ys, steps=1, lr=0.1, progress=False, **kw)
+
+    with pytest.raises(ValueError, match=r"ys\[1\] = 3 is not a class id of a model with 3 outputs \(0 to 2\)"):
+        fit([0, 3], loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"ys\[0\] = -1 is not a class id"):
+        fit([-1, 0], loss="cross_entropy")
+    with pytest.raises(TypeError, match=r"ys\[1\] must be an integer class id from 0 to 2, not float 1.5"):
+        fit([0, 1.5], loss="cross_entropy")
+    with pytest.raises(TypeError, match=r"ys\[0\] must be an integer class id .* not bool"):
+        fit([True, 1], loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"ys\[0\] has 2 values but the model has 3 outputs"):
+        fit([[1.0, 0.0], [0.0, 1.0]], loss="mse")
+    with pytest.raises(TypeError, match=r"ys\[0\] must be a vector of 3 numbers .*class ids go with"):
+        fit([0, 1], loss="mse")
+    with pytest.raises(ValueError, match="the hinge loss needs a model with one output; this one has 3"):
+        fit([1, -1], loss="hinge")
+    with pytest.raises(ValueError, match="cross_entropy loss needs a model with one output per class"):
+        train(MLP(2, [4, 1], engine=engine), xs, [0, 1], steps=1, lr=0.1, loss="cross_entropy",
+              progress=False)
+    with pytest.raises(ValueError, match=r"validation: xs has 2 samples but ys has 1"):
+        fit([0, 1], loss="cross_entropy", validation=(xs, [0]))
+    with pytest.raises(ValueError, match=r"ys\[0\] = 7 is not a class id"):
+        fit([0, 1], loss="cross_entropy", validation=(xs, [7, 0]))
+    with pytest.raises(TypeError, match="validation must be a pair"):
+        fit([0, 1], loss="cross_entropy", validation=xs[0][0])
+    with pytest.raises(ValueError, match="eval_every must be a positive int"):
+        fit([0, 1], loss="cross_entropy", validation=(xs, [0, 1]), eval_every=0)
+    assert model.state_dict() == state                # nothing trained
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+def test_train_test_split():
+    xs = [[float(i)] for i in range(10)]
+    ys = list(range(10))
+    a = train_test_split(xs, ys, test_size=0.25, seed=3)
+    assert a == train_test_split(xs, ys, test_size=0.25, seed=3)
+    train_xs, test_xs, train_ys, test_ys = a
+    assert (len(train_xs), len(test_xs)) == (7, 3)        # the test part is rounded up
+    assert sorted(train_ys + test_ys) == ys and not set(train_ys) & set(test_ys)
+    assert all(x == [float(y)] for x, y in zip(train_xs + test_xs, train_ys + test_ys))
+    assert len(train_test_split(xs, ys, test_size=4)[1]) == 4
+    with pytest.raises(ValueError, match="xs has 10 samples but ys has 9"):
+        train_test_split(xs, ys[:9])
+    with pytest.raises(ValueError, match="must be in \\(0, 1\\)"):
+        train_test_split(xs, ys, test_size=1.5)
+    with pytest.raises(ValueError, match="both need at least one"):
+        train_test_split(xs, ys, test_size=10)
+    with pytest.raises(TypeError, match="test_size must be"):
+        train_test_split(xs, ys, test_size="a quarter")
+
+
+def test_load_digits():
+    pytest.importorskip("sklearn", reason="scikit-learn (the data extra) is not installed")
+    from autograd.data import load_digits
+    X, y = load_digits()
+    assert (len(X), len(X[0]), len(y)) == (1797, 64, 1797)
+    assert min(map(min, X)) == 0.0 and max(map(max, X)) == 1.0
+    assert sorted(set(y)) == list(range(10)) and all(type(t) is int for t in y)
+
+
+def test_load_digits_without_scikit_learn_names_the_extra(monkeypatch):
+    from autograd.data import load_digits
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install 'mini-autograd\[data\]'"):
+        load_digits()
+
+
+def test_the_digits_example_reaches_95_percent_held_out(capsys, tmp_path):
+    pytest.importorskip("sklearn", reason="scikit-learn (the data extra) is not installed")
+    from autograd import BACKEND
+    from autograd.__main__ import main
+    if BACKEND != "cython":
+        pytest.skip("1,000 steps of the digits example take minutes on the pure engine")
+    picture = tmp_path / "digits.png"
+    assert main(["--example", "digits", "--no-progress", "--plot", str(picture)]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("held-out accuracy ")[1].split("%")[0])
+    assert accuracy >= 95.0, out
+    if "no picture" not in out:
+        assert picture.stat().st_size > 10_000
