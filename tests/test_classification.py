@@ -266,3 +266,57 @@ def test_the_digits_example_reaches_95_percent_held_out(capsys, tmp_path):
     assert accuracy >= 95.0, out
     if "no picture" not in out:
         assert picture.stat().st_size > 10_000
+
+
+# -- re-entrancy: Python code in the middle of making a logsumexp node -------------------------
+
+def test_logsumexp_with_a_number_that_compacts_and_re_initializes(engine):
+    import gc
+    import numbers
+
+    garbage = [engine.Value(float(k)) * 2.0 for k in range(300)]
+    a, b = engine.Value(1.0), engine.Value(2.0)
+    victim = a * 1.0
+
+    class Sneaky:
+        def __float__(self):
+            garbage.clear()
+            gc.collect()
+            if _is_core(engine):
+                engine.collect()                  # moves every node made since the garbage
+            victim.__init__(5.0)                  # re-initialized before it is read
+            return 0.5
+
+    numbers.Real.register(Sneaky)
+    out = engine.logsumexp([a, Sneaky(), victim, b]) * 1.0
+    out.backward()
+    assert out.data == _lse([1.0, 0.5, 5.0, 2.0])
+    assert close(victim.grad, math.exp(5.0 - _lse([1.0, 0.5, 5.0, 2.0])))
+    if _is_core(engine):
+        engine.check_arena()
+
+
+def test_logsumexp_while_a_gc_callback_compacts(core):
+    import gc
+    garbage = [core.Value(float(k)) * 2.0 for k in range(300)]
+    xs = [core.Value(float(k)) for k in range(4)]
+    fired = []
+
+    def callback(phase, info):
+        if phase == "start" and not fired:
+            fired.append(1)
+            garbage.clear()
+            core.collect()
+
+    gc.collect()
+    gc.callbacks.append(callback)
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        outs = [core.logsumexp(list(xs) + [float(k)]) for k in range(50)]
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(callback)
+    assert fired
+    assert [o.data for o in outs] == [_lse([0.0, 1.0, 2.0, 3.0, float(k)]) for k in range(50)]
+    core.check_arena()

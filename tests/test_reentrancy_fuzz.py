@@ -189,8 +189,8 @@ def draw_step(rng, size):
     """One step of the program, as plain data, so both engines run it alike."""
     pick = lambda: rng.randrange(max(size, 1))            # noqa: E731
     kind = rng.choices(["leaf", "binary", "unary", "vsum", "dot", "dense", "backward", "forward",
-                        "reinit", "drop", "label", "grad", "chain"],
-                       weights=[8, 14, 10, 3, 3, 2, 6, 3, 2, 3, 2, 1, 0 if QUICK else 0.3])[0]
+                        "reinit", "drop", "label", "grad", "chain", "logsumexp"],
+                       weights=[8, 14, 10, 3, 3, 2, 6, 3, 2, 3, 2, 1, 0 if QUICK else 0.3, 2])[0]
     if size < 3:
         kind = "leaf"
     operand = lambda: (rng.choice(["value", "value", "number", "num"]), pick(), _number(rng),  # noqa: E731
@@ -201,7 +201,7 @@ def draw_step(rng, size):
         return (kind, rng.choice(BINARY), pick(), operand())
     if kind == "unary":
         return (kind, rng.choice(UNARY), pick())
-    if kind in ("vsum", "dot"):
+    if kind in ("vsum", "dot", "logsumexp"):
         n = rng.randrange(1, 5)
         return (kind, [operand() for _ in range(2 * n + 1)])
     if kind == "dense":
@@ -257,6 +257,8 @@ def apply_step(world, step, injector):
             values.append(-x if step[1] == "neg" else getattr(x, step[1])())
         elif kind == "vsum":
             values.append(engine.vsum([_operand(world, s, injector) for s in step[1]]))
+        elif kind == "logsumexp":
+            values.append(engine.logsumexp([_operand(world, s, injector) for s in step[1]]))
         elif kind == "dot":
             items = [_operand(world, s, injector) for s in step[1]]
             n = len(items) // 2
