@@ -17,9 +17,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ["cython", "python", "micrograd", "torch"]
+ORDER = ["cython", "python", "micrograd", "torch", "numpy", "jax"]
 NAMES = {"cython": "compiled core", "python": "pure reference", "micrograd": "micrograd 0.1.0",
-         "torch": "PyTorch"}
+         "torch": "PyTorch", "numpy": "numpy, by hand", "jax": "JAX jit"}
 
 
 def run_suite(json_path):
