@@ -33,7 +33,7 @@ import numbers
 import threading
 
 __all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
-           "Function"]
+           "Function", "Block"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
 class _GradMode(threading.local):
@@ -728,6 +728,81 @@ def function(forward, *partials, name=None):
         z = mul3(a, b)          # one node; backward() and forward() both work
     """
     return Function(forward, *partials, name=name)
+
+
+class Block:
+    """A fixed sequence of Values with bulk operations on their data and grads.
+
+        params = Block(model.parameters())
+        params.zero_grad(); loss.backward(); params.sgd_step(0.01)
+    """
+
+    def __init__(self, values):
+        items = list(values)
+        for k, v in enumerate(items):
+            if not isinstance(v, Value):
+                raise TypeError(f"Block() takes Values of this engine, not "
+                                f"{type(v).__module__}.{type(v).__qualname__} (item {k})")
+            _require_initialized(v)
+        self.values = tuple(items)
+
+    def __len__(self):
+        return len(self.values)
+
+    def __iter__(self):
+        return iter(self.values)
+
+    @property
+    def data(self):
+        return [v._data for v in self.values]
+
+    @property
+    def grad(self):
+        return [v._grad for v in self.values]
+
+    def set_data(self, numbers):
+        items = list(numbers)
+        if len(items) != len(self.values):
+            raise ValueError(f"set_data() got {len(items)} numbers for {len(self.values)} Values")
+        data = []
+        for k, x in enumerate(items):
+            d = _as_float(x)
+            if d is None:
+                raise TypeError(f"set_data() takes real numbers, not {type(x).__name__} (item {k})")
+            data.append(d)
+        for v, d in zip(self.values, data):
+            v._data = d
+
+    def zero_grad(self):
+        for v in self.values:
+            v._grad = 0.0
+
+    def sgd_step(self, lr):
+        lr = _real(lr, "lr")
+        for v in self.values:
+            v._data = v._data - lr * v._grad
+
+    def momentum_step(self, lr, momentum, velocity):
+        lr, momentum = _real(lr, "lr"), _real(momentum, "momentum")
+        _check_state(velocity, len(self.values), "velocity")
+        for k, v in enumerate(self.values):
+            velocity[k] = momentum * velocity[k] + v._grad
+            v._data = v._data - lr * velocity[k]
+
+    def adam_step(self, lr, beta1, beta2, eps, c1, c2, m, v):
+        lr, beta1, beta2, eps, c1, c2 = (_real(x, "Adam's settings") for x in (lr, beta1, beta2, eps, c1, c2))
+        _check_state(m, len(self.values), "m")
+        _check_state(v, len(self.values), "v")
+        for k, p in enumerate(self.values):
+            g = p._grad
+            m[k] = beta1 * m[k] + (1.0 - beta1) * g
+            v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
+            p._data = p._data - lr * (m[k] / c1) / (math.sqrt(v[k] / c2) + eps)
+
+
+def _check_state(state, n, name):
+    if len(state) != n:
+        raise ValueError(f"{name} has {len(state)} entries for {n} Values")
 
 
 class no_grad:

@@ -9,6 +9,7 @@ any micrograd-style model).
 import math
 import numbers
 import random
+from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -37,8 +38,17 @@ class Evaluation(NamedTuple):
     accuracy: object
 
 
+def _block(params):
+    return engine_of(params[0]).Block(params)
+
+
+def _zeros(n):
+    return array("d", bytes(8 * n))
+
+
 class SGD:
-    """Stochastic gradient descent, with optional (PyTorch-style) momentum."""
+    """Stochastic gradient descent, with optional (PyTorch-style) momentum:
+    v = momentum * v + grad; data -= lr * v."""
 
     def __init__(self, momentum=0.0):
         if not 0.0 <= momentum < 1.0:
@@ -47,16 +57,18 @@ class SGD:
         self._velocity = None
 
     def step(self, params, lr):
+        """One step on a list of parameters."""
+        if params:
+            self.step_block(_block(params), lr)
+
+    def step_block(self, block, lr):
+        """One step on a Block of parameters (one C loop on the compiled core)."""
         if not self.momentum:
-            for p in params:
-                p.data -= lr * p.grad
+            block.sgd_step(lr)
             return
         if self._velocity is None:
-            self._velocity = [0.0] * len(params)
-        v = self._velocity
-        for i, p in enumerate(params):
-            v[i] = self.momentum * v[i] + p.grad
-            p.data -= lr * v[i]
+            self._velocity = _zeros(len(block))
+        block.momentum_step(lr, self.momentum, self._velocity)
 
 
 class Adam:
@@ -70,18 +82,18 @@ class Adam:
         self._t = 0
 
     def step(self, params, lr):
+        """One step on a list of parameters."""
+        if params:
+            self.step_block(_block(params), lr)
+
+    def step_block(self, block, lr):
+        """One step on a Block of parameters (one C loop on the compiled core)."""
         if self._m is None:
-            self._m = [0.0] * len(params)
-            self._v = [0.0] * len(params)
+            self._m, self._v = _zeros(len(block)), _zeros(len(block))
         self._t += 1
         b1, b2 = self.beta1, self.beta2
-        c1, c2 = 1.0 - b1 ** self._t, 1.0 - b2 ** self._t
-        m, v = self._m, self._v
-        for i, p in enumerate(params):
-            g = p.grad
-            m[i] = b1 * m[i] + (1.0 - b1) * g
-            v[i] = b2 * v[i] + (1.0 - b2) * g * g
-            p.data -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + self.eps)
+        block.adam_step(lr, b1, b2, self.eps, 1.0 - b1 ** self._t, 1.0 - b2 ** self._t,
+                        self._m, self._v)
 
 
 # -- losses: (output Value, target Value) -> Value --------------------------------
@@ -297,14 +309,6 @@ def _target_leaves(Value, target, k):
     return Value(target) if k == 1 else [Value(t) for t in target]
 
 
-def _load_target(leaves, target, k):
-    if k == 1:
-        leaves.data = target
-    else:
-        for leaf, t in zip(leaves, target):
-            leaf.data = t
-
-
 def _data_of(out, k):
     return out.data if k == 1 else [o.data for o in out]
 
@@ -427,6 +431,13 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     total = engine.vsum([per_sample(o, t) for o, t in zip(outputs, target_leaves)]) * (1.0 / size)
     if reg:
         total = total + reg * engine.vsum(p * p for p in params)
+    # bulk operations, each one C loop on the compiled core
+    param_block = engine.Block(params)
+    input_block = engine.Block([leaf for row in inputs for leaf in row])
+    target_block = engine.Block(target_leaves if k == 1 else
+                                [leaf for sample in target_leaves for leaf in sample])
+    output_block = engine.Block(outputs if k == 1 else [o for sample in outputs for o in sample])
+    step_block = getattr(optimizer, "step_block", None)
 
     rng = random.Random(seed)
     history = History()
@@ -435,10 +446,9 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
         for step in range(steps):
             if batch_size is not None:
                 batch = rng.sample(range(n), size)
-                for slot, i in enumerate(batch):
-                    for leaf, x in zip(inputs[slot], rows[i]):
-                        leaf.data = x
-                    _load_target(target_leaves[slot], targets[i], k)
+                input_block.set_data([x for i in batch for x in rows[i]])
+                target_block.set_data([targets[i] for i in batch] if k == 1 else
+                                      [t for i in batch for t in targets[i]])
             else:
                 batch = range(n)
             rate = _check_lr(lr(step), step) if callable(lr) else lr
@@ -451,14 +461,18 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
             if not math.isfinite(value):
                 raise FloatingPointError(f"the loss is {value} at step {step}: training stopped, "
                                          f"the parameters are those from before step {step}")
-            for p in params:
-                p.grad = 0.0
+            param_block.zero_grad()
             total.backward()
-            optimizer.step(params, rate)
+            if step_block is not None:
+                step_block(param_block, rate)
+            else:
+                optimizer.step(params, rate)
             accuracy = None
             if hit is not None:
-                hits = sum(hit(_data_of(o, k), targets[i]) for o, i in zip(outputs, batch))
-                accuracy = hits / size
+                out = output_block.data
+                if k > 1:
+                    out = [out[j:j + k] for j in range(0, len(out), k)]
+                accuracy = sum(hit(o, targets[i]) for o, i in zip(out, batch)) / size
             history.loss.append(value)
             history.accuracy.append(accuracy)
             if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):

@@ -228,6 +228,7 @@ cdef extern from *:
 #   build.pxi    conversions, handles, the ops, vsum, dot, dense
 #   sweeps.pxi   discovery, backward and forward over runs of the arena
 #   value.pxi    the Value handle, its deallocation and GC slots
+#   block.pxi    bulk operations over a fixed sequence of Values (training steps)
 include "arena.pxi"
 include "kernels.pxi"
 include "custom.pxi"
@@ -260,6 +261,7 @@ def is_grad_enabled():
 
 
 include "value.pxi"
+include "block.pxi"
 
 # ---------------------------------------------------------------------------
 # Introspection (tests and benchmarks)
