@@ -242,31 +242,29 @@ def _evaluate(node):
 def _backprop(node):
     """Add node's contributions to its inputs' grads (the chain rule)."""
     kind, args, g = node._kind, node._args, node._grad
-    if kind == "custom":
-        _run_custom(node)
-        return
-    if kind == "lse":                           # d/dx_k = exp(x_k - out): the softmax
-        out = node._data
-        for v in args:
-            v._grad += math.exp(v._data - out) * g    # v <= out: never overflows
-        return
-    if kind == "sum":
+    op = _OPS.get(kind)
+    if op is not None:                          # one- and two-input ops
+        x = args[0]._data
+        y = args[1]._data if len(args) == 2 else 0.0
+        dx, dy = op[2](g, x, y, node._data)
+        args[0]._grad += dx
+        if dy is not None:
+            args[1]._grad += dy
+    elif kind == "sum":
         for v in args:
             v._grad += g
-        return
-    if kind == "dot":
+    elif kind == "dot":
         n = len(args) // 2
         args[0]._grad += g
         for w, x in zip(args[1:n + 1], args[n + 1:]):   # d/dw = x, d/dx = w
             w._grad += x._data * g
             x._grad += w._data * g
-        return
-    x = args[0]._data
-    y = args[1]._data if len(args) == 2 else 0.0
-    dx, dy = _OPS[kind][2](g, x, y, node._data)
-    args[0]._grad += dx
-    if dy is not None:
-        args[1]._grad += dy
+    elif kind == "lse":                         # d/dx_k = exp(x_k - out): the softmax
+        out = node._data
+        for v in args:
+            v._grad += math.exp(v._data - out) * g    # v <= out: never overflows
+    elif kind == "custom":
+        _run_custom(node)
 
 
 # ---------------------------------------------------------------------------
@@ -346,13 +344,11 @@ class Value:
         function assigned to its `_backward`."""
         data = _real(data, "Value data")
         label = _label_text(label)
-        op = _op_text(_op)
-        kids = _children_list(_children)
-        try:   # called again on a Value: it becomes a leaf in place
-            object.__getattribute__(self, "_id")
-            again = True
-        except AttributeError:
-            again = False
+        if type(_children) is tuple and not _children and _op == "":   # a plain leaf
+            op, kids = "", ()
+        else:
+            op, kids = _op_text(_op), _children_list(_children)
+        again = self._id is not None              # called again: a leaf in place
         if again and kids:
             raise RuntimeError("a Value gets children only when it is made: "
                                "Value(data, _children, _op) makes a new custom node")
@@ -372,6 +368,11 @@ class Value:
             self._args = tuple(kids)
             self._kind = "custom"
 
+    def __new__(cls, *args, **kwargs):
+        self = object.__new__(cls)
+        self._id = None     # not initialized yet: __init__ tells a first call from a second
+        return self
+
     def __getattr__(self, name):
         # only reached when a slot was never set: Value.__new__(Value)
         if name in Value.__slots__:
@@ -384,7 +385,7 @@ class Value:
         """A computed node (a leaf under no_grad)."""
         if _grad_mode.depth:
             args, kind = (), "leaf"
-        out = cls.__new__(cls)
+        out = object.__new__(cls)          # every slot is set below
         out._data = data
         out._grad = 0.0
         out._label = ""
