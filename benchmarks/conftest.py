@@ -33,3 +33,16 @@ def engine(request):
 def who(request):
     """The name of an engine, ours or a peer's."""
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _isolated_heap():
+    """Each benchmark starts with the objects made before it (the peers' imports:
+    PyTorch and JAX make hundreds of thousands; earlier benchmarks' data) moved
+    out of the cyclic GC's sight, so that no workload pays for collections of
+    another's objects."""
+    import gc
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()

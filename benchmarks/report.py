@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -100,16 +101,23 @@ def chart(groups, path):
         print("no chart: matplotlib is not installed (pip install '.[plot]')")
         return
     timed = {g: row for g, row in groups.items() if all(u != "bytes" for _, u in row.values())}
-    present = [w for w in ORDER if any(w in row for row in timed.values())]
-    fig, ax = plt.subplots(figsize=(10, 0.65 * len(timed) * len(present) / 2 + 1.5))
-    height = 0.8 / len(present)
-    labels = list(timed)
-    for k, w in enumerate(present):
-        ys = [i + k * height for i in range(len(labels)) if w in timed[labels[i]]]
-        xs = [timed[g][w][0] for g in labels if w in timed[g]]
-        ax.barh(ys, xs, height=height, label=NAMES[w])
-    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(labels))])
-    ax.set_yticklabels([f"{g}\n(per {next(iter(timed[g].values()))[1]})" for g in labels], fontsize=8)
+    colors = {w: f"C{k}" for k, w in enumerate(ORDER)}
+    # each workload gets only the bars it has, one under another, then a gap
+    rows, y = [], 0.0
+    for g, row in timed.items():
+        bars = [w for w in ORDER if w in row]
+        rows.append((g, y, bars))
+        y += len(bars) + 1.0
+    fig, ax = plt.subplots(figsize=(10, 0.22 * y + 1.2))
+    labelled = set()
+    for g, top, bars in rows:
+        for k, w in enumerate(bars):
+            ax.barh(top + k, timed[g][w][0], height=0.85, color=colors[w],
+                    label=None if w in labelled else NAMES[w])
+            labelled.add(w)
+    ax.set_yticks([top + (len(bars) - 1) / 2 for _, top, bars in rows])
+    ax.set_yticklabels([textwrap.fill(g, 46) + f"\n(per {next(iter(timed[g].values()))[1]})"
+                        for g, _, _ in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("seconds per unit (log scale; shorter is faster)")
