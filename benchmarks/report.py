@@ -24,9 +24,18 @@ NAMES = {"cython": "compiled core", "python": "pure reference", "micrograd": "mi
 
 
 def run_suite(json_path):
-    cmd = [sys.executable, "-m", "pytest", HERE, "-q", "-p", "no:cacheprovider",
+    # From a directory outside the clone: `python -m pytest` puts its working
+    # directory first on sys.path, and from the repository root that would
+    # import the source tree's autograd/ (no compiled core) instead of the
+    # installed package.
+    cmd = [sys.executable, "-m", "pytest", HERE, "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}",
            f"--benchmark-json={json_path}", "--benchmark-columns=median"]
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    subprocess.run(cmd, cwd=tempfile.mkdtemp(), check=True)
+
+
+def missing_core_rows(groups):
+    """The workloads that ran on the pure engine but not on the compiled core."""
+    return [g for g, row in groups.items() if "python" in row and "cython" not in row]
 
 
 def who_of(bench):
@@ -134,6 +143,8 @@ def main(argv=None):
     parser.add_argument("--json", help="report this pytest-benchmark JSON instead of running the suite")
     parser.add_argument("--chart", default=os.path.join(ROOT, "images", "benchmarks.png"),
                         help="where to write the bar chart (default images/benchmarks.png)")
+    parser.add_argument("--require-core", action="store_true",
+                        help="fail if a workload has no compiled-core row (the core was not importable)")
     args = parser.parse_args(argv)
     path = args.json
     if path is None:
@@ -144,6 +155,10 @@ def main(argv=None):
     print(f"\nMachine: {machine()}\n")
     print(markdown(groups))
     chart(groups, args.chart)
+    missing = missing_core_rows(groups)
+    if args.require_core and (missing or not groups):
+        sys.exit("no compiled-core row for: " + ("; ".join(missing) or "any workload")
+                 + " (is the compiled core installed?)")
 
 
 if __name__ == "__main__":
