@@ -65,22 +65,13 @@ def _real(x, what):
     return value
 
 
-def _label_text(label):
-    """A label as an exact str (a str subclass is copied)."""
-    if type(label) is str:
-        return label
-    if isinstance(label, str):
-        return str.__str__(label)
-    raise TypeError(f"Value label must be a str, not {type(label).__name__}")
-
-
-def _op_text(op):
-    """A custom node's `_op` as an exact str."""
-    if type(op) is str:
-        return op
-    if isinstance(op, str):
-        return str.__str__(op)
-    raise TypeError(f"Value _op must be a str, not {type(op).__name__}")
+def _exact_str(value, what):
+    """A label or an `_op` as an exact str (a str subclass is copied)."""
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    raise TypeError(f"{what} must be a str, not {type(value).__name__}")
 
 
 def _children_list(children):
@@ -343,11 +334,11 @@ class Value:
         signature): its data is what the caller computed, its chain rule the
         function assigned to its `_backward`."""
         data = _real(data, "Value data")
-        label = _label_text(label)
+        label = _exact_str(label, "Value label")
         if type(_children) is tuple and not _children and _op == "":   # a plain leaf
             op, kids = "", ()
         else:
-            op, kids = _op_text(_op), _children_list(_children)
+            op, kids = _exact_str(_op, "Value _op"), _children_list(_children)
         again = self._id is not None              # called again: a leaf in place
         if again and kids:
             raise RuntimeError("a Value gets children only when it is made: "
@@ -423,7 +414,7 @@ class Value:
 
     @label.setter
     def label(self, value):
-        value = _label_text(value)
+        value = _exact_str(value, "Value label")
         _require_initialized(self)
         self._label = value
 
@@ -691,7 +682,8 @@ class Function:
             if not callable(p):
                 raise TypeError(f"function(): partial derivative {k} must be callable, "
                                 f"not {type(p).__name__}")
-        self.name = _op_text(getattr(forward, "__name__", "function") if name is None else name)
+        self.name = _exact_str(getattr(forward, "__name__", "function") if name is None else name,
+                               "Value _op")
         self.forward = forward
         self.partials = partials
         self._info = _Custom(self.name, None, forward, partials)

@@ -25,23 +25,15 @@ cdef double _real(object o, str what) except? -1.0:
     return d
 
 
-cdef str _label_text(object value):
-    """A label as an exact str.  A str subclass is copied, so that none of its
-    methods (__del__, __hash__, __bool__, ...) can ever run inside the core."""
+cdef str _exact_str(object value, str what):
+    """A label or an `_op` as an exact str.  A str subclass is copied, so that
+    none of its methods (__del__, __hash__, __bool__, ...) can ever run inside
+    the core."""
     if type(value) is str:
         return <str>value
     if isinstance(value, str):          # a flag test: runs no Python code
         return PyUnicode_FromObject(value)
-    raise TypeError("Value label must be a str, not %s" % type(value).__name__)
-
-
-cdef str _op_text(object op):
-    """A custom node's `_op` as an exact str."""
-    if type(op) is str:
-        return <str>op
-    if isinstance(op, str):
-        return PyUnicode_FromObject(op)
-    raise TypeError("Value _op must be a str, not %s" % type(op).__name__)
+    raise TypeError("%s must be a str, not %s" % (what, type(value).__name__))
 
 
 cdef str _exponent_text(double c):
@@ -366,7 +358,7 @@ def dense(weights, inputs, biases, activation="relu"):
     #    than lists and tuples as lists (iterating runs Python code), and the
     #    output list.  These are the GC points, all of them before anything
     #    is read: lists and tuples are read as they are from step 2 on.
-    cdef str act_name = _label_text(activation) if isinstance(activation, str) else None
+    cdef str act_name = _exact_str(activation, "activation") if isinstance(activation, str) else None
     if act_name is None or act_name not in _ACTIVATIONS:
         raise ValueError("unknown activation %r: choose one of %s" % (activation, tuple(_ACTIVATIONS)))
     cdef uint8_t act = _ACTIVATIONS[act_name]

@@ -225,7 +225,7 @@ cdef class Function:
                                 % (k, type(p).__name__))
         if name is None:
             name = getattr(forward, "__name__", "function")
-        self.name = _op_text(name)
+        self.name = _exact_str(name, "Value _op")
         self.forward = forward
         self.partials = partials
         self.info = _Custom(self.name, None, forward, partials)

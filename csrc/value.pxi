@@ -75,8 +75,8 @@ cdef class Value:
         """
         # 1. Python-level input to C values and private objects
         cdef double d = _real(data, "Value data")
-        cdef str text = _label_text(label)
-        cdef str op = _op_text(_op)
+        cdef str text = _exact_str(label, "Value label")
+        cdef str op = _exact_str(_op, "Value _op")
         cdef list kids = _children_list(_children)
         cdef Py_ssize_t i, n = len(kids), k, top, e
         cdef _Custom info = _Custom(op) if (op or n) else None
@@ -174,7 +174,7 @@ cdef class Value:
 
     @label.setter
     def label(self, value):
-        self._set_label(_label_text(value))
+        self._set_label(_exact_str(value, "Value label"))
 
     @property
     def _op(self):
