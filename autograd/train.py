@@ -170,8 +170,9 @@ def _output_count(model, row):
 
 
 def _check_targets(ys, loss, k):
-    """ys checked for the loss: floats (one output), one-hot rows from class ids
-    (cross_entropy), or float rows of length k (vector targets)."""
+    """ys checked for the loss: floats (one output; -1/+1 for hinge, 0/1 for
+    bce), one-hot rows from class ids (cross_entropy), or float rows of
+    length k (vector targets)."""
     if loss == "cross_entropy":
         if k < 2:
             raise ValueError("the cross_entropy loss needs a model with one output per class "
@@ -213,7 +214,7 @@ def _check_targets(ys, loss, k):
         if not _is_number(y):
             raise TypeError(f"ys[{i}] must be a number, not {type(y).__name__}")
         targets.append(float(y))
-    return targets
+    return _binary_targets(loss, targets)
 
 
 def _check_rows(model, xs):
@@ -333,7 +334,6 @@ def evaluate(model, xs, ys, loss="mse"):
     targets are as train() takes them for `loss`; no graph outlives the call."""
     _check_loss(loss)
     rows, targets, k = _check_data(model, xs, ys, loss, "evaluate()")
-    targets = _binary_targets(loss, targets) if k == 1 else targets
     engine = engine_of(model.parameters()[0])
     return _evaluate(model, engine, rows, targets, _per_sample_loss(loss, k),
                      _hit_rule(loss, k, targets), k)
@@ -401,8 +401,6 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or not 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be None or an int from 1 to {n}, not {batch_size!r}")
-    if k == 1:
-        targets = _binary_targets(loss, targets)
     if validation is not None:
         try:
             val_xs, val_ys = validation
@@ -412,8 +410,6 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
         if len(val_rows[0]) != len(rows[0]):
             raise ValueError(f"the validation rows have {len(val_rows[0])} values but the "
                              f"training rows have {len(rows[0])}")
-        if k == 1:
-            val_targets = _binary_targets(loss, val_targets)
     if eval_every is None:
         eval_every = max(1, steps // 10)
     elif isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
