@@ -1,4 +1,6 @@
 """Shared test helpers."""
+import contextlib
+import gc
 import math
 import os
 
@@ -35,3 +37,29 @@ def central_difference(f, xs, i, h=1e-6):
     up[i] += step
     down[i] -= step
     return (f(up) - f(down)) / (2 * step)
+
+
+def is_core(engine):
+    """True for the compiled core's module, False for the pure engine's."""
+    return engine.__name__ == "autograd.core"
+
+
+def check_arena(engine):
+    """Verify the compiled core's arena invariants (nothing to check on the pure engine)."""
+    if is_core(engine):
+        engine.check_arena()
+
+
+@contextlib.contextmanager
+def collecting_at_every_allocation(callback):
+    """Run `callback` as a gc callback, with the cyclic GC collecting at every
+    allocation, inside the block: the code under test then runs Python code
+    at each of its GC points."""
+    threshold = gc.get_threshold()
+    gc.callbacks.append(callback)
+    gc.set_threshold(1)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(callback)

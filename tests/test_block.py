@@ -7,11 +7,8 @@ from array import array
 import pytest
 
 from autograd.train import SGD, Adam
-from helpers import same_float
+from helpers import check_arena, collecting_at_every_allocation, is_core, same_float
 
-
-def _is_core(engine):
-    return engine.__name__ == "autograd.core"
 
 
 def _values(engine, n=7):
@@ -92,7 +89,7 @@ def test_a_block_keeps_its_values_through_compaction(engine):
     del vs
     junk = [engine.Value(1.0) * 2 for _ in range(3000)]
     del junk
-    if _is_core(engine):
+    if is_core(engine):
         engine.collect()
     block.set_data([2.0 * k for k in range(50)])
     assert block.data == [2.0 * k for k in range(50)]
@@ -107,7 +104,7 @@ def test_set_data_with_numbers_that_compact_and_re_initialize(engine):
         def __float__(self):
             garbage.clear()
             gc.collect()
-            if _is_core(engine):
+            if is_core(engine):
                 engine.collect()              # moves the block's nodes
             vs[3].__init__(-9.0)              # re-initialized in place: still in the block
             return 0.5
@@ -115,8 +112,7 @@ def test_set_data_with_numbers_that_compact_and_re_initialize(engine):
     numbers.Real.register(Sneaky)
     block.set_data([1.0, Sneaky(), 2.0, 3.0, 4.0])
     assert block.data == [1.0, 0.5, 2.0, 3.0, 4.0] and vs[3]._op == ""
-    if _is_core(engine):
-        engine.check_arena()
+    check_arena(engine)
 
 
 def test_readout_while_a_gc_callback_compacts(core):
@@ -132,13 +128,7 @@ def test_readout_while_a_gc_callback_compacts(core):
             core.collect()
 
     gc.collect()
-    gc.callbacks.append(callback)
-    threshold = gc.get_threshold()
-    gc.set_threshold(1)
-    try:
+    with collecting_at_every_allocation(callback):
         reads = [block.data for _ in range(20)]
-    finally:
-        gc.set_threshold(*threshold)
-        gc.callbacks.remove(callback)
     assert fired and all(r == [0.0, 1.0, 2.0, 3.0, 4.0] for r in reads)
     core.check_arena()

@@ -9,11 +9,9 @@ import pytest
 from autograd.data import train_test_split
 from autograd.nn import MLP, log_softmax, softmax
 from autograd.train import cross_entropy_loss, evaluate, predict, train
-from helpers import central_difference, close, same_float
+from helpers import (central_difference, check_arena, close,
+                     collecting_at_every_allocation, is_core, same_float)
 
-
-def _is_core(engine):
-    return engine.__name__ == "autograd.core"
 
 
 def _lse(xs):
@@ -167,12 +165,12 @@ def test_mse_with_vector_targets(engine):
 def test_evaluate_and_predict_build_no_lasting_graph(engine):
     xs, ys = _three_blobs(30, seed=5)
     model = MLP(2, [4, 3], engine=engine)
-    if _is_core(engine):
+    if is_core(engine):
         engine.collect()
         nodes = engine.arena_info()["nodes"]
     evaluate(model, xs, ys, loss="cross_entropy")
     predict(model, xs)
-    if _is_core(engine):
+    if is_core(engine):
         assert engine.collect() == nodes
     single = MLP(2, [4, 1], engine=engine)
     assert all(isinstance(p, float) for p in predict(single, xs)) and predict(single, []) == []
@@ -281,7 +279,7 @@ def test_logsumexp_with_a_number_that_compacts_and_re_initializes(engine):
         def __float__(self):
             garbage.clear()
             gc.collect()
-            if _is_core(engine):
+            if is_core(engine):
                 engine.collect()                  # moves every node made since the garbage
             victim.__init__(5.0)                  # re-initialized before it is read
             return 0.5
@@ -291,8 +289,7 @@ def test_logsumexp_with_a_number_that_compacts_and_re_initializes(engine):
     out.backward()
     assert out.data == _lse([1.0, 0.5, 5.0, 2.0])
     assert close(victim.grad, math.exp(5.0 - _lse([1.0, 0.5, 5.0, 2.0])))
-    if _is_core(engine):
-        engine.check_arena()
+    check_arena(engine)
 
 
 def test_logsumexp_while_a_gc_callback_compacts(core):
@@ -308,14 +305,8 @@ def test_logsumexp_while_a_gc_callback_compacts(core):
             core.collect()
 
     gc.collect()
-    gc.callbacks.append(callback)
-    threshold = gc.get_threshold()
-    gc.set_threshold(1)
-    try:
+    with collecting_at_every_allocation(callback):
         outs = [core.logsumexp(list(xs) + [float(k)]) for k in range(50)]
-    finally:
-        gc.set_threshold(*threshold)
-        gc.callbacks.remove(callback)
     assert fired
     assert [o.data for o in outs] == [_lse([0.0, 1.0, 2.0, 3.0, float(k)]) for k in range(50)]
     core.check_arena()

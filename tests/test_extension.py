@@ -11,16 +11,10 @@ import tracemalloc
 
 import pytest
 
-from helpers import central_difference, close, same_float
+from helpers import (central_difference, check_arena, close,
+                     collecting_at_every_allocation, is_core, same_float)
 
 
-def _is_core(engine):
-    return engine.__name__ == "autograd.core"
-
-
-def _check_arena(engine):
-    if _is_core(engine):
-        engine.check_arena()
 
 
 def lecture_exp(Value):
@@ -310,7 +304,7 @@ def test_bad_input_gets_clear_errors(engine):
     out = g(a, 2.0)
     with pytest.raises(TypeError, match="the partial derivative 0 of 'g' must be a real number"):
         out.backward()
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_an_exception_in_a_custom_backward_propagates_naming_the_op(engine):
@@ -332,7 +326,7 @@ def test_an_exception_in_a_custom_backward_propagates_naming_the_op(engine):
         assert "(raised by the custom node 'boom')" in info.value.__notes__
     # what ran before the custom node did its part; nothing below it did
     assert (out.grad, x.grad, w.grad) == (1.0, 0.0, 0.0)
-    _check_arena(engine)
+    check_arena(engine)
     root.backward()                   # the arena and the graph stay usable
     assert (x.grad, w.grad) == (6.0, 4.0)
     other = engine.Value(5.0) * 2
@@ -361,7 +355,7 @@ def _lecture_chain(engine, n):
 def test_closures_over_out_do_not_leak_with_the_gc_on(engine):
     assert gc.isenabled()
     gc.collect()
-    nodes = engine.arena_info()["nodes"] if _is_core(engine) else None
+    nodes = engine.arena_info()["nodes"] if is_core(engine) else None
     tracemalloc.start()
     try:
         sizes = []
@@ -383,18 +377,18 @@ def test_closures_over_out_do_not_leak_with_the_gc_on(engine):
 
 def test_with_the_gc_off_closures_are_kept_until_a_collection(engine):
     gc.collect()
-    before = engine.collect() if _is_core(engine) else None
+    before = engine.collect() if is_core(engine) else None
     gc.disable()
     try:
         x, y = _lecture_chain(engine, 500)
         y.backward()
         del x, y
-        if _is_core(engine):
+        if is_core(engine):
             assert engine.collect() >= before + 501     # the cycles hold their nodes
     finally:
         gc.enable()
     gc.collect()
-    if _is_core(engine):
+    if is_core(engine):
         assert engine.collect() <= before
 
 
@@ -415,7 +409,7 @@ def test_deep_chains_of_custom_nodes_need_no_recursion(engine):
     assert x2.grad == 1.0
     del x2, y2
     gc.collect()
-    _check_arena(engine)
+    check_arena(engine)
 
 
 # -- re-entrancy: Python code inside custom nodes ---------------------------------------
@@ -432,7 +426,7 @@ def test_custom_backward_may_do_anything_mid_sweep(engine, action):
     box = {}
 
     def _backward():
-        if action == "collect" and _is_core(engine):
+        if action == "collect" and is_core(engine):
             engine.collect()
         elif action == "re-initialize":
             xs[10].__init__(7.0)              # a leaf, in place: it stays a leaf
@@ -452,11 +446,11 @@ def test_custom_backward_may_do_anything_mid_sweep(engine, action):
     root = out * 2.0
     root.backward()
     root.backward()
-    _check_arena(engine)
+    check_arena(engine)
     assert root.data == 2.0 * chain.data
     if action in ("collect", "grow the arena", "drop the graph"):
         assert xs[49].grad == 4.0             # two backward() calls, d root / d x49 = 2 each
-    if _is_core(engine):
+    if is_core(engine):
         engine.collect()
         engine.check_arena()
 
@@ -469,14 +463,14 @@ def test_custom_forward_and_partials_may_compact_and_re_initialize(engine):
     def fwd(x, y):
         del other[:50]
         gc.collect()
-        if _is_core(engine):
+        if is_core(engine):
             engine.collect()                  # at creation it really compacts
         victim.__init__(1.0)
         return x * y
 
     def dx(x, y):
         [V(float(k)) + 1 for k in range(2000)]      # grows the arena, then drops it all
-        if _is_core(engine):
+        if is_core(engine):
             engine.collect()
         return y
 
@@ -486,7 +480,7 @@ def test_custom_forward_and_partials_may_compact_and_re_initialize(engine):
     z.forward()
     z.backward()
     assert (z.data, a.grad, b.grad) == (7.0, 3.0, 2.0)
-    _check_arena(engine)
+    check_arena(engine)
 
 
 class _Sneaky:
@@ -498,7 +492,7 @@ class _Sneaky:
     def __float__(self):
         self.victims.clear()
         gc.collect()
-        if _is_core(self.engine):
+        if is_core(self.engine):
             self.engine.collect()
         return self.x
 
@@ -513,7 +507,7 @@ def test_numbers_a_custom_function_returns_may_run_code(engine):
     z = f(a * 1.0) * 3
     z.backward()
     assert (z.data, a.grad) == (9.0, 6.0)
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_a_gc_callback_while_children_are_read_may_compact(core):
@@ -532,14 +526,8 @@ def test_a_gc_callback_while_children_are_read_may_compact(core):
             engine.collect()                 # moves out's node and its children
 
     gc.collect()
-    gc.callbacks.append(callback)
-    threshold = gc.get_threshold()
-    gc.set_threshold(1)
-    try:
+    with collecting_at_every_allocation(callback):
         kids = out._children
-    finally:
-        gc.set_threshold(*threshold)
-        gc.callbacks.remove(callback)
     assert fired
     assert [k.data for k in kids] == [2.0 * k for k in range(5)]
     assert all(k._children[0] is x for k, x in zip(kids, xs))
@@ -562,7 +550,7 @@ def test_threads_whose_custom_nodes_release_the_gil_run_their_sweeps_side_by_sid
                 out = engine.Value(v.data * 2.0, (v,), "slow*2")
 
                 def _backward(v=v, out=out):
-                    if _is_core(engine):
+                    if is_core(engine):
                         most[0] = max(most[0], engine.arena_info()["sweeps"])
                     time.sleep(0.0005)
                     v.grad += 2.0 * out.grad
@@ -582,9 +570,9 @@ def test_threads_whose_custom_nodes_release_the_gil_run_their_sweeps_side_by_sid
     for t in threads:
         t.join()
     assert not errors and grads == [3.0 * 2.0 ** 20] * 10
-    if _is_core(engine):
+    if is_core(engine):
         assert most[0] > 6          # more than the six mark bits at once
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_copies_keep_class_and_attributes(engine):
@@ -609,7 +597,7 @@ def test_copies_keep_class_and_attributes(engine):
 
 def test_a_cycle_through_attributes_is_collected(engine):
     gc.collect()
-    before = engine.collect() if _is_core(engine) else None
+    before = engine.collect() if is_core(engine) else None
     for _ in range(1000):
         u = engine.Value(1.0) * 2.0
         u.me = u                              # through v.__dict__
@@ -617,7 +605,7 @@ def test_a_cycle_through_attributes_is_collected(engine):
         vars(w)["again"] = [w, u]             # through vars()
         del u, w
     gc.collect()
-    if _is_core(engine):
+    if is_core(engine):
         assert engine.collect() <= before
         engine.check_arena()
 
@@ -639,7 +627,7 @@ def test_children_from_an_iterable_that_compacts_and_re_initializes(engine):
         def __iter__(self):
             junk.clear()
             gc.collect()
-            if _is_core(engine):
+            if is_core(engine):
                 engine.collect()
             victim.__init__(-1.0)
             return iter((a, b, victim))
@@ -648,7 +636,7 @@ def test_children_from_an_iterable_that_compacts_and_re_initializes(engine):
     out._backward = lambda: [setattr(k, "grad", k.grad + out.grad) for k in (a, b, victim)]
     (out * 2.0).backward()
     assert out._children == (a, b, victim) and (a.grad, b.grad, victim.grad) == (2.0, 2.0, 2.0)
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_setting_backward_while_a_gc_callback_compacts(engine):
@@ -661,22 +649,16 @@ def test_setting_backward_while_a_gc_callback_compacts(engine):
         if phase == "start" and not fired:
             fired.append(1)
             junk.clear()
-            if _is_core(engine):
+            if is_core(engine):
                 engine.collect()
 
     gc.collect()
-    gc.callbacks.append(callback)
-    threshold = gc.get_threshold()
-    gc.set_threshold(1)
-    try:
+    with collecting_at_every_allocation(callback):
         out._backward = lambda: setattr(x, "grad", x.grad + 2.0 * x.data * out.grad)
         out.name = "square"
-    finally:
-        gc.set_threshold(*threshold)
-        gc.callbacks.remove(callback)
     out.backward()
     assert x.grad == 4.0 and out.name == "square"
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_a_manual_backward_whose_partial_compacts(engine):
@@ -685,7 +667,7 @@ def test_a_manual_backward_whose_partial_compacts(engine):
     def dx(x, y):
         junk.clear()
         gc.collect()
-        if _is_core(engine):
+        if is_core(engine):
             engine.collect()                  # not in a sweep: nodes really move
         return y
 
@@ -695,7 +677,7 @@ def test_a_manual_backward_whose_partial_compacts(engine):
     z.grad = 3.0
     z._backward()
     assert z._children[0].grad == 15.0 and b.grad == 6.0
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_an_attribute_descriptor_that_re_initializes_its_value(engine):
@@ -710,7 +692,7 @@ def test_an_attribute_descriptor_that_re_initializes_its_value(engine):
         def unit(self, value):
             junk.clear()
             gc.collect()
-            if _is_core(engine):
+            if is_core(engine):
                 engine.collect()
             self.__init__(9.0)
             self.__dict__["_unit"] = value
@@ -722,7 +704,7 @@ def test_an_attribute_descriptor_that_re_initializes_its_value(engine):
     assert (m.data, m.unit, m._op) == (9.0, "s", "")
     y.forward()
     assert y.data == 9.0
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_dense_over_custom_nodes_matches_the_built_in_path(engines):

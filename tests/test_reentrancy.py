@@ -6,6 +6,7 @@ callbacks, a number's __float__, labels' methods, signal handlers, replaced
 math functions, other threads.  Every test runs on both engines, which must
 agree; on the compiled core the arena's invariants are checked after.
 """
+import contextlib
 import gc
 import math
 import os
@@ -19,27 +20,20 @@ import threading
 
 import pytest
 
-from helpers import same_float
+from helpers import check_arena, collecting_at_every_allocation, is_core, same_float
 
 
-def _is_core(engine):
-    return engine.__name__ == "autograd.core"
-
-
-def _check_arena(engine):
-    if _is_core(engine):
-        engine.check_arena()
 
 
 def _collect(engine):
     """Compact the core's arena (nothing to do for the pure engine)."""
-    if _is_core(engine):
+    if is_core(engine):
         engine.collect()
 
 
 def _in_sweep(engine, frame):
     """True if a signal handler with this frame interrupted a sweep."""
-    if _is_core(engine):
+    if is_core(engine):
         return engine.arena_info()["sweeps"] > 0
     while frame is not None:   # the pure engine's sweeps are Python frames
         if frame.f_code.co_name in ("backward", "forward") and frame.f_code.co_filename.endswith("pure.py"):
@@ -76,18 +70,8 @@ def _collect_at_next_allocation():
 def gc_callback():
     """Install a gc callback (with the GC collecting on every allocation) for
     the test's duration."""
-    installed = []
-    threshold = gc.get_threshold()
-
-    def install(callback):
-        installed.append(callback)
-        gc.callbacks.append(callback)
-        gc.set_threshold(1)
-
-    yield install
-    for callback in installed:
-        gc.callbacks.remove(callback)
-    gc.set_threshold(*threshold)
+    with contextlib.ExitStack() as stack:
+        yield lambda callback: stack.enter_context(collecting_at_every_allocation(callback))
 
 
 def _run_with_timer_signal(handler, work, attempts=50):
@@ -148,14 +132,14 @@ def _every_use(v, engine):
 
 def test_an_uninitialized_value_raises_a_clear_error_everywhere(engine):
     keep = [engine.Value(float(i)) * 2 for i in range(10)]
-    if _is_core(engine):
+    if is_core(engine):
         grads = [k.grad for k in keep]
         nodes = engine.arena_info()["nodes"]
     v = engine.Value.__new__(engine.Value)
     for use in _every_use(v, engine):
         with pytest.raises(RuntimeError, match=UNINITIALIZED):
             use()
-    if _is_core(engine):
+    if is_core(engine):
         # regression: backward() set node 0's grad to 1.0 before raising
         assert [k.grad for k in keep] == grads
         assert engine.arena_info()["nodes"] == nodes
@@ -193,7 +177,7 @@ def test_a_crafted_pickle_gives_an_uninitialized_value_not_a_crash(engine):
         v.backward()
     v.__init__(3.0, label="late")         # __init__ makes it a proper leaf
     assert (v.data, v.grad, v.label) == (3.0, 0.0, "late")
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_a_failed_init_leaves_the_value_as_it_was(engine):
@@ -207,7 +191,7 @@ def test_a_failed_init_leaves_the_value_as_it_was(engine):
         u.__init__("data")
     with pytest.raises(RuntimeError, match=UNINITIALIZED):
         u.data
-    _check_arena(engine)
+    check_arena(engine)
 
 
 _MEMORY_LIMIT_SCRIPT = r"""
@@ -317,7 +301,7 @@ def test_dense_with_lists_mutated_by_a_gc_callback(engine, gc_callback, mutation
         assert snapshot[0][0].grad == 1.0 and snapshot[1][0][1].grad == -1.5
     del pad
     assert fired or skip > 0
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_dense_takes_any_sequence(engine):
@@ -365,13 +349,13 @@ def test_children_of_a_fused_node_while_the_arena_compacts(engine, gc_callback):
     assert fresh1 is not fresh2 and (fresh1.data, fresh2.data) == (10.0, 20.0)
     node.backward()
     assert (a.grad, b.grad, c.grad) == (1.0, 2.0, 3.0)
-    _check_arena(engine)
+    check_arena(engine)
 
 
 # -- 4. a signal handler re-initializing the root during a sweep ----------------------------
 
 def _sweep_size(engine):
-    return 400_000 if _is_core(engine) else 60_000
+    return 400_000 if is_core(engine) else 60_000
 
 
 @pytest.mark.parametrize("sweep", ["backward replayed", "forward replayed", "backward first call",
@@ -410,7 +394,7 @@ def test_a_signal_handler_reinitializes_the_root_during_a_sweep(engine, sweep):
         return True
 
     assert _run_with_timer_signal(handler, work), "the handler never ran inside a sweep"
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_a_signal_handler_drops_and_compacts_during_a_sweep(engine):
@@ -434,7 +418,7 @@ def test_a_signal_handler_drops_and_compacts_during_a_sweep(engine):
 
     assert _run_with_timer_signal(handler, work), "the handler never ran inside a sweep"
     assert x.grad == 3.0                          # the sweep finished on what it owned
-    _check_arena(engine)
+    check_arena(engine)
 
 
 # -- 5 and 8. labels: __del__, __bool__, __hash__ of a str subclass -------------------------
@@ -486,7 +470,7 @@ def test_a_meddling_label_is_stored_as_a_plain_string(engine):
     assert [f.data for f in fresh] == [float(i) for i in range(100)]
     assert all(f.label == "" for f in fresh)
     assert a.label == "a"
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_a_meddling_activation_name_is_taken_as_a_plain_string(engine):
@@ -494,7 +478,7 @@ def test_a_meddling_activation_name_is_taken_as_a_plain_string(engine):
     x, w, b = engine.Value(2.0), engine.Value(-1.0), engine.Value(0.5)
     (out,) = engine.dense([[w]], [x], [b], _MeddlingLabel("relu"))
     assert out.data == 0.0 and out._op == "ReLU"
-    _check_arena(engine)
+    check_arena(engine)
 
 
 # -- 7. replaced math functions -------------------------------------------------------------
@@ -534,10 +518,10 @@ def test_replaced_math_functions_cannot_run_code_mid_op(engine, monkeypatch, nam
             original(arg, *([0.5 if arg == -8.0 else -1 if arg == 0.0 else 1000] if name == "pow" else []))
         assert str(raised.value) == str(expected.value)
     monkeypatch.undo()
-    if _is_core(engine):
+    if is_core(engine):
         assert calls == []                         # the core took Python's own functions at import
     assert [k.data for k in keep] == [2.0 * i for i in range(100)]
-    _check_arena(engine)
+    check_arena(engine)
 
 
 # -- 9. sweeps in other threads -------------------------------------------------------------
@@ -556,7 +540,7 @@ def test_another_threads_sweep_and_collect_proceed_while_a_sweep_waits(engine):
             c.backward()
             results["grads"] = (a.grad, b.grad)
             results["expected"] = ((1 - math.tanh(15.0) ** 2) * 2 * 5.0, (1 - math.tanh(15.0) ** 2) * 2 * 3.0)
-            if _is_core(engine):
+            if is_core(engine):
                 results["live"] = engine.collect()
         except Exception as exc:    # noqa: BLE001 - reported below
             results["error"] = repr(exc)
@@ -569,12 +553,12 @@ def test_another_threads_sweep_and_collect_proceed_while_a_sweep_waits(engine):
             # waiting releases the GIL: the worker runs now.  The pure engine
             # runs one sweep at a time (its lock), so there the worker's
             # backward() waits for this sweep to end instead.
-            results["during the sweep"] = done.wait(30 if _is_core(engine) else 0.2)
+            results["during the sweep"] = done.wait(30 if is_core(engine) else 0.2)
 
     thread = threading.Thread(target=worker)
     thread.start()
     root = _chain(engine, x, _sweep_size(engine))
-    compactions = engine.arena_info()["compactions"] if _is_core(engine) else 0
+    compactions = engine.arena_info()["compactions"] if is_core(engine) else 0
 
     def work():
         x.grad = 0.0
@@ -588,13 +572,13 @@ def test_another_threads_sweep_and_collect_proceed_while_a_sweep_waits(engine):
         thread.join(30)
     # regression: raised "cannot run inside another sweep"
     assert "error" not in results, results["error"]
-    assert results["during the sweep"] == _is_core(engine)
+    assert results["during the sweep"] == is_core(engine)
     assert results["grads"] == pytest.approx(results["expected"], rel=1e-12)
     assert x.grad == 1.0
-    if _is_core(engine):
+    if is_core(engine):
         assert results["live"] > 0
         assert engine.arena_info()["compactions"] > compactions   # done when the sweep ended
-    _check_arena(engine)
+    check_arena(engine)
 
 
 # -- 10. backward() from a signal handler in the middle of a sweep --------------------------
@@ -622,7 +606,7 @@ def test_backward_from_a_signal_handler_inside_a_sweep(engine):
     assert _run_with_timer_signal(handler, work), "the handler never ran inside a sweep"
     assert x.grad == 1.0
     assert seen["inner"] == pytest.approx((1 - math.tanh(4.0) ** 2) * 4.0, rel=1e-12)
-    _check_arena(engine)
+    check_arena(engine)
 
 
 def test_nested_discoveries_each_mark_on_their_own(core):
@@ -673,7 +657,7 @@ def test_reinitializing_an_interior_value_makes_it_a_leaf_in_place(engines):
         a.grad = 0.0
         c.backward()
         results.append((c.data, b.grad, a.grad))
-        _check_arena(engine)
+        check_arena(engine)
     # regression: the core kept the old node (7.0), the pure engine the leaf (11.0)
     assert results[0] == results[1] == (11.0, 1.0, 0.0)
 

@@ -14,16 +14,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from helpers import examples, same_float
+from helpers import examples, is_core, same_float
 
 
 def _rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-
-def _is_core(engine):
-    return engine.__name__ == "autograd.core"
 
 
 def _micrograd_demo_model(Value, sizes):
@@ -56,7 +53,7 @@ def test_memory_stays_flat_over_a_long_training_loop_without_the_cyclic_gc(engin
     random.seed(0)
     X, y = make_moons(100, seed=0)
     # the pure engine is ~30x slower: a smaller model and fewer steps there
-    sizes, steps, early = ([16, 16, 1], 2000, 200) if _is_core(engine) else ([8, 1], 300, 30)
+    sizes, steps, early = ([16, 16, 1], 2000, 200) if is_core(engine) else ([8, 1], 300, 30)
     forward, params = _micrograd_demo_model(engine.Value, sizes)
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -74,14 +71,14 @@ def test_memory_stays_flat_over_a_long_training_loop_without_the_cyclic_gc(engin
                 p.data -= 0.05 * p.grad
             if step + 1 in (early, steps):
                 del inputs, scores, losses, total
-                nodes = engine.arena_info()["nodes"] if _is_core(engine) else None
+                nodes = engine.arena_info()["nodes"] if is_core(engine) else None
                 marks[step + 1] = (_rss(), nodes)
     finally:
         if gc_was_enabled:
             gc.enable()
     (rss_early, nodes_early), (rss_late, nodes_late) = marks[early], marks[steps]
     assert rss_late <= rss_early * 1.05, (rss_early, rss_late)
-    if _is_core(engine):
+    if is_core(engine):
         assert nodes_late <= nodes_early * 1.05 + 64
     assert all(math.isfinite(p.data) for p in params)
 
@@ -89,7 +86,7 @@ def test_memory_stays_flat_over_a_long_training_loop_without_the_cyclic_gc(engin
 def test_chain_ten_million_deep(engine):
     # 10^7 on the compiled core; the pure engine (some 200 bytes and 1 us a node)
     # takes the same path at 10^6
-    depth = 10 ** 7 if _is_core(engine) else 10 ** 6
+    depth = 10 ** 7 if is_core(engine) else 10 ** 6
     x = engine.Value(0.25)
     y = x
     for _ in range(depth):
@@ -157,7 +154,7 @@ def test_threads_sharing_leaves_sum_their_gradients_exactly(engine):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT to itself")
 def test_ctrl_c_interrupts_a_long_backward_promptly(engine):
-    depth = 3 * 10 ** 6 if _is_core(engine) else 2 * 10 ** 5
+    depth = 3 * 10 ** 6 if is_core(engine) else 2 * 10 ** 5
     x = engine.Value(0.5)
     y = x
     for _ in range(depth):
