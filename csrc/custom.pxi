@@ -249,7 +249,7 @@ def function(forward, *partials, name=None):
 
 cdef Value _call_function(Function f, list kids):
     """One custom node: f's forward formula applied to kids (Values or numbers)."""
-    cdef Py_ssize_t n = len(f.partials), k, top, e
+    cdef Py_ssize_t n = len(f.partials), k
     cdef double c
     cdef object o
     if len(kids) != n:
@@ -280,10 +280,17 @@ cdef Value _call_function(Function f, list kids):
             kids[k] = _new_leaf(xs[k])
     cdef tuple kids_t = tuple(kids)     # a private list: nothing can change it
     cdef Value h = _new_handle()
-    # 2. validate; no Python code runs from here to the end
+    _commit_custom(h, kids_t, d, f.info)
+    return h
+
+
+cdef int _commit_custom(Value h, tuple kids, double d, _Custom info) except -1:
+    """Steps 2 and 3 of making a custom node behind handle h: validate the
+    children (Values), reserve, write the node and commit it.  No Python
+    code runs here."""
+    cdef Py_ssize_t n = len(kids), k, top, e
     for k in range(n):
         _check(<Value>kids[k])
-    # 3. reserve, read the children's indices, write
     _reserve(1, n)
     top = A.n
     e = A.nedges
@@ -294,7 +301,7 @@ cdef Value _call_function(Function f, list kids):
     A.flags[top] = KEEP
     A.any_custom = True
     _commit(top, top + 1, h)
-    h.kids = kids_t
-    h.custom = f.info
+    h.kids = kids
+    h.custom = info
     _track(h)
-    return h
+    return 0

@@ -78,7 +78,7 @@ cdef class Value:
         cdef str text = _exact_str(label, "Value label")
         cdef str op = _exact_str(_op, "Value _op")
         cdef list kids = _children_list(_children)
-        cdef Py_ssize_t i, n = len(kids), k, top, e
+        cdef Py_ssize_t i, n = len(kids)
         cdef _Custom info = _Custom(op) if (op or n) else None
         cdef tuple kids_t = tuple(kids) if (n and not _no_grad_depth) else None
         cdef tuple old_kids = self.kids       # dropped at the end: their __del__
@@ -104,22 +104,7 @@ cdef class Value:
             self.kids = None            # dropped below, once the node is consistent
             self.custom = info
         elif kids_t is not None:
-            # 2. validate the children; no Python code runs from here to the end
-            for k in range(n):
-                _check(<Value>kids[k])
-            # 3. reserve, read the children's indices, write
-            _reserve(1, n)
-            top = A.n
-            e = A.nedges
-            for k in range(n):
-                A.edges[e + k] = (<Value>kids[k]).idx
-            _write_node(top, CUSTOM, e, n, d)
-            A.nedges = e + n
-            A.flags[top] = KEEP
-            A.any_custom = True
-            _commit(top, top + 1, self)
-            self.kids = kids_t
-            self.custom = info
+            _commit_custom(self, kids_t, d, info)   # runs no Python code
         else:                           # a leaf (under no_grad also with children)
             _reserve(1, 0)              # a MemoryError here leaves self as it was
             _write_leaf(A.n, d)
