@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from autograd.engine import engine_of
+from autograd.nn import _engine_of_values
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
 OPTIMIZERS = ("sgd", "adam")
@@ -116,13 +117,13 @@ def bce_with_logits_loss(out, target01):
 def cross_entropy_loss(outputs, one_hot):
     """Softmax cross-entropy of k logits against a one-hot target (k Values
     or numbers): logsumexp(outputs) - outputs[class], stable for any logits."""
-    engine = engine_of(next(o for o in outputs if not _is_number(o)))
+    engine = _engine_of_values(outputs)
     return engine.logsumexp(outputs) - engine.dot(one_hot, outputs)
 
 
 def mse_vector_loss(outputs, targets):
     """Mean squared error over k outputs."""
-    engine = engine_of(next(o for o in outputs if not _is_number(o)))
+    engine = _engine_of_values(outputs)
     return engine.vsum(mse_loss(o, t) for o, t in zip(outputs, targets)) * (1.0 / len(outputs))
 
 
