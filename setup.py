@@ -61,7 +61,7 @@ def extensions():
 
     # -ffp-contract=off: no fused multiply-add, so results are bitwise equal
     # to the pure-Python engine's.
-    cflags = ["-O2", "-ffp-contract=off"] if os.name != "nt" else ["/fp:precise"]
+    cflags = ["-O3", "-ffp-contract=off"] if os.name != "nt" else ["/fp:precise"]
     directives = {"language_level": 3}
     macros = []
     if DEBUG:

@@ -30,10 +30,11 @@ import heapq
 import itertools
 import math
 import numbers
+import operator
 import threading
 
 __all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
-           "Function", "Block"]
+           "Function", "Block", "Replay"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
 class _GradMode(threading.local):
@@ -181,12 +182,25 @@ _OPS = {
 }
 
 
+def _sum_of(xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+def _dot_of(xs):
+    """xs = bias, w0..w(n-1), x0..x(n-1): bias + w0*x0 + ... left to right."""
+    n = len(xs) // 2
+    out = xs[0]
+    for w, x in zip(xs[1:n + 1], xs[n + 1:]):
+        out = out + w * x
+    return out
+
+
 def _sum_forward(args):
     """v0 + v1 + ... left to right; its derivative is 1 for every input."""
-    out = args[0]._data
-    for v in args[1:]:
-        out = out + v._data
-    return out
+    return _sum_of([v._data for v in args])
 
 
 def _lse(xs):
@@ -208,11 +222,7 @@ def _lse(xs):
 
 def _dot_forward(args):
     """bias + w0*x0 + w1*x1 + ... left to right (args = bias, w0..w(n-1), x0..x(n-1))."""
-    n = len(args) // 2
-    out = args[0]._data
-    for w, x in zip(args[1:n + 1], args[n + 1:]):
-        out = out + w._data * x._data
-    return out
+    return _dot_of([v._data for v in args])
 
 
 def _evaluate(node):
@@ -815,3 +825,307 @@ class no_grad:
 
 def is_grad_enabled():
     return _grad_mode.depth == 0
+
+
+# ---------------------------------------------------------------------------
+# Batched replay: one sample's graph, evaluated for a whole batch at once
+# (csrc/replay.pxi).  A slot that depends on an input holds B values (one
+# per sample); parameters, constants and nodes computed from them only hold
+# one.  Only slots with a parameter below them get gradients.  Where a
+# batched node gives gradient to a shared slot, the B contributions are
+# added by _batch_sum, the order the compiled core uses.
+# ---------------------------------------------------------------------------
+
+def _batch_sum(terms):
+    """Sample b's term goes to lane b % 4; then (l0 + l1) + (l2 + l3)."""
+    lanes = [0.0, 0.0, 0.0, 0.0]
+    for b, t in enumerate(terms):
+        lanes[b % 4] += t
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+
+
+def _replay_values(values, what):
+    items = list(values)
+    for k, v in enumerate(items):
+        if not isinstance(v, Value):
+            raise TypeError(f"Replay() takes Values as {what}, not {type(v).__name__} (item {k})")
+        _require_initialized(v)
+    return items
+
+
+class Replay:
+    """One sample's graph, replayed over a batch of samples.
+
+        xs = [Value(0.0), Value(0.0)]; t = Value(0.0)      # placeholders
+        out = model(xs); loss = hinge_loss(out, t)
+        replay = Replay([loss, out], inputs=xs + [t], params=model.parameters())
+        replay.load(table, rows)    # sample b's inputs: row rows[b] of table
+        replay.forward()            # every output for every sample
+        replay.sum(0)               # loss[0] + loss[1] + ... over the batch
+        replay.backward(0, 1 / B)   # params' grads += d/dp (sum_b loss_b / B)
+
+    The graph is recorded when the Replay is made: leaves that are neither
+    inputs nor parameters are constants with their data of that moment;
+    parameters are read from their Values at every forward().  Inputs and
+    parameters must be leaves.
+    """
+
+    def __init__(self, outputs, inputs, params):
+        if getattr(self, "_recorded", False):
+            raise RuntimeError("a Replay is recorded once, when it is made")
+        outs = _replay_values(outputs, "outputs")
+        ins = _replay_values(inputs, "inputs")
+        ps = _replay_values(params, "params")
+        if not outs:
+            raise ValueError("Replay() needs at least one output")
+        role = {}                                   # id -> "inputs" or "params"
+        for what, values in (("inputs", ins), ("params", ps)):
+            for k, v in enumerate(values):
+                if v._kind != "leaf":
+                    raise ValueError(f"Replay(): {what}[{k}] is not a leaf: inputs and parameters "
+                                     f"are leaves (placeholders for the data, the model's weights)")
+                if role.get(id(v)) == what:
+                    raise ValueError(f"Replay(): {what}[{k}] is listed twice")
+                if id(v) in role:
+                    raise ValueError(f"Replay(): {what}[{k}] is both an input and a parameter")
+                role[id(v)] = what
+        # the nodes below the outputs, in creation (topological) order
+        seen, stack = {id(v): v for v in outs}, list(outs)
+        while stack:
+            for child in stack.pop()._args:
+                if id(child) not in seen:
+                    seen[id(child)] = child
+                    stack.append(child)
+        nodes = sorted(seen.values(), key=lambda v: v._id)
+        slot = {id(v): s for s, v in enumerate(nodes)}
+        # per slot: kind, child slots, batched?, needs a gradient?, custom op
+        self._kinds, self._kids, self._batched, self._needs_grad = [], [], [], []
+        self._customs, self._values = {}, []
+        for s, v in enumerate(nodes):
+            kids = [slot[id(c)] for c in v._args]
+            batched = role.get(id(v)) == "inputs" or any(self._batched[c] for c in kids)
+            grad_kids = kids[:1] if v._kind == "powc" else kids   # a constant exponent gets none
+            needs_grad = role.get(id(v)) == "params" or any(self._needs_grad[c] for c in grad_kids)
+            if v._kind == "custom":
+                info = v._custom
+                if info.forward is None or info.partials is None:
+                    raise RuntimeError(
+                        f"Replay() cannot replay the custom node '{info.op}': it was made by "
+                        f"Value(data, _children, _op) and has no forward formula. Make the op "
+                        f"with autograd.function(forward, *partials) to replay it.")
+                self._customs[s] = info
+            self._kinds.append(v._kind)
+            self._kids.append(kids)
+            self._batched.append(batched)
+            self._needs_grad.append(needs_grad)
+            self._values.append(v._data if v._kind == "leaf" and id(v) not in role else 0.0)
+        self._params = tuple(ps)
+        self._input_slots = [slot.get(id(v)) for v in ins]
+        self._param_slots = [slot.get(id(v)) for v in ps]
+        self._output_slots = [slot[id(v)] for v in outs]
+        self._grads = [0.0] * len(nodes)
+        self._B = 0
+        self._busy = self._ready = False
+        self._recorded = True
+
+    def _enter(self, what):
+        if not getattr(self, "_recorded", False):
+            raise RuntimeError("this Replay was never recorded (made by Replay.__new__, or its "
+                               "__init__ failed)")
+        if self._busy:
+            raise RuntimeError(f"Replay.{what}() was called while this Replay is running "
+                               f"(from code its own sweep ran)")
+        self._busy = True
+
+    @property
+    def batch_size(self):
+        """The number of samples loaded (0 before load())."""
+        return getattr(self, "_B", 0)
+
+    def load(self, table, rows):
+        """Load a batch: sample b's inputs are row rows[b] of table, a buffer
+        of doubles (array('d') or a float64 numpy array) holding
+        len(inputs) numbers per row."""
+        try:
+            view = memoryview(table)
+        except TypeError:
+            view = None
+        if view is None or view.ndim != 1 or view.format not in ("d", "<d", "=d") or not view.c_contiguous:
+            raise TypeError(f"load() takes the table as a buffer of doubles (array('d') or a "
+                            f"float64 numpy array), not {type(table).__name__}")
+        picks = [operator.index(r) for r in rows]
+        if not picks:
+            raise ValueError("load() needs at least one row")
+        width = len(self._input_slots)
+        if width and len(view) % width:
+            raise ValueError(f"load(): the table has {len(view)} numbers, not a whole number of "
+                             f"rows of {width} inputs")
+        nrows = len(view) // width if width else 0
+        for r in picks:
+            if width and not 0 <= r < nrows:
+                raise IndexError(f"load(): row {r} is out of the table's {nrows} rows")
+        self._enter("load")
+        try:
+            self._B, self._ready = len(picks), False
+            for i, s in enumerate(self._input_slots):
+                if s is not None:
+                    self._values[s] = [view[r * width + i] for r in picks]
+        finally:
+            self._busy = False
+
+    def _at(self, s, b):
+        """Slot s's value for sample b."""
+        return self._values[s][b] if self._batched[s] else self._values[s]
+
+    def forward(self):
+        """Compute every slot for every sample of the batch loaded."""
+        self._enter("forward")
+        try:
+            if not self._B:
+                raise RuntimeError("Replay.forward(): load() a batch first")
+            self._ready = False
+            for p, s in zip(self._params, self._param_slots):
+                if s is not None:
+                    self._values[s] = p._data
+            for s, kind in enumerate(self._kinds):
+                if kind == "leaf":
+                    continue
+                out = [self._formula(s, [self._at(c, b) for c in self._kids[s]])
+                       for b in range(self._B if self._batched[s] else 1)]
+                self._values[s] = out if self._batched[s] else out[0]
+            self._ready = True
+        finally:
+            self._busy = False
+
+    def _formula(self, s, xs):
+        """Slot s's forward formula on one sample's inputs."""
+        kind = self._kinds[s]
+        if kind == "sum":
+            return _sum_of(xs)
+        if kind == "dot":
+            return _dot_of(xs)
+        if kind == "lse":
+            return _lse(xs)
+        if kind == "custom":
+            info = self._customs[s]
+            try:
+                return _real(info.forward(*xs), f"the result of '{info.op}'")
+            except BaseException as exc:
+                _name_in_error(exc, info.op)
+                raise
+        return _OPS[kind][1](xs[0], xs[1] if len(xs) == 2 else 0.0)
+
+    def _output(self, j, what):
+        k = operator.index(j)
+        if not 0 <= k < len(self._output_slots):
+            raise IndexError(f"Replay.{what}(): output {k} of {len(self._output_slots)}")
+        if not self._ready:
+            raise RuntimeError(f"Replay.{what}(): run forward() on the batch loaded first")
+        return self._output_slots[k]
+
+    def values(self, j):
+        """Output j's value for each sample of the batch, as a list of floats."""
+        s = self._output(j, "values")
+        return [self._at(s, b) for b in range(self._B)]
+
+    def sum(self, j):
+        """Output j summed over the batch, left to right (as vsum adds)."""
+        s = self._output(j, "sum")
+        return _sum_of([self._at(s, b) for b in range(self._B)])
+
+    def argmax(self, outputs):
+        """For each sample, the position in `outputs` (output numbers) of the
+        largest of those outputs (the first one on ties)."""
+        js = list(outputs)
+        if not js:
+            raise ValueError("Replay.argmax() needs at least one output")
+        slots = [self._output(j, "argmax") for j in js]
+        return [_argmax([self._at(s, b) for s in slots]) for b in range(self._B)]
+
+    def backward(self, j=0, seed=1.0):
+        """Add to every parameter's grad the derivative of
+        seed * (output j of sample 0 + ... + of sample B-1)."""
+        root = self._output(j, "backward")
+        seed = _real(seed, "the seed")
+        self._enter("backward")
+        try:
+            if not self._ready:
+                raise RuntimeError("Replay.backward(): run forward() on the batch loaded first")
+            B, grads = self._B, self._grads
+            for s in range(len(grads)):
+                if self._needs_grad[s]:
+                    grads[s] = [0.0] * B if self._batched[s] else 0.0
+            if self._needs_grad[root]:
+                grads[root] = [seed] * B if self._batched[root] else _batch_sum([seed] * B)
+                for s in range(root, -1, -1):
+                    if self._needs_grad[s] and self._kinds[s] != "leaf":
+                        self._backprop(s)
+            for p, s in zip(self._params, self._param_slots):
+                if s is not None:
+                    p._grad += grads[s]
+        finally:
+            self._busy = False
+
+    def _give(self, c, terms):
+        """Child c's grad += one term per sample (batched) or their _batch_sum."""
+        if not self._needs_grad[c]:
+            return
+        if self._batched[c]:
+            grad = self._grads[c]
+            for b, t in enumerate(terms):
+                grad[b] += t
+        else:
+            self._grads[c] += _batch_sum(terms)
+
+    def _backprop(self, s):
+        """Slot s's chain rule for every sample, child by child in the order
+        of the compiled core: each op's derivatives as in _backprop above."""
+        kind, kids = self._kinds[s], self._kids[s]
+        n = self._B if self._batched[s] else 1
+        g = self._grads[s] if self._batched[s] else [self._grads[s]]
+        out = [self._at(s, b) for b in range(n)]
+        column = [[self._at(c, b) for b in range(n)] for c in kids]    # each child's values
+        if kind == "sum":
+            for c in kids:
+                self._give(c, g)
+        elif kind == "dot":                         # bias, then each weight and its input
+            m = len(kids) // 2
+            self._give(kids[0], g)
+            for k in range(1, m + 1):
+                w, x = column[k], column[m + k]
+                self._give(kids[k], [x[b] * g[b] for b in range(n)])
+                self._give(kids[m + k], [w[b] * g[b] for b in range(n)])
+        elif kind == "lse":                         # d/dx_k = exp(x_k - out)
+            for c, x in zip(kids, column):
+                self._give(c, [math.exp(x[b] - out[b]) * g[b] for b in range(n)])
+        elif kind == "custom":                      # partial_k(*inputs) * g, per sample
+            info = self._customs[s]
+            terms = [[] for _ in kids]
+            for b in range(n):
+                xs = [x[b] for x in column]
+                for k, c in enumerate(kids):
+                    if self._needs_grad[c]:
+                        try:
+                            d = _real(info.partials[k](*xs),
+                                      f"the partial derivative {k} of '{info.op}'")
+                        except BaseException as exc:
+                            _name_in_error(exc, info.op)
+                            raise
+                        terms[k].append(d * g[b])
+            for c, t in zip(kids, terms):
+                self._give(c, t)
+        else:                                       # one- and two-input ops
+            x = column[0]
+            y = column[1] if len(kids) == 2 else [0.0] * n
+            pairs = [_OPS[kind][2](g[b], x[b], y[b], out[b]) for b in range(n)]
+            self._give(kids[0], [dx for dx, _ in pairs])
+            if len(kids) == 2 and kind != "powc":
+                self._give(kids[1], [dy for _, dy in pairs])
+
+
+def _argmax(values):
+    best = 0
+    for j in range(1, len(values)):
+        if values[j] > values[best]:
+            best = j
+    return best

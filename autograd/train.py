@@ -1,10 +1,11 @@
 """train(): fit a model to (xs, ys) by gradient descent.
 
-Each step is: forward, zero the gradients, backward, update.  The graph of
-the loss is built once, over placeholder leaves for one batch of inputs and
-targets, and replayed every step with forward()/backward(): the model's
-graph must not depend on the data's values (true of Neuron/Layer/MLP and of
-any micrograd-style model).
+Each step is: forward, zero the gradients, backward, update.  One sample's
+graph (model and loss) is built once, over placeholder leaves for its inputs
+and target, and replayed over each batch by the engine's Replay, which holds
+one value per sample for every node and adds the parameters' gradients over
+the batch in a fixed order.  The model's graph must not depend on the data's
+values (true of Neuron/Layer/MLP and of any micrograd-style model).
 """
 import math
 import numbers
@@ -127,6 +128,9 @@ def mse_vector_loss(outputs, targets):
     return engine.vsum(mse_loss(o, t) for o, t in zip(outputs, targets)) * (1.0 / len(outputs))
 
 
+_PLAIN_NUMBERS = frozenset((float, int, bool))
+
+
 def _is_number(x):
     return isinstance(x, numbers.Real)      # int, float, bool, numpy scalars, Fraction
 
@@ -224,16 +228,18 @@ def _check_rows(model, xs):
     for i, row in enumerate(xs):
         if _is_number(row):
             row = [row]
-        try:
-            row = list(row)
-        except TypeError:
-            raise TypeError(f"xs[{i}] must be a row of numbers, not {type(row).__name__}") from None
+        if type(row) is not list:
+            try:
+                row = list(row)
+            except TypeError:
+                raise TypeError(f"xs[{i}] must be a row of numbers, not {type(row).__name__}") from None
         if len(row) != len(rows[0] if rows else row):
             raise ValueError(f"ragged xs: row {i} has {len(row)} values, row 0 has {len(rows[0])}")
-        for j, x in enumerate(row):
-            if not _is_number(x):
-                raise TypeError(f"xs[{i}][{j}] must be a number, not {type(x).__name__}")
-        rows.append([float(x) for x in row])
+        if not _PLAIN_NUMBERS.issuperset(map(type, row)):     # the quick test failed
+            for j, x in enumerate(row):
+                if not _is_number(x):
+                    raise TypeError(f"xs[{i}][{j}] must be a number, not {type(x).__name__}")
+        rows.append(array("d", row))           # a private copy, as floats
     if width is not None and len(rows[0]) != width:
         raise ValueError(f"the model takes {width} inputs but the rows of xs have {len(rows[0])}")
     return rows
@@ -305,6 +311,10 @@ def _binary_targets(loss, targets):
     if loss == "hinge":
         return [1.0 if t > 0 else -1.0 for t in targets]
     return [1.0 if t > 0 else 0.0 for t in targets]
+
+
+def _target_row(target, k):
+    return [target] if k == 1 else target
 
 
 def _target_leaves(Value, target, k):
@@ -420,21 +430,28 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     per_sample = _per_sample_loss(loss, k)
     hit = _hit_rule(loss, k, targets)
 
-    # -- the graph, built once over placeholder leaves -------------------------------
+    # -- one sample's graph, built once over placeholder leaves, replayed over
+    #    the batch (engine.Replay: the batch is the inner dimension) ---------------
     size = n if batch_size is None else batch_size
-    inputs = [[Value(x) for x in rows[i]] for i in range(size)]
-    target_leaves = [_target_leaves(Value, targets[i], k) for i in range(size)]
-    outputs = [model(row) for row in inputs]
-    total = engine.vsum([per_sample(o, t) for o, t in zip(outputs, target_leaves)]) * (1.0 / size)
-    if reg:
-        total = total + reg * engine.vsum(p * p for p in params)
-    # bulk operations, each one C loop on the compiled core
+    width = len(rows[0])
+    input_leaves = [Value(0.0) for _ in range(width)]
+    target_leaves = [Value(0.0) for _ in range(k)]
+    out = model(input_leaves)
+    sample_loss = per_sample(out, target_leaves[0] if k == 1 else target_leaves)
+    if not isinstance(sample_loss, Value):
+        raise TypeError(f"the loss must return a Value for a sample, not {type(sample_loss).__name__}")
+    outputs = [out] if k == 1 else list(out)
+    replay = engine.Replay([sample_loss] + outputs, input_leaves + target_leaves, params)
+    table = array("d")                      # sample i: its inputs, then its target
+    for row, target in zip(rows, targets):
+        table.extend(row)
+        table.extend(_target_row(target, k))
+    classes = [_argmax(t) for t in targets] if k > 1 else None
+    penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
-    input_block = engine.Block([leaf for row in inputs for leaf in row])
-    target_block = engine.Block(target_leaves if k == 1 else
-                                [leaf for sample in target_leaves for leaf in sample])
-    output_block = engine.Block(outputs if k == 1 else [o for sample in outputs for o in sample])
     step_block = getattr(optimizer, "step_block", None)
+    if batch_size is None:
+        replay.load(table, range(n))
 
     rng = random.Random(seed)
     history = History()
@@ -443,14 +460,15 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
         for step in range(steps):
             if batch_size is not None:
                 batch = rng.sample(range(n), size)
-                input_block.set_data([x for i in batch for x in rows[i]])
-                target_block.set_data([targets[i] for i in batch] if k == 1 else
-                                      [t for i in batch for t in targets[i]])
+                replay.load(table, batch)
             else:
                 batch = range(n)
             rate = _check_lr(lr(step), step) if callable(lr) else lr
             try:
-                value = total.forward().data
+                replay.forward()
+                value = replay.sum(0) * (1.0 / size)
+                if penalty is not None:
+                    value = value + penalty.forward().data
             except (ArithmeticError, ValueError) as exc:
                 raise FloatingPointError(f"the loss could not be computed at step {step} ({exc}): "
                                          f"training stopped, the parameters are those from before "
@@ -459,17 +477,20 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
                 raise FloatingPointError(f"the loss is {value} at step {step}: training stopped, "
                                          f"the parameters are those from before step {step}")
             param_block.zero_grad()
-            total.backward()
+            replay.backward(0, 1.0 / size)
+            if penalty is not None:
+                penalty.backward()
             if step_block is not None:
                 step_block(param_block, rate)
             else:
                 optimizer.step(params, rate)
             accuracy = None
             if hit is not None:
-                out = output_block.data
-                if k > 1:
-                    out = [out[j:j + k] for j in range(0, len(out), k)]
-                accuracy = sum(hit(o, targets[i]) for o, i in zip(out, batch)) / size
+                if k > 1:           # the argmax against the target's class
+                    guesses = replay.argmax(range(1, k + 1))
+                    accuracy = sum(g == classes[i] for g, i in zip(guesses, batch)) / size
+                else:
+                    accuracy = sum(hit(o, targets[i]) for o, i in zip(replay.values(1), batch)) / size
             history.loss.append(value)
             history.accuracy.append(accuracy)
             if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):

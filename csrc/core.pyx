@@ -59,11 +59,13 @@ from cpython.object cimport PyTypeObject, destructor
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memset
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
 from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, INFINITY
 
 import math
 import numbers
+import operator
 
 cdef extern from "Python.h":
     int PyGC_Disable()
@@ -229,6 +231,7 @@ cdef extern from *:
 #   sweeps.pxi   discovery, backward and forward over runs of the arena
 #   value.pxi    the Value handle, its deallocation and GC slots
 #   block.pxi    bulk operations over a fixed sequence of Values (training steps)
+#   replay.pxi   one sample's graph replayed over a batch (training steps)
 include "arena.pxi"
 include "kernels.pxi"
 include "custom.pxi"
@@ -262,6 +265,7 @@ def is_grad_enabled():
 
 include "value.pxi"
 include "block.pxi"
+include "replay.pxi"
 
 # ---------------------------------------------------------------------------
 # Introspection (tests and benchmarks)

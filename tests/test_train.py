@@ -6,7 +6,7 @@ import pytest
 
 from autograd.data import lecture_example, make_moons
 from autograd.nn import MLP
-from autograd.train import SGD, train
+from autograd.train import SGD, mse_loss, train
 
 
 def _model(engine, seed=0, sizes=(4, 1), nin=3):
@@ -14,18 +14,40 @@ def _model(engine, seed=0, sizes=(4, 1), nin=3):
     return MLP(nin, list(sizes), activation="tanh", engine=engine)
 
 
-def test_one_step_of_sgd_matches_a_hand_written_step(engine):
-    xs, ys = lecture_example()
+def lane_sum(terms):
+    """A sum over the batch in train()'s documented order: sample b's term
+    goes to lane b % 4, then (l0 + l1) + (l2 + l3)."""
+    lanes = [0.0] * 4
+    for b, t in enumerate(terms):
+        lanes[b % 4] += t
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 9])
+def test_one_step_of_sgd_matches_a_hand_written_step(engine, batch):
+    """Each sample's gradient as backward() gives it for that sample alone,
+    added over the batch lane by lane: train() agrees bit for bit."""
+    random.seed(5)
+    xs = [[random.uniform(-1, 1) for _ in range(3)] for _ in range(batch)]
+    ys = [random.uniform(-1, 1) for _ in range(batch)]
     model = _model(engine)
     before = [p.data for p in model.parameters()]
     ref = _model(engine)
-    loss = engine.vsum([(ref(x) - y) ** 2 for x, y in zip(xs, ys)]) * (1 / 4)
-    loss.backward()
-    expected = [p.data - 0.1 * p.grad for p in ref.parameters()]
+    per_sample = []
+    losses = []
+    for x, y in zip(xs, ys):
+        ref.zero_grad()
+        loss = mse_loss(ref(x), engine.Value(y))
+        (loss * (1 / batch)).backward()             # the seed train() gives each sample
+        per_sample.append([p.grad for p in ref.parameters()])
+        losses.append(loss.data)
+    grads = [lane_sum(column) for column in zip(*per_sample)]
+    expected = [p.data - 0.1 * g for p, g in zip(ref.parameters(), grads)]
     history = train(model, xs, ys, steps=1, lr=0.1, progress=False)
-    assert history.loss == [loss.data]
+    assert history.loss == [sum(losses[1:], losses[0]) * (1 / batch)]    # left to right
     assert [p.data for p in model.parameters()] == expected
     assert before != expected
+    assert max(abs(a - b) for a, b in zip(before, expected)) > 1e-3
 
 
 @pytest.mark.parametrize("loss", ["mse", "hinge", "bce", lambda out, t: (out - t).abs()])

@@ -1,0 +1,798 @@
+# Batched replay: one sample's graph, evaluated for a whole batch at once.
+# Part of core.pyx (included there): the re-entrancy rule at its top applies
+# to every line.
+
+# ---------------------------------------------------------------------------
+# Every sample's graph in a training step has the same shape.  A Replay
+# copies one sample's graph out of the arena into a program of slots, in
+# topological order, and runs it over B samples with the batch as the inner,
+# contiguous dimension:
+#
+#   - a slot that depends on an input is *batched*: it holds B values;
+#   - the rest are *shared* (one value): parameters, constants, and nodes
+#     computed from them only;
+#   - a slot *needs a gradient* only if a parameter is below it: inputs,
+#     targets and constants get none;
+#   - where a batched node gives gradient to a shared slot, the B
+#     contributions are added up by batch_sum, in a fixed order, so results
+#     are deterministic and the pure engine (autograd/pure.py, Replay) gets
+#     the same bits.
+#
+# Per sample, every value and every batched gradient is what the scalar
+# engine computes for that sample alone (the same formulas in the same
+# order); only the sums over the batch are grouped differently.
+#
+# The program and its numbers are owned by the Replay: the arena is read
+# when the Replay is made (with the GC paused) and at the two ends of a
+# sweep (the parameters' data before forward(), their grads after
+# backward()), through the parameters' own handles.  Python code that runs
+# inside a sweep (an autograd.function's formulas, the exception of a failed
+# op) may do anything to the arena; it cannot use this Replay (`busy`).
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    BATCHED = 1         # the slot holds one value per sample
+    NEEDS_GRAD = 2      # a parameter is below it
+    NEURON = 4          # a DOT whose bias and weights are shared, inputs batched
+    CONSTANT = 8        # a leaf that is neither an input nor a parameter
+
+# The B contributions to a shared slot are added in four interleaved partial
+# sums (sample b goes to lane b % 4), then (l0 + l1) + (l2 + l3): independent
+# add chains a compiler can vectorize, in an order fixed by B alone.
+cdef inline double batch_sum(const double* t, Py_ssize_t n) noexcept:
+    cdef double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0
+    cdef Py_ssize_t b = 0
+    while b + 4 <= n:
+        l0 = l0 + t[b]
+        l1 = l1 + t[b + 1]
+        l2 = l2 + t[b + 2]
+        l3 = l3 + t[b + 3]
+        b += 4
+    if b < n:
+        l0 = l0 + t[b]
+    if b + 1 < n:
+        l1 = l1 + t[b + 1]
+    if b + 2 < n:
+        l2 = l2 + t[b + 2]
+    return (l0 + l1) + (l2 + l3)
+
+
+# batch_sum of x[b] * g[b], without storing the products
+cdef inline double batch_dot(const double* x, const double* g, Py_ssize_t n) noexcept:
+    cdef double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0
+    cdef Py_ssize_t b = 0
+    while b + 4 <= n:
+        l0 = l0 + x[b] * g[b]
+        l1 = l1 + x[b + 1] * g[b + 1]
+        l2 = l2 + x[b + 2] * g[b + 2]
+        l3 = l3 + x[b + 3] * g[b + 3]
+        b += 4
+    if b < n:
+        l0 = l0 + x[b] * g[b]
+    if b + 1 < n:
+        l1 = l1 + x[b + 1] * g[b + 1]
+    if b + 2 < n:
+        l2 = l2 + x[b + 2] * g[b + 2]
+    return (l0 + l1) + (l2 + l3)
+
+
+cdef class Replay:
+    """One sample's graph, replayed over a batch of samples.
+
+        xs = [Value(0.0), Value(0.0)]; t = Value(0.0)      # placeholders
+        out = model(xs); loss = hinge_loss(out, t)
+        replay = Replay([loss, out], inputs=xs + [t], params=model.parameters())
+        replay.load(table, rows)    # sample b's inputs: row rows[b] of table
+        replay.forward()            # every output for every sample
+        replay.sum(0)               # loss[0] + loss[1] + ... over the batch
+        replay.backward(0, 1 / B)   # params' grads += d/dp (sum_b loss_b / B)
+
+    The graph is recorded when the Replay is made: leaves that are neither
+    inputs nor parameters are constants with their data of that moment;
+    parameters are read from their Values at every forward().  Inputs and
+    parameters must be leaves.
+    """
+    cdef Py_ssize_t n                   # slots, in topological order
+    cdef uint8_t* op
+    cdef uint8_t* kind                  # BATCHED, NEEDS_GRAD, NEURON, CONSTANT
+    cdef Py_ssize_t* off                # row of bvals (batched) or index into svals
+    cdef Py_ssize_t* ka                 # child slots, or first edge and count (n-ary)
+    cdef Py_ssize_t* kb
+    cdef Py_ssize_t* edges              # child slots of n-ary nodes
+    cdef Py_ssize_t nbatched, nshared, width   # width: the widest n-ary node
+    cdef double* svals                  # shared values and grads
+    cdef double* sgrad
+    cdef double* bvals                  # batched rows of B values and grads
+    cdef double* bgrad
+    cdef double* scratch                # B doubles per edge of the widest node
+    cdef double* wbuf                   # a neuron's weights, gathered
+    cdef Py_ssize_t* input_slot         # -1: not used by the outputs
+    cdef Py_ssize_t* param_slot
+    cdef Py_ssize_t* output_slot
+    cdef Py_ssize_t ninputs, nparams, noutputs
+    cdef Py_ssize_t B                   # the batch loaded; 0 before load()
+    cdef tuple params                   # owned: their handles stay valid
+    cdef dict customs                   # slot -> _Custom of an autograd.function node
+    cdef bint busy                      # a method is running (see the top)
+    cdef bint ready                     # forward() completed for the batch loaded
+    cdef bint recorded                  # __init__ completed
+
+    def __cinit__(self):
+        self.n = 0
+
+    def __dealloc__(self):
+        free(self.op); free(self.kind); free(self.off); free(self.ka); free(self.kb)
+        free(self.edges); free(self.svals); free(self.sgrad); free(self.bvals)
+        free(self.bgrad); free(self.scratch); free(self.wbuf)
+        free(self.input_slot); free(self.param_slot); free(self.output_slot)
+
+    def __init__(self, outputs, inputs, params):
+        if self.recorded or self.op != NULL:
+            raise RuntimeError("a Replay is recorded once, when it is made")
+        # 1. Python-level input: private lists of checked handles
+        cdef list outs = _replay_values(outputs, "outputs")
+        cdef list ins = _replay_values(inputs, "inputs")
+        cdef list ps = _replay_values(params, "params")
+        if not outs:
+            raise ValueError("Replay() needs at least one output")
+        self.params = tuple(ps)
+        self.customs = {}
+        self.ninputs, self.nparams, self.noutputs = len(ins), len(ps), len(outs)
+        # 2./3. no Python code runs while the arena is read: the GC is paused
+        cdef int gc_was_on = PyGC_Disable()
+        try:
+            self._record(outs, ins, ps)
+        finally:
+            if gc_was_on:
+                PyGC_Enable()
+        self.recorded = True
+
+    cdef int _record(self, list outs, list ins, list ps) except -1:
+        cdef Py_ssize_t top = 0, i, k, e, s, c, first, count, nedges = 0
+        cdef uint8_t* role = NULL          # per node: 1 reachable, 2 input, 4 parameter
+        cdef Py_ssize_t* slot_of = NULL
+        cdef _Custom info
+        for v in outs + ins + ps:
+            _check(<Value>v)
+            top = max(top, (<Value>v).idx + 1)
+        role = <uint8_t*>calloc(top, 1)
+        slot_of = <Py_ssize_t*>malloc(top * sizeof(Py_ssize_t))
+        try:
+            if role == NULL or slot_of == NULL:
+                raise MemoryError()
+            _replay_roles(role, ins, 2, "inputs")
+            _replay_roles(role, ps, 4, "params")
+            # reachable from the outputs: one downward sweep (children are below)
+            for v in outs:
+                role[(<Value>v).idx] |= 1
+            for i in range(top - 1, -1, -1):
+                if not (role[i] & 1):
+                    continue
+                self.n += 1
+                if _is_nary(A.op[i]):
+                    nedges += A.b[i]
+                    self.width = max(self.width, A.b[i])
+                    for k in range(A.a[i], A.a[i] + A.b[i]):
+                        role[A.edges[k]] |= 1
+                elif A.op[i] != LEAF:
+                    role[A.a[i]] |= 1
+                    if A.b[i] >= 0:
+                        role[A.b[i]] |= 1
+            self._allocate(nedges)
+            # slots in index order: a child's slot is below its parent's
+            s = 0
+            e = 0
+            for i in range(top):
+                if not (role[i] & 1):
+                    continue
+                slot_of[i] = s
+                self.op[s] = A.op[i]
+                if A.op[i] == LEAF:
+                    if role[i] & 2:
+                        self.kind[s] = BATCHED
+                    elif role[i] & 4:
+                        self.kind[s] = NEEDS_GRAD
+                    else:
+                        self.kind[s] = CONSTANT
+                elif _is_nary(A.op[i]):
+                    first, count = A.a[i], A.b[i]
+                    self.ka[s], self.kb[s] = e, count
+                    for k in range(count):
+                        c = slot_of[A.edges[first + k]]
+                        self.edges[e + k] = c
+                        self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
+                    e += count
+                    if A.op[i] == DOT:
+                        self._mark_neuron(s)
+                    elif A.op[i] == CUSTOM:
+                        info = (<Value>A.handle[i]).custom if A.handle[i] != NULL else None
+                        if info is None or info.forward is None or info.partials is None:
+                            raise RuntimeError(
+                                "Replay() cannot replay the custom node '%s': it was made by "
+                                "Value(data, _children, _op) and has no forward formula. Make "
+                                "the op with autograd.function(forward, *partials) to replay it."
+                                % (info.op if info is not None else ""))
+                        self.customs[s] = info
+                else:
+                    c = slot_of[A.a[i]]
+                    self.ka[s] = c
+                    self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
+                    self.kb[s] = -1
+                    if A.b[i] >= 0:
+                        c = slot_of[A.b[i]]
+                        self.kb[s] = c
+                        if A.op[i] != POWC:         # a constant exponent gets no gradient
+                            self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
+                        else:
+                            self.kind[s] |= self.kind[c] & BATCHED
+                if self.kind[s] & BATCHED:
+                    self.off[s] = self.nbatched
+                    self.nbatched += 1
+                else:
+                    self.off[s] = self.nshared
+                    self.nshared += 1
+                s += 1
+            self.svals = <double*>calloc(self.nshared + 1, sizeof(double))
+            self.sgrad = <double*>calloc(self.nshared + 1, sizeof(double))
+            self.wbuf = <double*>malloc((self.width + 1) * sizeof(double))
+            if self.svals == NULL or self.sgrad == NULL or self.wbuf == NULL:
+                raise MemoryError()
+            for i in range(top):                    # constants keep today's data
+                if role[i] & 1 and self.kind[slot_of[i]] & CONSTANT:
+                    self.svals[self.off[slot_of[i]]] = A.data[i]
+            for k in range(self.ninputs):
+                i = (<Value>ins[k]).idx
+                self.input_slot[k] = slot_of[i] if role[i] & 1 else -1
+            for k in range(self.nparams):
+                i = (<Value>ps[k]).idx
+                self.param_slot[k] = slot_of[i] if role[i] & 1 else -1
+            for k in range(self.noutputs):
+                self.output_slot[k] = slot_of[(<Value>outs[k]).idx]
+        finally:
+            free(role)
+            free(slot_of)
+        return 0
+
+    cdef int _allocate(self, Py_ssize_t nedges) except -1:
+        cdef Py_ssize_t n = self.n + 1
+        self.op = <uint8_t*>calloc(n, 1)
+        self.kind = <uint8_t*>calloc(n, 1)
+        self.off = <Py_ssize_t*>calloc(n, sizeof(Py_ssize_t))
+        self.ka = <Py_ssize_t*>calloc(n, sizeof(Py_ssize_t))
+        self.kb = <Py_ssize_t*>calloc(n, sizeof(Py_ssize_t))
+        self.edges = <Py_ssize_t*>calloc(nedges + 1, sizeof(Py_ssize_t))
+        self.input_slot = <Py_ssize_t*>calloc(self.ninputs + 1, sizeof(Py_ssize_t))
+        self.param_slot = <Py_ssize_t*>calloc(self.nparams + 1, sizeof(Py_ssize_t))
+        self.output_slot = <Py_ssize_t*>calloc(self.noutputs + 1, sizeof(Py_ssize_t))
+        if (self.op == NULL or self.kind == NULL or self.off == NULL or self.ka == NULL
+                or self.kb == NULL or self.edges == NULL or self.input_slot == NULL
+                or self.param_slot == NULL or self.output_slot == NULL):
+            raise MemoryError()
+        return 0
+
+    cdef void _mark_neuron(self, Py_ssize_t s) noexcept:
+        """A DOT node of the usual neuron form gets the fast kernels."""
+        cdef Py_ssize_t k, e = self.ka[s], n = (self.kb[s] - 1) // 2
+        if not (self.kind[s] & BATCHED) or self.kind[self.edges[e]] & BATCHED:
+            return
+        for k in range(n):
+            if self.kind[self.edges[e + 1 + k]] & BATCHED:
+                return
+            if not (self.kind[self.edges[e + 1 + n + k]] & BATCHED):
+                return
+        self.kind[s] |= NEURON
+
+    # -- pointers to a slot's numbers ---------------------------------------------
+    cdef inline double* _val(self, Py_ssize_t s) noexcept:
+        if self.kind[s] & BATCHED:
+            return self.bvals + self.off[s] * self.B
+        return self.svals + self.off[s]
+
+    cdef inline double* _grad(self, Py_ssize_t s) noexcept:
+        if self.kind[s] & BATCHED:
+            return self.bgrad + self.off[s] * self.B
+        return self.sgrad + self.off[s]
+
+    cdef inline Py_ssize_t _len(self, Py_ssize_t s) noexcept:
+        return self.B if self.kind[s] & BATCHED else 1
+
+    cdef inline Py_ssize_t _stride(self, Py_ssize_t s) noexcept:
+        return 1 if self.kind[s] & BATCHED else 0
+
+    cdef int _enter(self, str what) except -1:
+        if not self.recorded:
+            raise RuntimeError("this Replay was never recorded (made by Replay.__new__, or its "
+                               "__init__ failed)")
+        if self.busy:
+            raise RuntimeError("Replay.%s() was called while this Replay is running "
+                               "(from code its own sweep ran)" % what)
+        self.busy = True
+        return 0
+
+    # -- the batch ----------------------------------------------------------------
+    @property
+    def batch_size(self):
+        """The number of samples loaded (0 before load())."""
+        return self.B
+
+    def load(self, table, rows):
+        """Load a batch: sample b's inputs are row rows[b] of table, a buffer
+        of doubles (array('d') or a float64 numpy array) holding
+        len(inputs) numbers per row."""
+        # 1. Python-level input: the rows into a private array, the table as a view
+        cdef const double[::1] view
+        try:
+            view = table
+        except (TypeError, ValueError, BufferError):
+            raise TypeError("load() takes the table as a buffer of doubles (array('d') or a "
+                            "float64 numpy array), not %s" % type(table).__name__) from None
+        cdef list picks = list(rows)
+        cdef Py_ssize_t B = len(picks), k, r, i, nrows
+        if B < 1:
+            raise ValueError("load() needs at least one row")
+        cdef Py_ssize_t* at = <Py_ssize_t*>malloc(B * sizeof(Py_ssize_t))
+        if at == NULL:
+            raise MemoryError()
+        try:
+            for k in range(B):
+                at[k] = operator.index(picks[k])
+            if self.ninputs and view.shape[0] % self.ninputs:
+                raise ValueError("load(): the table has %d numbers, not a whole number of rows "
+                                 "of %d inputs" % (view.shape[0], self.ninputs))
+            nrows = view.shape[0] // self.ninputs if self.ninputs else 0
+            for k in range(B):
+                if self.ninputs and not 0 <= at[k] < nrows:
+                    raise IndexError("load(): row %d is out of the table's %d rows"
+                                     % (at[k], nrows))
+            # 2. no Python code from here on
+            self._enter("load")
+            try:
+                self._resize(B)
+                for i in range(self.ninputs):
+                    if self.input_slot[i] < 0:
+                        continue
+                    r = self.off[self.input_slot[i]] * B
+                    for k in range(B):
+                        self.bvals[r + k] = view[at[k] * self.ninputs + i]
+            finally:
+                self.busy = False
+        finally:
+            free(at)
+
+    cdef int _resize(self, Py_ssize_t B) except -1:
+        if B != self.B:
+            free(self.bvals); free(self.bgrad); free(self.scratch)
+            self.bvals = <double*>calloc(self.nbatched * B + 1, sizeof(double))
+            self.bgrad = <double*>calloc(self.nbatched * B + 1, sizeof(double))
+            self.scratch = <double*>calloc((self.width + 2) * B, sizeof(double))
+            if self.bvals == NULL or self.bgrad == NULL or self.scratch == NULL:
+                free(self.bvals); free(self.bgrad); free(self.scratch)
+                self.bvals = self.bgrad = self.scratch = NULL
+                self.B = 0
+                raise MemoryError()
+            self.B = B
+        self.ready = False
+        return 0
+
+    # -- forward ------------------------------------------------------------------
+    def forward(self):
+        """Compute every slot for every sample of the batch loaded."""
+        cdef Py_ssize_t k, s
+        self._enter("forward")
+        try:
+            if self.B == 0:
+                raise RuntimeError("Replay.forward(): load() a batch first")
+            self.ready = False
+            for k in range(self.nparams):       # the parameters as they are now
+                if self.param_slot[k] >= 0:
+                    self.svals[self.off[self.param_slot[k]]] = A.data[(<Value>self.params[k]).idx]
+            for s in range(self.n):
+                if self.op[s] != LEAF:
+                    self._eval(s)
+            self.ready = True
+        finally:
+            self.busy = False
+
+    cdef int _eval(self, Py_ssize_t s) except -1:
+        cdef uint8_t op = self.op[s]
+        cdef Py_ssize_t n = self._len(s), b, k, e, count
+        cdef double* out = self._val(s)
+        cdef double* x
+        cdef double* y
+        cdef Py_ssize_t sx, sy
+        if self.kind[s] & NEURON:
+            self._neuron_forward(s)
+        elif op == SUM or op == DOT or op == LSE:
+            e, count = self.ka[s], self.kb[s]
+            for b in range(n):
+                x = self.scratch
+                for k in range(count):          # the inputs of sample b, in order
+                    x[k] = self._val(self.edges[e + k])[b * self._stride(self.edges[e + k])]
+                if op == SUM:
+                    out[b] = _sum_of(x, count)
+                elif op == DOT:
+                    out[b] = _dot_of(x, count)
+                else:
+                    out[b] = lse_f(x, count)
+        elif op == CUSTOM:
+            self._custom_forward(s)
+        else:
+            x, sx = self._val(self.ka[s]), self._stride(self.ka[s])
+            y, sy = x, 0                # one-input ops ignore y
+            if self.kb[s] >= 0:
+                y, sy = self._val(self.kb[s]), self._stride(self.kb[s])
+            _map(op, out, x, sx, y, sy, n)
+        return 0
+
+    cdef void _neuron_forward(self, Py_ssize_t s) noexcept:
+        """out[b] = bias + w0*x0[b] + w1*x1[b] + ..., left to right for each
+        sample, eight samples at a time (eight independent add chains)."""
+        cdef Py_ssize_t e = self.ka[s], n = (self.kb[s] - 1) // 2, B = self.B, b, k, j
+        cdef double* out = self._val(s)
+        cdef double bias = self._val(self.edges[e])[0]
+        cdef double* w = self.wbuf
+        cdef double* x
+        cdef double r[8]
+        for k in range(n):
+            w[k] = self._val(self.edges[e + 1 + k])[0]
+        b = 0
+        while b + 8 <= B:
+            for j in range(8):
+                r[j] = bias
+            for k in range(n):
+                x = self.bvals + self.off[self.edges[e + 1 + n + k]] * B + b
+                for j in range(8):
+                    r[j] = r[j] + w[k] * x[j]
+            for j in range(8):
+                out[b + j] = r[j]
+            b += 8
+        while b < B:
+            r[0] = bias
+            for k in range(n):
+                r[0] = r[0] + w[k] * self.bvals[self.off[self.edges[e + 1 + n + k]] * B + b]
+            out[b] = r[0]
+            b += 1
+
+    cdef int _custom_forward(self, Py_ssize_t s) except -1:
+        """An autograd.function node: its forward formula, once per sample."""
+        cdef _Custom info = self.customs[s]
+        cdef Py_ssize_t e = self.ka[s], count = self.kb[s], b, k
+        cdef double* out
+        cdef double d
+        cdef list xs
+        for b in range(self._len(s)):
+            xs = [self._val(self.edges[e + k])[b * self._stride(self.edges[e + k])]
+                  for k in range(count)]
+            try:                        # Python code: it cannot reach this Replay (busy)
+                d = _real(info.forward(*xs), "the result of '%s'" % info.op)
+            except BaseException as exc:
+                _name_in_error(exc, info.op)
+                raise
+            out = self._val(s)
+            out[b] = d
+        return 0
+
+    # -- reading the outputs ------------------------------------------------------
+    cdef Py_ssize_t _output(self, object j, str what) except -1:
+        cdef Py_ssize_t k = operator.index(j)
+        if not 0 <= k < self.noutputs:
+            raise IndexError("Replay.%s(): output %d of %d" % (what, k, self.noutputs))
+        if not self.ready:
+            raise RuntimeError("Replay.%s(): run forward() on the batch loaded first" % what)
+        return self.output_slot[k]
+
+    def values(self, j):
+        """Output j's value for each sample of the batch, as a list of floats."""
+        cdef Py_ssize_t s = self._output(j, "values"), b
+        cdef list out = [None] * self.B         # the last GC point: the slot is read after it
+        if not self.ready:
+            raise RuntimeError("Replay.values(): run forward() on the batch loaded first")
+        cdef double* v = self._val(s)
+        for b in range(self.B):
+            out[b] = v[b * self._stride(s)]
+        return out
+
+    def sum(self, j):
+        """Output j summed over the batch, left to right (as vsum adds)."""
+        cdef Py_ssize_t s = self._output(j, "sum"), b
+        cdef double* v = self._val(s)
+        cdef Py_ssize_t st = self._stride(s)
+        cdef double r = v[0]
+        for b in range(1, self.B):
+            r = r + v[b * st]
+        return r
+
+    def argmax(self, outputs):
+        """For each sample, the position in `outputs` (output numbers) of the
+        largest of those outputs (the first one on ties)."""
+        cdef list js = list(outputs)
+        cdef Py_ssize_t m = len(js), k, b
+        if m < 1:
+            raise ValueError("Replay.argmax() needs at least one output")
+        cdef Py_ssize_t* slots = <Py_ssize_t*>malloc(m * sizeof(Py_ssize_t))
+        if slots == NULL:
+            raise MemoryError()
+        cdef list best
+        cdef Py_ssize_t top
+        cdef double x
+        try:
+            for k in range(m):
+                slots[k] = self._output(js[k], "argmax")
+            best = [None] * self.B                  # the last GC point
+            if not self.ready:
+                raise RuntimeError("Replay.argmax(): run forward() on the batch loaded first")
+            for b in range(self.B):
+                top = 0
+                for k in range(1, m):
+                    x = self._val(slots[k])[b * self._stride(slots[k])]
+                    if x > self._val(slots[top])[b * self._stride(slots[top])]:
+                        top = k
+                best[b] = top
+            return best
+        finally:
+            free(slots)
+
+    # -- backward -----------------------------------------------------------------
+    def backward(self, j=0, seed=1.0):
+        """Add to every parameter's grad the derivative of
+        seed * (output j of sample 0 + ... + of sample B-1)."""
+        cdef Py_ssize_t root = self._output(j, "backward"), k, s
+        cdef double g0 = _real(seed, "the seed")
+        self._enter("backward")
+        try:
+            if not self.ready:
+                raise RuntimeError("Replay.backward(): run forward() on the batch loaded first")
+            for s in range(self.n):
+                if self.kind[s] & NEEDS_GRAD:
+                    memset(self._grad(s), 0, self._len(s) * sizeof(double))
+            if self.kind[root] & NEEDS_GRAD:
+                if self.kind[root] & BATCHED:
+                    for k in range(self.B):
+                        self._grad(root)[k] = g0
+                else:                   # the same output B times
+                    for k in range(self.B):
+                        self.scratch[k] = g0
+                    self._grad(root)[0] = batch_sum(self.scratch, self.B)
+                for s in range(root, -1, -1):
+                    if self.kind[s] & NEEDS_GRAD and self.op[s] != LEAF:
+                        self._backprop(s)
+            # the arena again, through the parameters' own handles
+            for k in range(self.nparams):
+                s = self.param_slot[k]
+                if s >= 0:
+                    A.grad[(<Value>self.params[k]).idx] += self.sgrad[self.off[s]]
+        finally:
+            self.busy = False
+
+    cdef inline void _give(self, Py_ssize_t c, const double* t, Py_ssize_t n) noexcept:
+        """Add the contributions t[0..n) to child c's grad: one per sample for a
+        batched child, their batch_sum for a shared one."""
+        cdef double* g = self._grad(c)
+        cdef Py_ssize_t b
+        if self.kind[c] & BATCHED:
+            for b in range(n):
+                g[b] += t[b]
+        else:
+            g[0] += batch_sum(t, n)
+
+    cdef int _backprop(self, Py_ssize_t s) except -1:
+        cdef uint8_t op = self.op[s]
+        cdef Py_ssize_t n = self._len(s), b, k, e, count, c, a = self.ka[s]
+        cdef double* g = self._grad(s)
+        cdef double* out = self._val(s)
+        cdef double* t = self.scratch
+        cdef double* x
+        cdef double* y
+        cdef Py_ssize_t sx, sy
+        if self.kind[s] & NEURON:
+            self._neuron_backward(s)
+        elif op == SUM:
+            e, count = self.ka[s], self.kb[s]
+            for k in range(count):
+                if self.kind[self.edges[e + k]] & NEEDS_GRAD:
+                    self._give(self.edges[e + k], g, n)
+        elif op == DOT:                 # bias, then each weight and its input
+            e, count = self.ka[s], (self.kb[s] - 1) // 2
+            if self.kind[self.edges[e]] & NEEDS_GRAD:
+                self._give(self.edges[e], g, n)
+            for k in range(count):
+                self._dot_pair(s, self.edges[e + 1 + k], self.edges[e + 1 + count + k], g, n)
+                self._dot_pair(s, self.edges[e + 1 + count + k], self.edges[e + 1 + k], g, n)
+        elif op == LSE:                 # d/dx_k = exp(x_k - out)
+            e, count = self.ka[s], self.kb[s]
+            for k in range(count):
+                c = self.edges[e + k]
+                if self.kind[c] & NEEDS_GRAD:
+                    x, sx = self._val(c), self._stride(c)
+                    for b in range(n):
+                        t[b] = exp(x[b * sx] - out[b]) * g[b]
+                    self._give(c, t, n)
+        elif op == CUSTOM:
+            self._custom_backward(s)
+        else:
+            x, sx = self._val(a), self._stride(a)
+            y, sy = x, 0
+            if self.kb[s] >= 0:
+                y, sy = self._val(self.kb[s]), self._stride(self.kb[s])
+            if self.kind[a] & NEEDS_GRAD:
+                _map_dx(op, t, g, out, x, sx, y, sy, n)
+                self._give(a, t, n)
+            if self.kb[s] >= 0 and op != POWC and self.kind[self.kb[s]] & NEEDS_GRAD:
+                _map_dy(op, t, g, out, x, sx, y, sy, n)
+                self._give(self.kb[s], t, n)
+        return 0
+
+    cdef void _dot_pair(self, Py_ssize_t s, Py_ssize_t to, Py_ssize_t other,
+                        const double* g, Py_ssize_t n) noexcept:
+        """A DOT's contribution other[b] * g[b] to `to` (the general case)."""
+        cdef Py_ssize_t b, so = self._stride(other)
+        cdef double* o = self._val(other)
+        if not (self.kind[to] & NEEDS_GRAD):
+            return
+        for b in range(n):
+            self.scratch[b] = o[b * so] * g[b]
+        self._give(to, self.scratch, n)
+
+    cdef void _neuron_backward(self, Py_ssize_t s) noexcept:
+        """A neuron: the bias gets batch_sum(g), each weight
+        batch_sum(x_k[b] * g[b]), each input that needs it w_k * g[b]."""
+        cdef Py_ssize_t e = self.ka[s], n = (self.kb[s] - 1) // 2, B = self.B, b, k, w, xi
+        cdef double* g = self._grad(s)
+        cdef double* gx
+        cdef double wk
+        if self.kind[self.edges[e]] & NEEDS_GRAD:
+            self.sgrad[self.off[self.edges[e]]] += batch_sum(g, B)
+        for k in range(n):
+            w, xi = self.edges[e + 1 + k], self.edges[e + 1 + n + k]
+            if self.kind[w] & NEEDS_GRAD:
+                self.sgrad[self.off[w]] += batch_dot(self.bvals + self.off[xi] * B, g, B)
+            if self.kind[xi] & NEEDS_GRAD:
+                wk = self.svals[self.off[w]]
+                gx = self.bgrad + self.off[xi] * B
+                for b in range(B):
+                    gx[b] += wk * g[b]
+
+    cdef int _custom_backward(self, Py_ssize_t s) except -1:
+        """An autograd.function node: child k gets partial_k(*inputs) * g, per
+        sample, in the order of the children."""
+        cdef _Custom info = self.customs[s]
+        cdef Py_ssize_t e = self.ka[s], count = self.kb[s], n = self._len(s), b, k
+        cdef list xs
+        cdef double d
+        for b in range(n):
+            xs = [self._val(self.edges[e + k])[b * self._stride(self.edges[e + k])]
+                  for k in range(count)]
+            for k in range(count):
+                if not (self.kind[self.edges[e + k]] & NEEDS_GRAD):
+                    continue
+                try:                    # Python code: it cannot reach this Replay (busy)
+                    d = _real(info.partials[k](*xs),
+                              "the partial derivative %d of '%s'" % (k, info.op))
+                except BaseException as exc:
+                    _name_in_error(exc, info.op)
+                    raise
+                self.scratch[(k + 1) * n + b] = d * self._grad(s)[b]
+        for k in range(count):
+            if self.kind[self.edges[e + k]] & NEEDS_GRAD:
+                self._give(self.edges[e + k], self.scratch + (k + 1) * n, n)
+        return 0
+
+
+cdef list _replay_values(object values, str what):
+    """A private list of this engine's Values, or a clear error."""
+    cdef list items = list(values)
+    cdef Py_ssize_t k
+    for k in range(len(items)):
+        if not isinstance(items[k], Value):
+            raise TypeError("Replay() takes Values as %s, not %s (item %d)"
+                            % (what, type(items[k]).__name__, k))
+        _check(<Value>items[k])
+    return items
+
+
+cdef int _replay_roles(uint8_t* role, list values, uint8_t bit, str what) except -1:
+    """Mark inputs (or parameters): leaves, each listed once, in one list only."""
+    cdef Py_ssize_t k, i
+    for k in range(len(values)):
+        i = (<Value>values[k]).idx
+        if A.op[i] != LEAF:
+            raise ValueError("Replay(): %s[%d] is not a leaf: inputs and parameters are "
+                             "leaves (placeholders for the data, the model's weights)" % (what, k))
+        if role[i] & bit:
+            raise ValueError("Replay(): %s[%d] is listed twice" % (what, k))
+        if role[i] & 6:
+            raise ValueError("Replay(): %s[%d] is both an input and a parameter" % (what, k))
+        role[i] |= bit
+    return 0
+
+
+# -- the elementwise kernels over a batch: each op's formula (kernels.pxi) per sample
+cdef inline double _sum_of(const double* x, Py_ssize_t n) noexcept:
+    cdef double r = x[0]
+    cdef Py_ssize_t k
+    for k in range(1, n):
+        r = r + x[k]
+    return r
+
+
+cdef inline double _dot_of(const double* x, Py_ssize_t count) noexcept:
+    """bias + w0*x0 + ... with x = bias, w0..w(n-1), x0..x(n-1)."""
+    cdef Py_ssize_t n = (count - 1) // 2, k
+    cdef double r = x[0]
+    for k in range(n):
+        r = r + x[1 + k] * x[1 + n + k]
+    return r
+
+
+cdef int _map(uint8_t op, double* out, const double* x, Py_ssize_t sx,
+              const double* y, Py_ssize_t sy, Py_ssize_t n) except -1:
+    """out[b] = op(x[b], y[b]) for each sample (a stride of 0: a shared operand)."""
+    cdef Py_ssize_t b
+    if op == ADD:
+        for b in range(n):
+            out[b] = x[b * sx] + y[b * sy]
+    elif op == SUB:
+        for b in range(n):
+            out[b] = x[b * sx] - y[b * sy]
+    elif op == MUL:
+        for b in range(n):
+            out[b] = x[b * sx] * y[b * sy]
+    elif op == RELU:
+        for b in range(n):
+            out[b] = relu_f(x[b * sx])
+    else:
+        for b in range(n):
+            out[b] = _apply(op, x[b * sx], y[b * sy])
+    return 0
+
+
+cdef void _map_dx(uint8_t op, double* t, const double* g, const double* out,
+                  const double* x, Py_ssize_t sx, const double* y, Py_ssize_t sy,
+                  Py_ssize_t n) noexcept:
+    """t[b] = the contribution to x (the first input) for each sample."""
+    cdef Py_ssize_t b
+    cdef double xb, yb
+    for b in range(n):
+        xb, yb = x[b * sx], y[b * sy]
+        if op == ADD or op == SUB:
+            t[b] = g[b]
+        elif op == MUL:
+            t[b] = yb * g[b]
+        elif op == DIV:
+            t[b] = g[b] / yb
+        elif op == NEG:
+            t[b] = negate(g[b])
+        elif op == POW or op == POWC:
+            t[b] = pow_dx(g[b], xb, yb)
+        elif op == RELU:
+            t[b] = g[b] if out[b] > 0.0 else 0.0
+        elif op == TANH:
+            t[b] = (1.0 - out[b] * out[b]) * g[b]
+        elif op == SIGMOID:
+            t[b] = out[b] * (1.0 - out[b]) * g[b]
+        elif op == EXP:
+            t[b] = out[b] * g[b]
+        elif op == LOG:
+            t[b] = g[b] / xb
+        elif op == SQRT:
+            t[b] = g[b] / (2.0 * out[b])
+        else:                           # ABS
+            t[b] = abs_dx(g[b], xb)
+
+
+cdef void _map_dy(uint8_t op, double* t, const double* g, const double* out,
+                  const double* x, Py_ssize_t sx, const double* y, Py_ssize_t sy,
+                  Py_ssize_t n) noexcept:
+    """t[b] = the contribution to y (the second input) for each sample."""
+    cdef Py_ssize_t b
+    for b in range(n):
+        if op == ADD:
+            t[b] = g[b]
+        elif op == SUB:
+            t[b] = negate(g[b])
+        elif op == MUL:
+            t[b] = x[b * sx] * g[b]
+        elif op == DIV:
+            t[b] = negate(out[b] * g[b] / y[b * sy])
+        else:                           # POW
+            t[b] = pow_dy(g[b], x[b * sx], y[b * sy], out[b])
