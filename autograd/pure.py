@@ -1042,6 +1042,15 @@ class Replay:
         slots = [self._output(j, "argmax") for j in js]
         return [_argmax([self._at(s, b) for s in slots]) for b in range(self._B)]
 
+    def hits(self, outputs, labels):
+        """How many samples' argmax over `outputs` is their label (labels[b]
+        for sample b): a classifier's correct answers in the batch."""
+        want = [operator.index(label) for label in labels]
+        best = self.argmax(outputs)
+        if len(want) != len(best):
+            raise ValueError(f"Replay.hits(): {len(want)} labels for a batch of {len(best)}")
+        return sum(b == w for b, w in zip(best, want))
+
     def backward(self, j=0, seed=1.0):
         """Add to every parameter's grad the derivative of
         seed * (output j of sample 0 + ... + of sample B-1)."""

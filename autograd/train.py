@@ -440,13 +440,16 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     sample_loss = per_sample(out, target_leaves[0] if k == 1 else target_leaves)
     if not isinstance(sample_loss, Value):
         raise TypeError(f"the loss must return a Value for a sample, not {type(sample_loss).__name__}")
-    outputs = [out] if k == 1 else list(out)
+    # the accuracy is an argmax: over the k outputs, or for one output over
+    # (0, output), which is 1 exactly where the output is > 0
+    outputs = [Value(0.0), out] if k == 1 else list(out)
     replay = engine.Replay([sample_loss] + outputs, input_leaves + target_leaves, params)
     table = array("d")                      # sample i: its inputs, then its target
     for row, target in zip(rows, targets):
         table.extend(row)
         table.extend(_target_row(target, k))
-    classes = [_argmax(t) for t in targets] if k > 1 else None
+    labels = [_argmax(t) for t in targets] if k > 1 else [int(t > 0) for t in targets]
+    answers = range(1, len(outputs) + 1)    # the outputs' positions in the replay
     penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
     step_block = getattr(optimizer, "step_block", None)
@@ -486,11 +489,8 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
                 optimizer.step(params, rate)
             accuracy = None
             if hit is not None:
-                if k > 1:           # the argmax against the target's class
-                    guesses = replay.argmax(range(1, k + 1))
-                    accuracy = sum(g == classes[i] for g, i in zip(guesses, batch)) / size
-                else:
-                    accuracy = sum(hit(o, targets[i]) for o, i in zip(replay.values(1), batch)) / size
+                batch_labels = labels if batch_size is None else [labels[i] for i in batch]
+                accuracy = replay.hits(answers, batch_labels) / size
             history.loss.append(value)
             history.accuracy.append(accuracy)
             if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):

@@ -532,6 +532,19 @@ cdef class Replay:
         finally:
             free(slots)
 
+    def hits(self, outputs, labels):
+        """How many samples' argmax over `outputs` is their label (labels[b]
+        for sample b): a classifier's correct answers in the batch."""
+        cdef list want = [operator.index(label) for label in labels]
+        cdef list best = self.argmax(outputs)
+        cdef Py_ssize_t b, count = 0
+        if len(want) != len(best):
+            raise ValueError("Replay.hits(): %d labels for a batch of %d" % (len(want), len(best)))
+        for b in range(len(best)):
+            if <Py_ssize_t>best[b] == <Py_ssize_t>want[b]:
+                count += 1
+        return count
+
     # -- backward -----------------------------------------------------------------
     def backward(self, j=0, seed=1.0):
         """Add to every parameter's grad the derivative of

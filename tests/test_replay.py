@@ -423,3 +423,17 @@ def test_a_deep_chain_replays_without_recursion(engine):
     assert sys.getrecursionlimit() < depth
     del y, replay
     gc.collect()
+
+
+def test_hits_counts_the_samples_whose_argmax_is_their_label(engine):
+    x = engine.Value(0.0)
+    replay = engine.Replay([x, -x, engine.Value(0.0)], [x], [])
+    replay.load(array("d", [2.0, -1.0, 0.0, 3.0]), [0, 1, 2, 3])
+    replay.forward()
+    assert replay.argmax([2, 0]) == [1, 0, 0, 1]
+    assert replay.hits([2, 0], [1, 0, 1, 1]) == 3
+    assert replay.hits([0, 1], [0, 1, 0, 0]) == 4
+    with pytest.raises(ValueError, match="3 labels for a batch of 4"):
+        replay.hits([0, 1], [0, 1, 0])
+    with pytest.raises(TypeError):
+        replay.hits([0, 1], [0, 1, 0.5, 0])
