@@ -10,6 +10,7 @@ from autograd.train import train
 from peers import backward, data_of, update, value_factory, zero_grads
 
 X, Y = make_moons(n_samples=100, noise=0.1, seed=1337)
+MOONS_BATCHED = "moons step, full batch: train() replaying one sample's graph over the batch, and batched peers"
 
 
 def micrograd_model(Value):
@@ -97,7 +98,7 @@ def test_fused_mlp_step(benchmark, engine):
     benchmark.extra_info.update(units=1, unit="step")
 
 
-@pytest.mark.benchmark(group="moons step: train() replaying the static graph")
+@pytest.mark.benchmark(group=MOONS_BATCHED)
 def test_train_replay_step(benchmark, engine):
     random.seed(1337)
     model = MLP(2, [16, 16, 1], engine=engine)
@@ -108,7 +109,7 @@ def test_train_replay_step(benchmark, engine):
     benchmark.extra_info.update(units=steps, unit="step")
 
 
-@pytest.mark.benchmark(group="moons step: PyTorch, batched tensors (reference)")
+@pytest.mark.benchmark(group=MOONS_BATCHED)
 def test_torch_batched_step(benchmark):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install '.[bench]')")
     torch.set_num_threads(1)
@@ -142,7 +143,7 @@ def _moons_init(seed=1337):
              [0.0] * sizes[i + 1]) for i in range(3)]
 
 
-@pytest.mark.benchmark(group="moons step: hand-written numpy forward and backward (reference)")
+@pytest.mark.benchmark(group=MOONS_BATCHED)
 def test_numpy_step(benchmark):
     np = pytest.importorskip("numpy", reason="numpy is not installed (pip install '.[bench]')")
     layers = [(np.array(w), np.array(b)) for w, b in _moons_init()]
@@ -172,7 +173,7 @@ def test_numpy_step(benchmark):
     benchmark.extra_info.update(units=1, unit="step")
 
 
-@pytest.mark.benchmark(group="moons step: JAX jit (reference)")
+@pytest.mark.benchmark(group=MOONS_BATCHED)
 def test_jax_step(benchmark):
     jax = pytest.importorskip("jax", reason="JAX is not installed (pip install '.[bench]')")
     jax.config.update("jax_enable_x64", True)
@@ -249,7 +250,7 @@ double step(double* p, const double* x, const double* y, int n, double lr, doubl
 """
 
 
-@pytest.mark.benchmark(group="moons step: hand-written fused C, no graph (reference)")
+@pytest.mark.benchmark(group=MOONS_BATCHED)
 def test_fused_c_step(benchmark, tmp_path):
     import ctypes
     import shutil

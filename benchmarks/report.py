@@ -18,9 +18,9 @@ import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ["cython", "python", "micrograd", "torch", "numpy", "jax"]
+ORDER = ["cython", "python", "micrograd", "torch", "numpy", "jax", "fused_c"]
 NAMES = {"cython": "compiled core", "python": "pure reference", "micrograd": "micrograd 0.1.0",
-         "torch": "PyTorch", "numpy": "numpy, by hand", "jax": "JAX jit"}
+         "torch": "PyTorch", "numpy": "numpy, by hand", "jax": "JAX jit", "fused_c": "C, fused by hand"}
 
 
 def run_suite(json_path):
@@ -44,7 +44,10 @@ def who_of(bench):
         return params["who"]
     if "engine" in params:   # the `engine` fixture's ids
         return bench["param"]
-    return "torch" if "torch" in bench["name"] else bench.get("param", "")
+    for peer in ("torch", "numpy", "jax", "fused_c"):     # the peers' own tests
+        if peer in bench["name"]:
+            return peer
+    return bench.get("param", "")
 
 
 def per_unit(bench):
