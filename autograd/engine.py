@@ -9,14 +9,14 @@ them in one process.
 import os
 
 if os.environ.get("AUTOGRAD_PUREPYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
-    from autograd.pure import Block, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+    from autograd.pure import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
     BACKEND = "python"
 else:
     try:
-        from autograd.core import Block, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+        from autograd.core import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
         BACKEND = "cython"
     except ImportError:  # installed without a compiler: the pure engine serves
-        from autograd.pure import Block, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+        from autograd.pure import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
         BACKEND = "python"
         _here = os.path.dirname(os.path.abspath(__file__))
         if os.path.isdir(os.path.join(_here, "..", "csrc")):
@@ -35,5 +35,5 @@ def engine_of(value):
     return sys.modules[type(value).__module__]
 
 
-__all__ = ["Value", "Block", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
+__all__ = ["Value", "Block", "Replay", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
            "BACKEND", "engine_of"]
