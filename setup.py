@@ -70,7 +70,7 @@ def extensions():
         macros.append(("AUTOGRAD_DEBUG", "1"))
     else:
         macros.append(("NDEBUG", "1"))
-    ext = Extension("autograd.core", ["csrc/core.pyx"],
+    ext = Extension("autograd.core", ["csrc/core.pyx"], include_dirs=["csrc"],
                     extra_compile_args=cflags, define_macros=macros)
     return cythonize([ext], compiler_directives=directives,
                      build_dir="build/cython-debug" if DEBUG else "build/cython")

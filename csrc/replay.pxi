@@ -36,44 +36,30 @@ cdef enum:
     NEURON = 4          # a DOT whose bias and weights are shared, inputs batched
     CONSTANT = 8        # a leaf that is neither an input nor a parameter
 
-# The B contributions to a shared slot are added in four interleaved partial
-# sums (sample b goes to lane b % 4), then (l0 + l1) + (l2 + l3): independent
-# add chains a compiler can vectorize, in an order fixed by B alone.
-cdef inline double batch_sum(const double* t, Py_ssize_t n) noexcept:
-    cdef double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0
-    cdef Py_ssize_t b = 0
-    while b + 4 <= n:
-        l0 = l0 + t[b]
-        l1 = l1 + t[b + 1]
-        l2 = l2 + t[b + 2]
-        l3 = l3 + t[b + 3]
-        b += 4
-    if b < n:
-        l0 = l0 + t[b]
-    if b + 1 < n:
-        l1 = l1 + t[b + 1]
-    if b + 2 < n:
-        l2 = l2 + t[b + 2]
-    return (l0 + l1) + (l2 + l3)
+# The order-defining sums over a batch and the neuron kernels are plain C, so
+# that they can be compiled twice (baseline and AVX2, picked at import): see
+# batch_kernels.h for the order of every sum and why both builds agree bit for bit.
+cdef extern from "batch_kernels.h":
+    double batch_sum(const double* t, Py_ssize_t n) noexcept nogil
+    double batch_dot(const double* x, const double* g, Py_ssize_t n) noexcept nogil
+    void neuron_forward(double* out, double bias, const double* w, const double** xs,
+                        Py_ssize_t n, Py_ssize_t B) noexcept nogil
+    void neuron_weight_grads(double* gw, const double** xs, const double* g,
+                             Py_ssize_t n, Py_ssize_t B) noexcept nogil
+    void neuron_input_grads(double** gxs, const double* w, const double* g,
+                            Py_ssize_t n, Py_ssize_t B) noexcept nogil
+    int batch_kernels_init(int avx2) noexcept nogil
+    int batch_kernels_avx2_in_use() noexcept nogil
+
+batch_kernels_init(1)
 
 
-# batch_sum of x[b] * g[b], without storing the products
-cdef inline double batch_dot(const double* x, const double* g, Py_ssize_t n) noexcept:
-    cdef double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0
-    cdef Py_ssize_t b = 0
-    while b + 4 <= n:
-        l0 = l0 + x[b] * g[b]
-        l1 = l1 + x[b + 1] * g[b + 1]
-        l2 = l2 + x[b + 2] * g[b + 2]
-        l3 = l3 + x[b + 3] * g[b + 3]
-        b += 4
-    if b < n:
-        l0 = l0 + x[b] * g[b]
-    if b + 1 < n:
-        l1 = l1 + x[b + 1] * g[b + 1]
-    if b + 2 < n:
-        l2 = l2 + x[b + 2] * g[b + 2]
-    return (l0 + l1) + (l2 + l3)
+def _batch_kernels(avx2=None):
+    """The build of the replay's neuron kernels in use: "avx2" or "baseline".
+    With avx2=True/False, switch first (tests compare the two builds)."""
+    if avx2 is not None:
+        batch_kernels_init(1 if avx2 else 0)
+    return "avx2" if batch_kernels_avx2_in_use() else "baseline"
 
 
 cdef class Replay:
@@ -106,6 +92,9 @@ cdef class Replay:
     cdef double* bgrad
     cdef double* scratch                # B doubles per edge of the widest node
     cdef double* wbuf                   # a neuron's weights, gathered
+    cdef double* gwbuf                  # and their gradients
+    cdef const double** xrows           # its input rows
+    cdef double** gxrows                # their gradient rows (NULL: none needed)
     cdef Py_ssize_t* input_slot         # -1: not used by the outputs
     cdef Py_ssize_t* param_slot
     cdef Py_ssize_t* output_slot
@@ -124,6 +113,7 @@ cdef class Replay:
         free(self.op); free(self.kind); free(self.off); free(self.ka); free(self.kb)
         free(self.edges); free(self.svals); free(self.sgrad); free(self.bvals)
         free(self.bgrad); free(self.scratch); free(self.wbuf)
+        free(self.gwbuf); free(self.xrows); free(self.gxrows)
         free(self.input_slot); free(self.param_slot); free(self.output_slot)
 
     def __init__(self, outputs, inputs, params):
@@ -235,7 +225,11 @@ cdef class Replay:
             self.svals = <double*>calloc(self.nshared + 1, sizeof(double))
             self.sgrad = <double*>calloc(self.nshared + 1, sizeof(double))
             self.wbuf = <double*>malloc((self.width + 1) * sizeof(double))
-            if self.svals == NULL or self.sgrad == NULL or self.wbuf == NULL:
+            self.gwbuf = <double*>malloc((self.width + 1) * sizeof(double))
+            self.xrows = <const double**>malloc((self.width + 1) * sizeof(double*))
+            self.gxrows = <double**>malloc((self.width + 1) * sizeof(double*))
+            if (self.svals == NULL or self.sgrad == NULL or self.wbuf == NULL or self.gwbuf == NULL
+                    or self.xrows == NULL or self.gxrows == NULL):
                 raise MemoryError()
             for i in range(top):                    # constants keep today's data
                 if role[i] & 1 and self.kind[slot_of[i]] & CONSTANT:
@@ -426,32 +420,12 @@ cdef class Replay:
 
     cdef void _neuron_forward(self, Py_ssize_t s) noexcept:
         """out[b] = bias + w0*x0[b] + w1*x1[b] + ..., left to right for each
-        sample, eight samples at a time (eight independent add chains)."""
-        cdef Py_ssize_t e = self.ka[s], n = (self.kb[s] - 1) // 2, B = self.B, b, k, j
-        cdef double* out = self._val(s)
-        cdef double bias = self._val(self.edges[e])[0]
-        cdef double* w = self.wbuf
-        cdef double* x
-        cdef double r[8]
+        sample (neuron_forward in batch_kernels.h)."""
+        cdef Py_ssize_t e = self.ka[s], n = (self.kb[s] - 1) // 2, k
         for k in range(n):
-            w[k] = self._val(self.edges[e + 1 + k])[0]
-        b = 0
-        while b + 8 <= B:
-            for j in range(8):
-                r[j] = bias
-            for k in range(n):
-                x = self.bvals + self.off[self.edges[e + 1 + n + k]] * B + b
-                for j in range(8):
-                    r[j] = r[j] + w[k] * x[j]
-            for j in range(8):
-                out[b + j] = r[j]
-            b += 8
-        while b < B:
-            r[0] = bias
-            for k in range(n):
-                r[0] = r[0] + w[k] * self.bvals[self.off[self.edges[e + 1 + n + k]] * B + b]
-            out[b] = r[0]
-            b += 1
+            self.wbuf[k] = self._val(self.edges[e + 1 + k])[0]
+            self.xrows[k] = self._val(self.edges[e + 1 + n + k])
+        neuron_forward(self._val(s), self._val(self.edges[e])[0], self.wbuf, self.xrows, n, self.B)
 
     cdef int _custom_forward(self, Py_ssize_t s) except -1:
         """An autograd.function node: its forward formula, once per sample."""
@@ -648,22 +622,23 @@ cdef class Replay:
 
     cdef void _neuron_backward(self, Py_ssize_t s) noexcept:
         """A neuron: the bias gets batch_sum(g), each weight
-        batch_sum(x_k[b] * g[b]), each input that needs it w_k * g[b]."""
-        cdef Py_ssize_t e = self.ka[s], n = (self.kb[s] - 1) // 2, B = self.B, b, k, w, xi
+        batch_sum(x_k[b] * g[b]), each input that needs it w_k * g[b]
+        (neuron_weight_grads and neuron_input_grads in batch_kernels.h)."""
+        cdef Py_ssize_t e = self.ka[s], n = (self.kb[s] - 1) // 2, B = self.B, k, w, xi
         cdef double* g = self._grad(s)
-        cdef double* gx
-        cdef double wk
         if self.kind[self.edges[e]] & NEEDS_GRAD:
             self.sgrad[self.off[self.edges[e]]] += batch_sum(g, B)
         for k in range(n):
             w, xi = self.edges[e + 1 + k], self.edges[e + 1 + n + k]
+            self.wbuf[k] = self.svals[self.off[w]]
+            self.xrows[k] = self.bvals + self.off[xi] * B
+            self.gxrows[k] = self.bgrad + self.off[xi] * B if self.kind[xi] & NEEDS_GRAD else NULL
+        neuron_weight_grads(self.gwbuf, self.xrows, g, n, B)
+        for k in range(n):
+            w = self.edges[e + 1 + k]
             if self.kind[w] & NEEDS_GRAD:
-                self.sgrad[self.off[w]] += batch_dot(self.bvals + self.off[xi] * B, g, B)
-            if self.kind[xi] & NEEDS_GRAD:
-                wk = self.svals[self.off[w]]
-                gx = self.bgrad + self.off[xi] * B
-                for b in range(B):
-                    gx[b] += wk * g[b]
+                self.sgrad[self.off[w]] += self.gwbuf[k]
+        neuron_input_grads(self.gxrows, self.wbuf, g, n, B)
 
     cdef int _custom_backward(self, Py_ssize_t s) except -1:
         """An autograd.function node: child k gets partial_k(*inputs) * g, per

@@ -142,6 +142,46 @@ def test_both_engines_agree_bit_for_bit(B):
     assert core[2] == pure[2]
 
 
+def mlp_replay_run(E, widths, B, seed=0):
+    """An MLP's replay (neurons of every width, an input used twice, hidden
+    inputs that need grads): all its values and its parameters' grads."""
+    rng = random.Random(seed)
+    xs = [E.Value(0.0) for _ in range(widths[0])]
+    params, layer = [], xs + [xs[0]]                       # x0 feeds every neuron twice
+    for width in widths[1:]:
+        neurons = []
+        for _ in range(width):
+            ws = [E.Value(rng.uniform(-1, 1)) for _ in layer]
+            bias = E.Value(rng.uniform(-0.5, 0.5))
+            params += ws + [bias]
+            neurons.append(E.dot(ws, layer, bias).tanh())
+        layer = neurons
+    replay = E.Replay(layer, xs, params)
+    replay.load(table_of(sample_rows(B, width=widths[0], seed=seed)), range(B))
+    replay.forward()
+    replay.backward(0, 1.0)
+    replay.backward(len(layer) - 1, 0.5)
+    return [replay.values(j) for j in range(len(layer))], [p.grad for p in params]
+
+
+@pytest.mark.skipif(core_module is None, reason="the compiled core is not built")
+@pytest.mark.parametrize("B", [1, 3, 4, 7, 8, 13, 37])
+def test_the_baseline_and_avx2_kernels_agree_bit_for_bit_with_the_pure_engine(B):
+    """The neuron kernels are compiled for the baseline ISA and for AVX2 (used
+    where the CPU has it): both must give the pure engine's numbers, for every
+    tail of the batch (B % 4, B % 8) and of the weights (n % 2, n % 4)."""
+    widths = [6, 5, 3, 2]                                    # 7, 6 and 3 inputs per neuron
+    expected = mlp_replay_run(autograd.pure, widths, B)
+    default = core_module._batch_kernels()
+    builds = ["baseline"] + (["avx2"] if core_module._batch_kernels(True) == "avx2" else [])
+    try:
+        for build in builds:
+            assert core_module._batch_kernels(build == "avx2") == build
+            assert mlp_replay_run(core_module, widths, B) == expected, build
+    finally:
+        core_module._batch_kernels(default == "avx2")
+
+
 def test_inputs_and_constants_get_no_gradient_and_grads_accumulate(engine):
     outs, xs, ps = every_op_graph(engine)
     replay = engine.Replay(outs, xs, ps)
