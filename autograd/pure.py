@@ -1036,20 +1036,23 @@ class Replay:
     def argmax(self, outputs):
         """For each sample, the position in `outputs` (output numbers) of the
         largest of those outputs (the first one on ties)."""
-        js = list(outputs)
-        if not js:
-            raise ValueError("Replay.argmax() needs at least one output")
-        slots = [self._output(j, "argmax") for j in js]
+        slots = self._slots_of(outputs, "argmax")
         return [_argmax([self._at(s, b) for s in slots]) for b in range(self._B)]
 
     def hits(self, outputs, labels):
         """How many samples' argmax over `outputs` is their label (labels[b]
         for sample b): a classifier's correct answers in the batch."""
         want = [operator.index(label) for label in labels]
-        best = self.argmax(outputs)
-        if len(want) != len(best):
-            raise ValueError(f"Replay.hits(): {len(want)} labels for a batch of {len(best)}")
-        return sum(b == w for b, w in zip(best, want))
+        slots = self._slots_of(outputs, "hits")
+        if len(want) != self._B:
+            raise ValueError(f"Replay.hits(): {len(want)} labels for a batch of {self._B}")
+        return sum(_argmax([self._at(s, b) for s in slots]) == want[b] for b in range(self._B))
+
+    def _slots_of(self, outputs, what):
+        js = list(outputs)
+        if not js:
+            raise ValueError(f"Replay.{what}() needs at least one output")
+        return [self._output(j, what) for j in js]
 
     def backward(self, j=0, seed=1.0):
         """Add to every parameter's grad the derivative of

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from autograd.engine import engine_of
+try:                            # the data checked in one C loop where it is plain floats
+    from autograd.core import _float_rows
+except ImportError:
+    _float_rows = None
 from autograd.nn import _engine_of_values
+from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
 OPTIMIZERS = ("sgd", "adam")
@@ -190,7 +195,9 @@ def _check_targets(ys, loss, k):
             if not 0 <= y < k:
                 raise ValueError(f"ys[{i}] = {y} is not a class id of a model with {k} outputs "
                                  f"(0 to {k - 1})")
-            targets.append([1.0 if j == y else 0.0 for j in range(k)])
+            one_hot = [0.0] * k
+            one_hot[y] = 1.0
+            targets.append(one_hot)
         return targets
     if k > 1:
         if loss in ("hinge", "bce"):
@@ -224,6 +231,15 @@ def _check_targets(ys, loss, k):
 
 def _check_rows(model, xs):
     width = _model_width(model)
+    rows = _float_rows(xs) if _float_rows is not None else None
+    if rows is None:            # not all plain: checked row by row, naming what is wrong
+        rows = _checked_rows(xs)
+    if width is not None and len(rows[0]) != width:
+        raise ValueError(f"the model takes {width} inputs but the rows of xs have {len(rows[0])}")
+    return rows
+
+
+def _checked_rows(xs):
     rows = []
     for i, row in enumerate(xs):
         if _is_number(row):
@@ -240,8 +256,6 @@ def _check_rows(model, xs):
                 if not _is_number(x):
                     raise TypeError(f"xs[{i}][{j}] must be a number, not {type(x).__name__}")
         rows.append(array("d", row))           # a private copy, as floats
-    if width is not None and len(rows[0]) != width:
-        raise ValueError(f"the model takes {width} inputs but the rows of xs have {len(rows[0])}")
     return rows
 
 
@@ -280,12 +294,14 @@ def _per_sample_loss(loss, k):
     return {"cross_entropy": cross_entropy_loss, "mse": mse_vector_loss}[loss]
 
 
-def _argmax(values):
-    best = 0
-    for j in range(1, len(values)):
-        if values[j] > values[best]:
-            best = j
-    return best
+def _batches(n, size, rng):
+    """Batches of `size` of the sample numbers 0..n-1, endlessly: each pass
+    over the data in a new random order, its last n % size samples left out."""
+    order = list(range(n))
+    while True:
+        rng.shuffle(order)
+        for start in range(0, n - size + 1, size):
+            yield order[start:start + size]
 
 
 def _hit_rule(loss, k, targets):
@@ -384,8 +400,11 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
       accuracy is the argmax's) or "mse" (ys are vectors of k numbers); or a
       callable (output, target) -> Value for one sample.
     reg: L2 penalty reg * sum(p**2) over the parameters.
-    batch_size: None for the full batch, else that many samples drawn at
-      random each step (with `seed`).
+    batch_size: None for the full batch, else batches of that many samples:
+      the data is shuffled (with `seed`) and cut into batches, one per step;
+      when fewer than batch_size samples are left, it is shuffled again (as
+      epochs with PyTorch's drop_last=True: a sample is used at most once per
+      pass, and every batch has the same size).
     optimizer: "sgd", "adam", or an object with step(params, lr), such as
       SGD(momentum=0.9) or Adam().
     validation: (xs, ys) held out from training, evaluated every
@@ -448,7 +467,11 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     for row, target in zip(rows, targets):
         table.extend(row)
         table.extend(_target_row(target, k))
-    labels = [_argmax(t) for t in targets] if k > 1 else [int(t > 0) for t in targets]
+    # the label each sample's argmax must hit (targets are one-hot rows where
+    # k > 1 and there is an accuracy: see _hit_rule)
+    labels = None
+    if hit is not None:
+        labels = [t.index(1.0) for t in targets] if k > 1 else [int(t > 0) for t in targets]
     answers = range(1, len(outputs) + 1)    # the outputs' positions in the replay
     penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
@@ -456,13 +479,13 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     if batch_size is None:
         replay.load(table, range(n))
 
-    rng = random.Random(seed)
+    batches = _batches(n, size, random.Random(seed))
     history = History()
     bar = _progress(steps, progress)
     try:
         for step in range(steps):
             if batch_size is not None:
-                batch = rng.sample(range(n), size)
+                batch = next(batches)
                 replay.load(table, batch)
             else:
                 batch = range(n)

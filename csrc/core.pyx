@@ -52,6 +52,8 @@ put, and collect() is carried out when the last sweep ends.
 cimport cython
 from cpython.ref cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsDouble
+from cpython cimport array
 from cpython.unicode cimport PyUnicode_FromObject
 from cpython.sequence cimport PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
@@ -63,6 +65,7 @@ from libc.string cimport memset
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
 from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, INFINITY
 
+import array
 import math
 import numbers
 import operator

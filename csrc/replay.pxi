@@ -62,6 +62,52 @@ def _batch_kernels(avx2=None):
     return "avx2" if batch_kernels_avx2_in_use() else "baseline"
 
 
+cdef array.array _DOUBLES = array.array("d")     # the type of _float_rows' rows
+
+
+def _float_rows(rows):
+    """Each row of `rows` (a list) as an array('d'), in one C loop, where every
+    row is a list or tuple of exact floats and ints, all of one length; else
+    None, and the caller checks the rows one by one (naming what is wrong).
+    The GC is paused: with exact types, no Python code can run in here."""
+    if type(rows) is not list or not rows:
+        return None
+    cdef list xs = rows
+    cdef Py_ssize_t n = len(xs), width = -1, i, j
+    cdef list out = [None] * n
+    cdef object row, x
+    cdef double* to
+    cdef array.array converted
+    cdef int gc_was_on = PyGC_Disable()
+    try:
+        for i in range(n):
+            row = xs[i]
+            if type(row) is not list and type(row) is not tuple:
+                return None
+            if width < 0:
+                width = len(row)
+            if len(row) != width:
+                return None
+            converted = array.clone(_DOUBLES, width, False)
+            to = converted.data.as_doubles
+            for j in range(width):
+                x = row[j]
+                if type(x) is float:
+                    to[j] = PyFloat_AS_DOUBLE(x)
+                elif type(x) is int:
+                    try:
+                        to[j] = PyLong_AsDouble(x)
+                    except OverflowError:
+                        return None
+                else:
+                    return None
+            out[i] = converted
+        return out
+    finally:
+        if gc_was_on:
+            PyGC_Enable()
+
+
 cdef class Replay:
     """One sample's graph, replayed over a batch of samples.
 
@@ -479,29 +525,15 @@ cdef class Replay:
     def argmax(self, outputs):
         """For each sample, the position in `outputs` (output numbers) of the
         largest of those outputs (the first one on ties)."""
-        cdef list js = list(outputs)
-        cdef Py_ssize_t m = len(js), k, b
-        if m < 1:
-            raise ValueError("Replay.argmax() needs at least one output")
-        cdef Py_ssize_t* slots = <Py_ssize_t*>malloc(m * sizeof(Py_ssize_t))
-        if slots == NULL:
-            raise MemoryError()
+        cdef Py_ssize_t* slots = self._output_slots(outputs, "argmax")
         cdef list best
-        cdef Py_ssize_t top
-        cdef double x
+        cdef Py_ssize_t b
         try:
-            for k in range(m):
-                slots[k] = self._output(js[k], "argmax")
             best = [None] * self.B                  # the last GC point
             if not self.ready:
                 raise RuntimeError("Replay.argmax(): run forward() on the batch loaded first")
             for b in range(self.B):
-                top = 0
-                for k in range(1, m):
-                    x = self._val(slots[k])[b * self._stride(slots[k])]
-                    if x > self._val(slots[top])[b * self._stride(slots[top])]:
-                        top = k
-                best[b] = top
+                best[b] = self._argmax_at(slots, b)
             return best
         finally:
             free(slots)
@@ -509,15 +541,56 @@ cdef class Replay:
     def hits(self, outputs, labels):
         """How many samples' argmax over `outputs` is their label (labels[b]
         for sample b): a classifier's correct answers in the batch."""
-        cdef list want = [operator.index(label) for label in labels]
-        cdef list best = self.argmax(outputs)
-        cdef Py_ssize_t b, count = 0
-        if len(want) != len(best):
-            raise ValueError("Replay.hits(): %d labels for a batch of %d" % (len(want), len(best)))
-        for b in range(len(best)):
-            if <Py_ssize_t>best[b] == <Py_ssize_t>want[b]:
-                count += 1
-        return count
+        cdef list want = list(labels)
+        cdef Py_ssize_t n = len(want), b, count = 0
+        cdef Py_ssize_t* label = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+        cdef Py_ssize_t* slots = NULL
+        if label == NULL:
+            raise MemoryError()
+        try:
+            for b in range(n):          # may run __index__: before anything is read
+                label[b] = operator.index(want[b]) if type(want[b]) is not int else want[b]
+            slots = self._output_slots(outputs, "hits")
+            if not self.ready:
+                raise RuntimeError("Replay.hits(): run forward() on the batch loaded first")
+            if n != self.B:
+                raise ValueError("Replay.hits(): %d labels for a batch of %d" % (n, self.B))
+            for b in range(n):
+                if self._argmax_at(slots, b) == label[b]:
+                    count += 1
+            return count
+        finally:
+            free(label)
+            free(slots)
+
+    cdef Py_ssize_t* _output_slots(self, outputs, str what) except NULL:
+        """The slots of the output numbers in `outputs` (at least one), in a
+        malloc'd array the caller frees."""
+        cdef list js = list(outputs)
+        cdef Py_ssize_t m = len(js), k
+        if m < 1:
+            raise ValueError("Replay.%s() needs at least one output" % what)
+        cdef Py_ssize_t* slots = <Py_ssize_t*>malloc((m + 1) * sizeof(Py_ssize_t))
+        if slots == NULL:
+            raise MemoryError()
+        slots[0] = m
+        try:
+            for k in range(m):
+                slots[k + 1] = self._output(js[k], what)
+        except BaseException:
+            free(slots)
+            raise
+        return slots
+
+    cdef inline Py_ssize_t _argmax_at(self, const Py_ssize_t* slots, Py_ssize_t b) noexcept:
+        """Sample b's argmax over the outputs in `slots` (its count first)."""
+        cdef Py_ssize_t top = 0, k
+        cdef double x, best = self._val(slots[1])[b * self._stride(slots[1])]
+        for k in range(1, slots[0]):
+            x = self._val(slots[k + 1])[b * self._stride(slots[k + 1])]
+            if x > best:
+                top, best = k, x
+        return top
 
     # -- backward -----------------------------------------------------------------
     def backward(self, j=0, seed=1.0):

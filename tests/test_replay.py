@@ -477,3 +477,19 @@ def test_hits_counts_the_samples_whose_argmax_is_their_label(engine):
         replay.hits([0, 1], [0, 1, 0])
     with pytest.raises(TypeError):
         replay.hits([0, 1], [0, 1, 0.5, 0])
+
+
+def test_labels_that_run_code_are_read_before_the_batch(engine):
+    """A label's __index__ compacts and loads a batch of 7 into the replay:
+    hits() then sees a replay that needs forward() again."""
+    x = engine.Value(0.0)
+    replay = engine.Replay([x, -x], [x], [])
+    table = array("d", [2.0, -1.0, 0.0, 3.0])
+    replay.load(table, range(4))
+    replay.forward()
+    labels = [0, 1, 0, CompactingIndex(0, engine, replay, table)]
+    with pytest.raises(RuntimeError, match=r"hits\(\): run forward"):
+        replay.hits([0, 1], labels)
+    replay.forward()
+    assert replay.values(0) == [2.0] * 7
+    assert replay.hits([0, 1], [0] * 7) == 7

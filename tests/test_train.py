@@ -1,6 +1,8 @@
 """train(): losses, optimizers, batches, and bad input caught before training."""
 import math
+import numbers
 import random
+from array import array
 
 import pytest
 
@@ -82,6 +84,26 @@ def test_minibatches_are_seeded_and_replayed(engine):
     assert other != runs[0]
 
 
+@pytest.mark.parametrize("n, size", [(10, 3), (12, 4), (5, 5), (7, 1)])
+def test_minibatches_are_passes_over_the_data_in_new_orders(n, size):
+    """Each pass over the data is cut into batches of `size` different samples;
+    the last n % size samples of a pass are left out; the next pass is
+    shuffled anew, with the seed alone deciding the order."""
+    from autograd.train import _batches
+    draw = _batches(n, size, random.Random(5))
+    per_pass = n // size
+    passes = [[next(draw) for _ in range(per_pass)] for _ in range(6)]
+    for batches in passes:
+        assert all(len(batch) == size for batch in batches)
+        used = [i for batch in batches for i in batch]
+        assert len(set(used)) == len(used) == per_pass * size
+        assert set(used) <= set(range(n))
+    if n > 1:
+        assert len({tuple(map(tuple, batches)) for batches in passes}) > 1
+    again = _batches(n, size, random.Random(5))
+    assert [next(again) for _ in range(6 * per_pass)] == [b for batches in passes for b in batches]
+
+
 def test_lr_schedule_and_callback(engine):
     xs, ys = lecture_example()
     seen_rates, calls = [], []
@@ -121,6 +143,43 @@ def test_bad_input_is_refused_before_training(engine, kwargs, error, message):
     with pytest.raises(error, match=message):
         train(model, args.pop("xs"), args.pop("ys"), **args)
     assert [p.data for p in model.parameters()] == before
+
+
+class Half:
+    """A number that is not a float: numbers.Real by registration."""
+
+    def __float__(self):
+        return 0.5
+
+
+numbers.Real.register(Half)
+
+
+@pytest.mark.parametrize("xs, fast", [
+    ([[1.5, -2.0], [3, 4.25]], True),                 # floats and ints: the C loop
+    ([(1.5, 2.0), [0.0, -0.0]], True),                # tuples too
+    ([[1.5, True]], False),                           # anything else row by row
+    ([[1.5, Half()]], False),
+    ([[1.5, 2.0], (x for x in (3.0, 4.0))], False),
+    ([[10 ** 400, 1.0]], False),
+    ([[1.0, 2.0], [3.0]], False),
+    ([2.5, 3.5], False),                              # one number per sample
+])
+def test_rows_are_the_same_floats_on_the_quick_path_and_the_checked_one(xs, fast):
+    from autograd import train as train_module
+    if train_module._float_rows is None:
+        pytest.skip("the compiled core is not built")
+    quick = train_module._float_rows(xs)
+    assert (quick is not None) == fast
+    try:
+        checked = train_module._checked_rows(xs)
+    except (TypeError, ValueError, OverflowError):
+        assert not fast
+        return
+    if fast:
+        assert quick == checked
+        assert all(type(row) is array for row in quick)
+        assert quick[0] is not xs[0]
 
 
 def test_a_nan_loss_stops_with_the_step_and_keeps_earlier_parameters(engine):
