@@ -63,3 +63,23 @@ def collecting_at_every_allocation(callback):
     finally:
         gc.set_threshold(*threshold)
         gc.callbacks.remove(callback)
+
+
+@contextlib.contextmanager
+def compacting_at_the_first_collection(core, garbage):
+    """Inside the block, the first collection drops the nodes in `garbage`
+    (made before the nodes under test) and compacts the arena, so the nodes
+    under test move at a GC point of the code under test; with the GC
+    collecting at every allocation.  Yields a list that is non-empty once
+    that has happened."""
+    fired = []
+
+    def callback(phase, info):
+        if phase == "start" and not fired:
+            fired.append(1)
+            garbage.clear()
+            core.collect()
+
+    gc.collect()
+    with collecting_at_every_allocation(callback):
+        yield fired

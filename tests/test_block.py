@@ -7,7 +7,7 @@ from array import array
 import pytest
 
 from autograd.train import SGD, Adam
-from helpers import check_arena, collecting_at_every_allocation, is_core, same_float
+from helpers import check_arena, compacting_at_the_first_collection, is_core, same_float
 
 
 
@@ -119,16 +119,7 @@ def test_readout_while_a_gc_callback_compacts(core):
     garbage = [core.Value(float(k)) * 2.0 for k in range(300)]
     vs = [core.Value(float(k)) * 1.0 for k in range(5)]
     block = core.Block(vs)
-    fired = []
-
-    def callback(phase, info):
-        if phase == "start" and not fired:
-            fired.append(1)
-            garbage.clear()
-            core.collect()
-
-    gc.collect()
-    with collecting_at_every_allocation(callback):
+    with compacting_at_the_first_collection(core, garbage) as fired:
         reads = [block.data for _ in range(20)]
     assert fired and all(r == [0.0, 1.0, 2.0, 3.0, 4.0] for r in reads)
     core.check_arena()

@@ -10,7 +10,7 @@ from autograd.data import train_test_split
 from autograd.nn import MLP, log_softmax, softmax
 from autograd.train import cross_entropy_loss, evaluate, predict, train
 from helpers import (central_difference, check_arena, close,
-                     collecting_at_every_allocation, is_core, same_float)
+                     compacting_at_the_first_collection, is_core, same_float)
 
 
 
@@ -293,19 +293,9 @@ def test_logsumexp_with_a_number_that_compacts_and_re_initializes(engine):
 
 
 def test_logsumexp_while_a_gc_callback_compacts(core):
-    import gc
     garbage = [core.Value(float(k)) * 2.0 for k in range(300)]
     xs = [core.Value(float(k)) for k in range(4)]
-    fired = []
-
-    def callback(phase, info):
-        if phase == "start" and not fired:
-            fired.append(1)
-            garbage.clear()
-            core.collect()
-
-    gc.collect()
-    with collecting_at_every_allocation(callback):
+    with compacting_at_the_first_collection(core, garbage) as fired:
         outs = [core.logsumexp(list(xs) + [float(k)]) for k in range(50)]
     assert fired
     assert [o.data for o in outs] == [_lse([0.0, 1.0, 2.0, 3.0, float(k)]) for k in range(50)]

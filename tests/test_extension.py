@@ -12,7 +12,8 @@ import tracemalloc
 import pytest
 
 from helpers import (central_difference, check_arena, close,
-                     collecting_at_every_allocation, is_core, same_float)
+                     collecting_at_every_allocation, compacting_at_the_first_collection, is_core,
+                     same_float)
 
 
 
@@ -514,19 +515,11 @@ def test_a_gc_callback_while_children_are_read_may_compact(core):
     # the core makes the children's handles when first asked (the pure
     # engine's are its inputs, already there)
     engine = core
-    fired = []
     xs = [engine.Value(float(k)) for k in range(5)]
     out = engine.vsum([x * 2 for x in xs])
     garbage = [engine.Value(1.0) * 2 for _ in range(500)]
-
-    def callback(phase, info):
-        if phase == "start" and not fired:
-            fired.append(1)
-            garbage.clear()
-            engine.collect()                 # moves out's node and its children
-
-    gc.collect()
-    with collecting_at_every_allocation(callback):
+    # compaction moves out's node and its children
+    with compacting_at_the_first_collection(engine, garbage) as fired:
         kids = out._children
     assert fired
     assert [k.data for k in kids] == [2.0 * k for k in range(5)]
