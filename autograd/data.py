@@ -1,19 +1,27 @@
 """Example data sets: small ones with no dependencies, and the handwritten
 digits through scikit-learn (the `data` extra)."""
+from __future__ import annotations
+
 import math
 import random
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 # The lecture's four samples: inputs and desired outputs.
 LECTURE_XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
 LECTURE_YS = [1.0, -1.0, -1.0, 1.0]
 
 
-def lecture_example():
+def lecture_example() -> tuple[list[list[float]], list[float]]:
     """(xs, ys): the four-sample set from micrograd's lecture."""
     return [list(x) for x in LECTURE_XS], list(LECTURE_YS)
 
 
-def make_moons(n_samples=100, noise=0.1, seed=None):
+def make_moons(n_samples: int = 100, noise: float = 0.1,
+               seed: int | None = None) -> tuple[list[list[float]], list[int]]:
     """Two interleaving half circles, as scikit-learn's make_moons builds them.
 
     Returns (X, y): X a list of [x0, x1] rows, y a list of labels -1 or +1,
@@ -38,7 +46,7 @@ def make_moons(n_samples=100, noise=0.1, seed=None):
     return X, y
 
 
-def load_digits():
+def load_digits() -> tuple[list[list[float]], list[int]]:
     """(X, y): the UCI handwritten digits bundled with scikit-learn (1,797
     samples of 8x8 pixels, classes 0-9, no download).  X is a list of rows of
     64 floats scaled to [0, 1]; y a list of ints.  Needs the `data` extra:
@@ -54,7 +62,8 @@ def load_digits():
     return X, y
 
 
-def train_test_split(xs, ys, test_size=0.25, seed=None):
+def train_test_split(xs: Sequence[T], ys: Sequence[U], test_size: float = 0.25,
+                     seed: int | None = None) -> tuple[list[T], list[T], list[U], list[U]]:
     """(xs_train, xs_test, ys_train, ys_test), shuffled with `seed`, as
     scikit-learn's function of the same name orders them.  test_size: a
     fraction in (0, 1) (the test part is rounded up), or a number of samples."""

@@ -7,8 +7,12 @@ reference (autograd.pure) instead.  Both can be imported directly to compare
 them in one process.
 """
 import os
+from typing import TYPE_CHECKING
 
-if os.environ.get("AUTOGRAD_PUREPYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
+if TYPE_CHECKING:       # one API on both engines: type checkers read autograd/core.pyi
+    from autograd.core import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+    BACKEND: str
+elif os.environ.get("AUTOGRAD_PUREPYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
     from autograd.pure import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
     BACKEND = "python"
 else:

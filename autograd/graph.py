@@ -9,7 +9,16 @@ Value has an op node (its `_op`) that its inputs feed.  A fused node (`sum`,
 `dot`) is one op node with all of its inputs.  The walk is iterative, so any
 depth is fine; graphs above `max_nodes` are refused before Graphviz sees them.
 """
+from __future__ import annotations
+
 import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import graphviz
+
+    from autograd.engine import Value
 
 DEFAULT_MAX_NODES = 500
 
@@ -61,7 +70,8 @@ def _value_label(v):
     return "{ " + " | ".join(parts) + " }"
 
 
-def draw_dot(root, format="svg", rankdir="LR", max_nodes=DEFAULT_MAX_NODES):
+def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR",
+             max_nodes: int = DEFAULT_MAX_NODES) -> graphviz.Digraph:
     """The graph of `root` as a graphviz.Digraph (micrograd's draw_dot)."""
     import graphviz
 
@@ -89,16 +99,17 @@ class Graph:
     path's extension, or `format`); in Jupyter the object displays itself.
     """
 
-    def __init__(self, root, rankdir="LR", format="svg", max_nodes=DEFAULT_MAX_NODES):
+    def __init__(self, root: Value, rankdir: str = "LR", format: str = "svg",
+                 max_nodes: int = DEFAULT_MAX_NODES) -> None:
         self.root = root
         self.format = format
         self.digraph = draw_dot(root, format=format, rankdir=rankdir, max_nodes=max_nodes)
 
     @property
-    def source(self):
+    def source(self) -> str:
         return self.digraph.source
 
-    def render(self, path, format=None):
+    def render(self, path: str, format: str | None = None) -> str:
         """Write the picture to `path` and return the path."""
         stem, ext = os.path.splitext(path)
         fmt = format or ext.lstrip(".") or self.format
@@ -109,17 +120,17 @@ class Graph:
             f.write(data)
         return path if ext else f"{path}.{fmt}"
 
-    def pipe(self, format=None):
+    def pipe(self, format: str | None = None) -> bytes:
         """The picture as bytes."""
         return _pipe(self.digraph, format or self.format)
 
-    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
         return self.digraph._repr_mimebundle_(include, exclude, **kwargs)
 
-    def _repr_svg_(self):
+    def _repr_svg_(self) -> str:
         return _pipe(self.digraph, "svg").decode("utf-8")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Graph({self.root!r})"
 
 
@@ -136,14 +147,15 @@ def _pipe(digraph, fmt):
             "Graph(...).source.") from exc
 
 
-def single_neuron_example(engine_module=None):
+def single_neuron_example(engine_module: ModuleType | None = None) -> Value:
     """The lecture's single neuron with two inputs, with a ReLU, back-propagated."""
     if engine_module is None:
-        from autograd import engine as engine_module
-    Value = engine_module.Value
-    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
-    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
-    b = Value(6.8813735870195432, label="b")
+        from autograd import engine as default_engine
+        engine_module = default_engine
+    V = engine_module.Value
+    x1, x2 = V(2.0, label="x1"), V(0.0, label="x2")
+    w1, w2 = V(-3.0, label="w1"), V(1.0, label="w2")
+    b = V(6.8813735870195432, label="b")
     x1w1 = x1 * w1
     x1w1.label = "x1*w1"
     x2w2 = x2 * w2

@@ -8,16 +8,29 @@ micrograd's `sum((wi*xi for wi, xi in zip(self.w, x)), self.b)`.  Every class
 takes `engine=` ("cython", "python" or the engine module) to pick the Value
 type; the default is the engine autograd was imported with.
 """
+from __future__ import annotations
+
 import importlib
 import numbers
 import random
+from collections.abc import Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from autograd.engine import Value
+
+# an engine: "cython", "python", the module itself, or None for the default
+Engine = Union[str, ModuleType, None]
+# what a model takes for a sample: Values or plain numbers
+Inputs = Sequence[Union["Value", float]]
 
 from autograd import engine as _default_engine
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 
 
-_modules = {}   # engine name -> module, so a call costs one dict look-up
+_modules: dict[str, Any] = {}   # engine name -> module, so a call costs one dict look-up
 
 
 def _engine_module(engine):
@@ -42,22 +55,22 @@ def _engine_name(module):
 class Module:
     """Base class: parameters, zero_grad, and saving/restoring parameters."""
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = 0.0
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return []
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Value]]:
         """[(name, parameter)], in the order of parameters()."""
         return []
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, float]:
         """{name: float} for every parameter, in order."""
         return {name: p.data for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
         """Set every parameter from `state` (as made by state_dict())."""
         named = dict(self.named_parameters())
         missing = [k for k in named if k not in state]
@@ -65,7 +78,7 @@ class Module:
         if missing or unexpected:
             raise KeyError(f"state_dict does not fit this model: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
-        values = {}
+        values: dict[str, float] = {}
         for name in named:
             value = state[name]
             if not isinstance(value, numbers.Real):
@@ -77,7 +90,8 @@ class Module:
 
 class Neuron(Module):
 
-    def __init__(self, nin, nonlin=True, activation="relu", engine=None):
+    def __init__(self, nin: int, nonlin: bool = True, activation: str = "relu",
+                 engine: Engine = None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
         module = _engine_module(engine)
@@ -88,35 +102,35 @@ class Neuron(Module):
         self._activation = activation if nonlin else "linear"
 
     @property
-    def activation(self):
+    def activation(self) -> str:
         """relu, tanh, sigmoid or linear: fixed when the neuron is made."""
         return self._activation
 
-    def __call__(self, x):
+    def __call__(self, x: Inputs) -> Value:
         act = _engine_module(self.engine).dot(self.w, x, self.b)
         if self.activation == "linear":
             return act
         return getattr(act, self.activation)()
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kind = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Linear"}[self.activation]
         return f"{kind}Neuron({len(self.w)})"
 
 
 class Layer(Module):
 
-    def __init__(self, nin, nout, **kwargs):
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
         self.engine = self.neurons[0].engine if self.neurons else None
         self.activation = self.neurons[0].activation if self.neurons else "linear"
 
-    def __call__(self, x):
+    def __call__(self, x: Inputs) -> Value | list[Value]:
         if not self.neurons:
             return []
         module = _engine_module(self.engine)
@@ -128,39 +142,41 @@ class Layer(Module):
         out = module.dense([n.w for n in neurons], x, [n.b for n in neurons], self.activation)
         return out[0] if len(out) == 1 else out
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"neurons.{i}.{name}", p) for i, n in enumerate(self.neurons)
                 for name, p in n.named_parameters()]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
 
 
 class MLP(Module):
 
-    def __init__(self, nin, nouts, activation="relu", engine=None):
+    def __init__(self, nin: int, nouts: Sequence[int], activation: str = "relu",
+                 engine: Engine = None) -> None:
         sz = [nin] + list(nouts)
         self.nin = nin
         self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1,
                              activation=activation, engine=engine)
                        for i in range(len(nouts))]
 
-    def __call__(self, x):
+    def __call__(self, x: Inputs) -> Value | list[Value]:
+        out: Any = x
         for layer in self.layers:
-            x = layer(x)
-        return x
+            out = layer(out)
+        return out
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.named_parameters()]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
 
 
@@ -173,13 +189,13 @@ def _engine_of_values(values):
     return _default_engine
 
 
-def log_softmax(values):
+def log_softmax(values: Iterable[Value | float]) -> list[Value]:
     """[v_k - logsumexp(values)]: log-probabilities, stable for any values."""
     values = list(values)
     lse = _engine_of_values(values).logsumexp(values)
     return [v - lse for v in values]
 
 
-def softmax(values):
+def softmax(values: Iterable[Value | float]) -> list[Value]:
     """[exp(v_k - logsumexp(values))]: probabilities that sum to 1."""
     return [p.exp() for p in log_softmax(values)]

@@ -1,8 +1,17 @@
 """Pictures of training (needs the optional matplotlib: the `plot` extra)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 from autograd.engine import engine_of
 
+if TYPE_CHECKING:
+    from autograd.train import History
 
-def plot_training(plt, model, xs, ys, history, path, decision_boundary=True):
+
+def plot_training(plt: Any, model: Any, xs: Sequence[Sequence[float]], ys: Sequence[float],
+                  history: History, path: str, decision_boundary: bool = True) -> None:
     """Write the loss curve and, for 2-D inputs, the decision boundary to `path`."""
     panels = 2 if decision_boundary else 1
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
@@ -31,7 +40,7 @@ def plot_training(plt, model, xs, ys, history, path, decision_boundary=True):
     plt.close(fig)
 
 
-def confusion_matrix(true_ids, predicted_ids, k):
+def confusion_matrix(true_ids: Sequence[int], predicted_ids: Sequence[int], k: int) -> list[list[int]]:
     """counts[i][j]: samples of class i predicted as class j."""
     counts = [[0] * k for _ in range(k)]
     for t, p in zip(true_ids, predicted_ids):
@@ -39,7 +48,8 @@ def confusion_matrix(true_ids, predicted_ids, k):
     return counts
 
 
-def plot_classification(plt, history, true_ids, predicted_ids, k, path):
+def plot_classification(plt: Any, history: History, true_ids: Sequence[int],
+                        predicted_ids: Sequence[int], k: int, path: str) -> None:
     """Write the training and validation loss curves and the confusion matrix
     of the held-out predictions to `path`."""
     fig, (curves, matrix) = plt.subplots(1, 2, figsize=(11, 4.5))

@@ -26,12 +26,16 @@ No recursion anywhere, and no closures that hold their own output: nothing
 here builds reference cycles (a user's `_backward` closure may: the cyclic
 GC collects it), so memory comes back by reference counting.
 """
+from __future__ import annotations
+
 import heapq
 import itertools
 import math
 import numbers
 import operator
 import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, SupportsIndex
 
 __all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
            "Function", "Block", "Replay"]
@@ -338,8 +342,17 @@ class Value:
     __slots__ = ("_data", "_grad", "_label", "_args", "_kind", "_id", "_order", "_custom",
                  "__dict__", "__weakref__")
     __array_ufunc__ = None  # numpy scalars on the left defer to our ops
+    _data: float
+    _grad: float
+    _label: str
+    _args: tuple[Value, ...]
+    _kind: str
+    _id: int | None
+    _order: Any
+    _custom: Any
 
-    def __init__(self, data, _children=(), _op="", label=""):
+    def __init__(self, data: float, _children: Iterable[Value] = (), _op: str = "",
+                 label: str = "") -> None:
         """A leaf holding `data`, or with `_children` a custom node (micrograd's
         signature): its data is what the caller computed, its chain rule the
         function assigned to its `_backward`."""
@@ -399,31 +412,31 @@ class Value:
 
     # -- attributes ------------------------------------------------------------
     @property
-    def data(self):
+    def data(self) -> float:
         return self._data
 
     @data.setter
-    def data(self, value):
+    def data(self, value: float) -> None:
         value = _real(value, "Value data")
         _require_initialized(self)
         self._data = value
 
     @property
-    def grad(self):
+    def grad(self) -> float:
         return self._grad
 
     @grad.setter
-    def grad(self, value):
+    def grad(self, value: float) -> None:
         value = _real(value, "Value grad")
         _require_initialized(self)
         self._grad = value
 
     @property
-    def label(self):
+    def label(self) -> str:
         return self._label
 
     @label.setter
-    def label(self, value):
+    def label(self, value: str) -> None:
         value = _exact_str(value, "Value label")
         _require_initialized(self)
         self._label = value
@@ -508,36 +521,36 @@ class Value:
     def _unary(self, kind):
         return Value._node(_OPS[kind][1](self._data, 0.0), (self,), kind)
 
-    def __add__(self, other): return self._binary("add", other)
-    def __radd__(self, other): return self._binary("add", other, reflected=True)
-    def __sub__(self, other): return self._binary("sub", other)
-    def __rsub__(self, other): return self._binary("sub", other, reflected=True)
-    def __mul__(self, other): return self._binary("mul", other)
-    def __rmul__(self, other): return self._binary("mul", other, reflected=True)
-    def __truediv__(self, other): return self._binary("div", other)
-    def __rtruediv__(self, other): return self._binary("div", other, reflected=True)
+    def __add__(self, other: Value | float) -> Value: return self._binary("add", other)
+    def __radd__(self, other: Value | float) -> Value: return self._binary("add", other, reflected=True)
+    def __sub__(self, other: Value | float) -> Value: return self._binary("sub", other)
+    def __rsub__(self, other: Value | float) -> Value: return self._binary("sub", other, reflected=True)
+    def __mul__(self, other: Value | float) -> Value: return self._binary("mul", other)
+    def __rmul__(self, other: Value | float) -> Value: return self._binary("mul", other, reflected=True)
+    def __truediv__(self, other: Value | float) -> Value: return self._binary("div", other)
+    def __rtruediv__(self, other: Value | float) -> Value: return self._binary("div", other, reflected=True)
 
-    def __pow__(self, other, modulo=None):
+    def __pow__(self, other: Value | float, modulo: None = None) -> Value:
         if modulo is not None:
             return NotImplemented
         return self._binary("pow", other)
 
-    def __rpow__(self, other, modulo=None):
+    def __rpow__(self, other: Value | float, modulo: None = None) -> Value:
         if modulo is not None:
             return NotImplemented
         return self._binary("pow", other, reflected=True)
 
-    def __neg__(self): return self._unary("neg")
-    def __abs__(self): return self._unary("abs")
-    def relu(self): return self._unary("relu")
-    def tanh(self): return self._unary("tanh")
-    def sigmoid(self): return self._unary("sigmoid")
-    def exp(self): return self._unary("exp")
-    def log(self): return self._unary("log")
-    def sqrt(self): return self._unary("sqrt")
-    def abs(self): return self._unary("abs")
+    def __neg__(self) -> Value: return self._unary("neg")
+    def __abs__(self) -> Value: return self._unary("abs")
+    def relu(self) -> Value: return self._unary("relu")
+    def tanh(self) -> Value: return self._unary("tanh")
+    def sigmoid(self) -> Value: return self._unary("sigmoid")
+    def exp(self) -> Value: return self._unary("exp")
+    def log(self) -> Value: return self._unary("log")
+    def sqrt(self) -> Value: return self._unary("sqrt")
+    def abs(self) -> Value: return self._unary("abs")
 
-    def detach(self):
+    def detach(self) -> Value:
         """A new leaf with this Value's data, outside any graph."""
         return Value(self._data)
 
@@ -563,7 +576,7 @@ class Value:
             self._order = (epoch, order[1:])
         return itertools.chain((self,), self._order[1])
 
-    def backward(self):
+    def backward(self) -> None:
         """Gradients of this Value with respect to every node of its graph.
 
         Interior grads are reset first; this Value's grad becomes 1; leaves
@@ -578,7 +591,7 @@ class Value:
                 if node._kind != "leaf":
                     _backprop(node)
 
-    def forward(self):
+    def forward(self) -> Value:
         """Recompute every interior node of this graph from the leaves' data."""
         order = list(self._reverse_topological_order())
         for node in order:      # refuse before anything is recomputed
@@ -605,7 +618,7 @@ def _fused(kind, items, name):
     return node
 
 
-def vsum(values):
+def vsum(values: Iterable[Value | float]) -> Value:
     """The sum v0 + v1 + ... + vn, left to right, as one fused node.
 
     Bitwise equal to adding the values with `+` one by one; an empty
@@ -617,7 +630,7 @@ def vsum(values):
     return _fused("sum", items, "vsum")
 
 
-def logsumexp(values):
+def logsumexp(values: Iterable[Value | float]) -> Value:
     """log(exp(v0) + exp(v1) + ...) as one fused node, stable for any values:
     the max is subtracted whenever the node is evaluated, so forward()
     replays stay exact (logits of +-1000 are fine).  Its derivative is the
@@ -628,7 +641,7 @@ def logsumexp(values):
     return _fused("lse", items, "logsumexp")
 
 
-def dot(weights, inputs, bias=0.0):
+def dot(weights: Iterable[Value | float], inputs: Iterable[Value | float], bias: Value | float = 0.0) -> Value:
     """bias + w0*x0 + w1*x1 + ..., left to right, as one fused node.
 
     Bitwise equal to micrograd's `sum((wi*xi for wi, xi in zip(w, x)), b)`.
@@ -642,7 +655,8 @@ def dot(weights, inputs, bias=0.0):
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 
 
-def dense(weights, inputs, biases, activation="relu"):
+def dense(weights: Sequence[Sequence[Value | float]], inputs: Sequence[Value | float], biases: Sequence[Value | float],
+          activation: str = "relu") -> list[Value]:
     """One layer of neurons: [act(b_j + w_j . x) for each j], in one call.
 
     Each neuron is a dot node, then (unless "linear") its activation node.
@@ -682,7 +696,8 @@ class Function:
     forward formula.  Made by function(forward, *partials, name=...).
     """
 
-    def __init__(self, forward, *partials, name=None):
+    def __init__(self, forward: Callable[..., float], *partials: Callable[..., float],
+                 name: str | None = None) -> None:
         if not callable(forward):
             raise TypeError(f"function(): forward must be callable, not {type(forward).__name__}")
         if not partials:
@@ -698,7 +713,7 @@ class Function:
         self.partials = partials
         self._info = _Custom(self.name, None, forward, partials)
 
-    def __call__(self, *args):
+    def __call__(self, *args: Value | float) -> Value:
         name, n = self.name, len(self.partials)
         if len(args) != n:
             raise TypeError(f"'{name}' takes {n} inputs (one per partial derivative), not {len(args)}")
@@ -706,7 +721,7 @@ class Function:
         for x, c in zip(args, consts):
             if c is None and not isinstance(x, Value):
                 raise TypeError(f"'{name}' takes Values or real numbers, not {type(x).__name__}")
-        xs = [x._data if c is None else c for x, c in zip(args, consts)]
+        xs = [x._data if isinstance(x, Value) else c for x, c in zip(args, consts)]
         try:
             data = _real(self.forward(*xs), f"the result of '{name}'")
         except BaseException as exc:
@@ -723,7 +738,8 @@ class Function:
         return f"function({self.name!r}, {len(self.partials)} inputs)"
 
 
-def function(forward, *partials, name=None):
+def function(forward: Callable[..., float], *partials: Callable[..., float],
+             name: str | None = None) -> Function:
     """A custom op from its forward formula and one partial derivative per
     input, all functions of numbers:
 
@@ -740,7 +756,7 @@ class Block:
         params.zero_grad(); loss.backward(); params.sgd_step(0.01)
     """
 
-    def __init__(self, values):
+    def __init__(self, values: Iterable[Value]) -> None:
         items = list(values)
         for k, v in enumerate(items):
             if not isinstance(v, Value):
@@ -756,14 +772,14 @@ class Block:
         return iter(self.values)
 
     @property
-    def data(self):
+    def data(self) -> list[float]:
         return [v._data for v in self.values]
 
     @property
-    def grad(self):
+    def grad(self) -> list[float]:
         return [v._grad for v in self.values]
 
-    def set_data(self, numbers):
+    def set_data(self, numbers: Iterable[float]) -> None:
         items = list(numbers)
         if len(items) != len(self.values):
             raise ValueError(f"set_data() got {len(items)} numbers for {len(self.values)} Values")
@@ -776,23 +792,24 @@ class Block:
         for v, d in zip(self.values, data):
             v._data = d
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for v in self.values:
             v._grad = 0.0
 
-    def sgd_step(self, lr):
+    def sgd_step(self, lr: float) -> None:
         lr = _real(lr, "lr")
         for v in self.values:
             v._data = v._data - lr * v._grad
 
-    def momentum_step(self, lr, momentum, velocity):
+    def momentum_step(self, lr: float, momentum: float, velocity: Any) -> None:
         lr, momentum = _real(lr, "lr"), _real(momentum, "momentum")
         _check_state(velocity, len(self.values), "velocity")
         for k, v in enumerate(self.values):
             velocity[k] = momentum * velocity[k] + v._grad
             v._data = v._data - lr * velocity[k]
 
-    def adam_step(self, lr, beta1, beta2, eps, c1, c2, m, v):
+    def adam_step(self, lr: float, beta1: float, beta2: float, eps: float, c1: float, c2: float,
+                  m: Any, v: Any) -> None:
         lr, beta1, beta2, eps, c1, c2 = (_real(x, "Adam's settings") for x in (lr, beta1, beta2, eps, c1, c2))
         _check_state(m, len(self.values), "m")
         _check_state(v, len(self.values), "v")
@@ -823,7 +840,7 @@ class no_grad:
         return False
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
     return _grad_mode.depth == 0
 
 
@@ -870,7 +887,8 @@ class Replay:
     parameters must be leaves.
     """
 
-    def __init__(self, outputs, inputs, params):
+    def __init__(self, outputs: Iterable[Value], inputs: Iterable[Value],
+                 params: Iterable[Value]) -> None:
         if getattr(self, "_recorded", False):
             raise RuntimeError("a Replay is recorded once, when it is made")
         outs = _replay_values(outputs, "outputs")
@@ -878,7 +896,7 @@ class Replay:
         ps = _replay_values(params, "params")
         if not outs:
             raise ValueError("Replay() needs at least one output")
-        role = {}                                   # id -> "inputs" or "params"
+        role: dict[int, str] = {}                   # id -> "inputs" or "params"
         for what, values in (("inputs", ins), ("params", ps)):
             for k, v in enumerate(values):
                 if v._kind != "leaf":
@@ -899,7 +917,10 @@ class Replay:
         nodes = sorted(seen.values(), key=lambda v: v._id)
         slot = {id(v): s for s, v in enumerate(nodes)}
         # per slot: kind, child slots, batched?, needs a gradient?, custom op
-        self._kinds, self._kids, self._batched, self._needs_grad = [], [], [], []
+        self._kinds: list[str] = []
+        self._kids: list[list[int]] = []
+        self._batched: list[bool] = []
+        self._needs_grad: list[bool] = []
         self._customs, self._values = {}, []
         for s, v in enumerate(nodes):
             kids = [slot[id(c)] for c in v._args]
@@ -923,7 +944,7 @@ class Replay:
         self._input_slots = [slot.get(id(v)) for v in ins]
         self._param_slots = [slot.get(id(v)) for v in ps]
         self._output_slots = [slot[id(v)] for v in outs]
-        self._grads = [0.0] * len(nodes)
+        self._grads: list[Any] = [0.0] * len(nodes)   # a float, or B of them where batched
         self._B = 0
         self._busy = self._ready = False
         self._recorded = True
@@ -942,7 +963,7 @@ class Replay:
         """The number of samples loaded (0 before load())."""
         return getattr(self, "_B", 0)
 
-    def load(self, table, rows):
+    def load(self, table: Any, rows: Iterable[SupportsIndex]) -> None:
         """Load a batch: sample b's inputs are row rows[b] of table, a buffer
         of doubles (array('d') or a float64 numpy array) holding
         len(inputs) numbers per row."""
@@ -977,7 +998,7 @@ class Replay:
         """Slot s's value for sample b."""
         return self._values[s][b] if self._batched[s] else self._values[s]
 
-    def forward(self):
+    def forward(self) -> None:
         """Compute every slot for every sample of the batch loaded."""
         self._enter("forward")
         try:
@@ -1023,23 +1044,23 @@ class Replay:
             raise RuntimeError(f"Replay.{what}(): run forward() on the batch loaded first")
         return self._output_slots[k]
 
-    def values(self, j):
+    def values(self, j: SupportsIndex) -> list[float]:
         """Output j's value for each sample of the batch, as a list of floats."""
         s = self._output(j, "values")
         return [self._at(s, b) for b in range(self._B)]
 
-    def sum(self, j):
+    def sum(self, j: SupportsIndex) -> float:
         """Output j summed over the batch, left to right (as vsum adds)."""
         s = self._output(j, "sum")
         return _sum_of([self._at(s, b) for b in range(self._B)])
 
-    def argmax(self, outputs):
+    def argmax(self, outputs: Iterable[SupportsIndex]) -> list[int]:
         """For each sample, the position in `outputs` (output numbers) of the
         largest of those outputs (the first one on ties)."""
         slots = self._slots_of(outputs, "argmax")
         return [_argmax([self._at(s, b) for s in slots]) for b in range(self._B)]
 
-    def hits(self, outputs, labels):
+    def hits(self, outputs: Iterable[SupportsIndex], labels: Iterable[SupportsIndex]) -> int:
         """How many samples' argmax over `outputs` is their label (labels[b]
         for sample b): a classifier's correct answers in the batch."""
         want = [operator.index(label) for label in labels]
@@ -1054,7 +1075,7 @@ class Replay:
             raise ValueError(f"Replay.{what}() needs at least one output")
         return [self._output(j, what) for j in js]
 
-    def backward(self, j=0, seed=1.0):
+    def backward(self, j: SupportsIndex = 0, seed: float = 1.0) -> None:
         """Add to every parameter's grad the derivative of
         seed * (output j of sample 0 + ... + of sample B-1)."""
         root = self._output(j, "backward")
@@ -1072,9 +1093,9 @@ class Replay:
                 for s in range(root, -1, -1):
                     if self._needs_grad[s] and self._kinds[s] != "leaf":
                         self._backprop(s)
-            for p, s in zip(self._params, self._param_slots):
-                if s is not None:
-                    p._grad += grads[s]
+            for p, slot in zip(self._params, self._param_slots):
+                if slot is not None:
+                    p._grad += grads[slot]
         finally:
             self._busy = False
 

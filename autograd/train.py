@@ -7,23 +7,44 @@ one value per sample for every node and adds the parameters' gradients over
 the batch in a fixed order.  The model's graph must not depend on the data's
 values (true of Neuron/Layer/MLP and of any micrograd-style model).
 """
+from __future__ import annotations
+
 import math
 import numbers
 import random
 from array import array
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol, Union
 
 from autograd.engine import engine_of
 try:                            # the data checked in one C loop where it is plain floats
     from autograd.core import _float_rows
-except ImportError:
-    _float_rows = None
+except ImportError:             # the pure engine alone: rows are checked one by one
+    _float_rows = None  # type: ignore[assignment]
 from autograd.nn import _engine_of_values
 from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
 OPTIMIZERS = ("sgd", "adam")
+
+if TYPE_CHECKING:
+    from autograd.engine import Block, Value
+
+
+class Model(Protocol):
+    """What train() takes: micrograd's Module shape (an MLP, a Neuron, ...)."""
+
+    def __call__(self, x: Sequence[Any]) -> Any: ...
+    def parameters(self) -> list[Value]: ...
+
+
+class Optimizer(Protocol):
+    def step(self, params: Sequence[Value], lr: float) -> None: ...
+
+
+# a loss name (LOSSES), or (output, target) -> Value for one sample
+Loss = Union[str, Callable[[Any, Any], "Value"]]
 
 
 @dataclass
@@ -31,18 +52,18 @@ class History:
     """Per-step records: `loss`, and `accuracy` (None where it has no meaning);
     with a validation set, `val_loss` and `val_accuracy` at the steps in
     `val_step`."""
-    loss: list = field(default_factory=list)
-    accuracy: list = field(default_factory=list)
-    val_step: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    val_accuracy: list = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[Optional[float]] = field(default_factory=list)
+    val_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[Optional[float]] = field(default_factory=list)
 
 
 class Evaluation(NamedTuple):
     """What evaluate() returns: the mean loss, and the accuracy (None where it
     has no meaning)."""
     loss: float
-    accuracy: object
+    accuracy: Optional[float]
 
 
 def _block(params):
@@ -57,18 +78,18 @@ class SGD:
     """Stochastic gradient descent, with optional (PyTorch-style) momentum:
     v = momentum * v + grad; data -= lr * v."""
 
-    def __init__(self, momentum=0.0):
+    def __init__(self, momentum: float = 0.0) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), not {momentum!r}")
         self.momentum = momentum
         self._velocity = None
 
-    def step(self, params, lr):
+    def step(self, params: Sequence[Value], lr: float) -> None:
         """One step on a list of parameters."""
         if params:
             self.step_block(_block(params), lr)
 
-    def step_block(self, block, lr):
+    def step_block(self, block: Block, lr: float) -> None:
         """One step on a Block of parameters (one C loop on the compiled core)."""
         if not self.momentum:
             block.sgd_step(lr)
@@ -81,19 +102,19 @@ class SGD:
 class Adam:
     """Adam (Kingma & Ba), with bias correction."""
 
-    def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and eps > 0):
             raise ValueError(f"Adam needs 0 <= beta1, beta2 < 1 and eps > 0, got {beta1}, {beta2}, {eps}")
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self._m = self._v = None
         self._t = 0
 
-    def step(self, params, lr):
+    def step(self, params: Sequence[Value], lr: float) -> None:
         """One step on a list of parameters."""
         if params:
             self.step_block(_block(params), lr)
 
-    def step_block(self, block, lr):
+    def step_block(self, block: Block, lr: float) -> None:
         """One step on a Block of parameters (one C loop on the compiled core)."""
         if self._m is None:
             self._m, self._v = _zeros(len(block)), _zeros(len(block))
@@ -105,29 +126,29 @@ class Adam:
 
 # -- losses: (output Value, target Value) -> Value --------------------------------
 
-def mse_loss(out, target):
+def mse_loss(out: Value, target: Value | float) -> Value:
     diff = out - target
     return diff * diff          # overflows to inf (caught by train) where ** would raise
 
 
-def hinge_loss(out, target):
+def hinge_loss(out: Value, target: Value | float) -> Value:
     """micrograd's SVM max-margin loss; targets are -1 or +1."""
     return (1 + -target * out).relu()
 
 
-def bce_with_logits_loss(out, target01):
+def bce_with_logits_loss(out: Value, target01: Value | float) -> Value:
     """Binary cross-entropy on a logit, stable for any logit; target 0 or 1."""
     return out.relu() - out * target01 + ((-out.abs()).exp() + 1).log()
 
 
-def cross_entropy_loss(outputs, one_hot):
+def cross_entropy_loss(outputs: Sequence[Value], one_hot: Sequence[Value | float]) -> Value:
     """Softmax cross-entropy of k logits against a one-hot target (k Values
     or numbers): logsumexp(outputs) - outputs[class], stable for any logits."""
     engine = _engine_of_values(outputs)
     return engine.logsumexp(outputs) - engine.dot(one_hot, outputs)
 
 
-def mse_vector_loss(outputs, targets):
+def mse_vector_loss(outputs: Sequence[Value], targets: Sequence[Value | float]) -> Value:
     """Mean squared error over k outputs."""
     engine = _engine_of_values(outputs)
     return engine.vsum(mse_loss(o, t) for o, t in zip(outputs, targets)) * (1.0 / len(outputs))
@@ -266,7 +287,7 @@ def _check_lr(lr, step):
     return float(lr)
 
 
-def _make_optimizer(optimizer):
+def _make_optimizer(optimizer: str | Optimizer) -> Optimizer:
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {OPTIMIZERS}")
@@ -279,8 +300,8 @@ def _make_optimizer(optimizer):
 def _progress(steps, enabled):
     if not enabled:
         return None
-    try:
-        from tqdm import tqdm
+    try:                        # a widget in Jupyter (with ipywidgets), text in a terminal
+        from tqdm.auto import tqdm
     except ImportError:
         return None
     return tqdm(total=steps, unit="step", dynamic_ncols=True)
@@ -355,7 +376,7 @@ def _evaluate(model, engine, rows, targets, per_sample, hit, k):
     return Evaluation(total / len(rows), None if hit is None else hits / len(rows))
 
 
-def evaluate(model, xs, ys, loss="mse"):
+def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "mse") -> Evaluation:
     """Evaluation(loss, accuracy) of `model` on (xs, ys): the mean per-sample
     loss (no L2 term) and the accuracy (None where it has no meaning).  The
     targets are as train() takes them for `loss`; no graph outlives the call."""
@@ -366,7 +387,7 @@ def evaluate(model, xs, ys, loss="mse"):
                      _hit_rule(loss, k, targets), k)
 
 
-def predict(model, xs):
+def predict(model: Model, xs: Iterable[Any]) -> list[Any]:
     """The model's predictions for the rows of xs: class ids (the argmax) for
     a model with k > 1 outputs, else the output values.  No graph outlives
     the call."""
@@ -389,8 +410,12 @@ def _check_loss(loss):
         raise TypeError(f"loss must be one of {LOSSES} or a callable, not {type(loss).__name__}")
 
 
-def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, optimizer="sgd",
-          progress=True, seed=None, callback=None, validation=None, eval_every=None):
+def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
+          lr: float | Callable[[int], float], loss: Loss = "mse", reg: float = 0.0,
+          batch_size: int | None = None, optimizer: str | Optimizer = "sgd", progress: bool = True,
+          seed: int | None = None, callback: Callable[[int, float, float | None], object] | None = None,
+          validation: tuple[Iterable[Any], Iterable[Any]] | None = None,
+          eval_every: int | None = None) -> History:
     """Train `model` on (xs, ys) for `steps` steps; return the History.
 
     lr: a float, or a callable of the step number giving the rate.
@@ -422,7 +447,7 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
     _check_loss(loss)
     if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0 or math.isinf(reg):
         raise ValueError(f"reg must be a finite number >= 0, not {reg!r}")
-    optimizer = _make_optimizer(optimizer)
+    stepper = _make_optimizer(optimizer)
     params = model.parameters()
     if not params:
         raise ValueError("the model has no parameters")
@@ -469,13 +494,13 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
         table.extend(_target_row(target, k))
     # the label each sample's argmax must hit (targets are one-hot rows where
     # k > 1 and there is an accuracy: see _hit_rule)
-    labels = None
+    labels: list[int] = []
     if hit is not None:
         labels = [t.index(1.0) for t in targets] if k > 1 else [int(t > 0) for t in targets]
     answers = range(1, len(outputs) + 1)    # the outputs' positions in the replay
     penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
-    step_block = getattr(optimizer, "step_block", None)
+    step_block = getattr(stepper, "step_block", None)
     if batch_size is None:
         replay.load(table, range(n))
 
@@ -509,7 +534,7 @@ def train(model, xs, ys, *, steps, lr, loss="mse", reg=0.0, batch_size=None, opt
             if step_block is not None:
                 step_block(param_block, rate)
             else:
-                optimizer.step(params, rate)
+                stepper.step(params, rate)
             accuracy = None
             if hit is not None:
                 batch_labels = labels if batch_size is None else [labels[i] for i in batch]

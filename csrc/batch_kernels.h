@@ -26,23 +26,26 @@
 #include <string.h>
 #include <Python.h>
 
+#if defined(_MSC_VER)                  /* C99's keywords, as MSVC's C compiler spells them */
+#define BK_STATIC_INLINE static __inline
+#define BK_RESTRICT __restrict
+#else
+#define BK_STATIC_INLINE static inline
+#define BK_RESTRICT restrict
+#endif
+
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define BK_AVX2_BUILD 1
+/* a body inlined into each build, compiled there for that build's ISA */
 #define BK_INLINE static inline __attribute__((always_inline))
 #define BK_AVX2 __attribute__((target("avx2")))
 #else
 #define BK_AVX2_BUILD 0
-#define BK_INLINE static inline
-#endif
-
-#if defined(_MSC_VER)
-#define BK_RESTRICT __restrict
-#else
-#define BK_RESTRICT restrict
+#define BK_INLINE BK_STATIC_INLINE
 #endif
 
 /* sum of t[0..n), lanes b % 4, then (l0 + l1) + (l2 + l3) */
-static inline double batch_sum(const double *t, Py_ssize_t n)
+BK_STATIC_INLINE double batch_sum(const double *t, Py_ssize_t n)
 {
     double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0;
     Py_ssize_t b = 0;
@@ -59,7 +62,7 @@ static inline double batch_sum(const double *t, Py_ssize_t n)
 }
 
 /* batch_sum of x[b] * g[b], without storing the products */
-static inline double batch_dot(const double *x, const double *g, Py_ssize_t n)
+BK_STATIC_INLINE double batch_dot(const double *x, const double *g, Py_ssize_t n)
 {
     double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0;
     Py_ssize_t b = 0;

@@ -218,6 +218,8 @@ cdef extern from *:
        __tls_get_addr call on every op. */
     #if defined(__GNUC__)
     static _Thread_local int autograd_no_grad_depth __attribute__((tls_model("initial-exec"))) = 0;
+    #elif defined(_MSC_VER)
+    static __declspec(thread) int autograd_no_grad_depth = 0;    /* C11's keyword needs /std:c11 */
     #else
     static _Thread_local int autograd_no_grad_depth = 0;
     #endif
