@@ -1,5 +1,6 @@
 """Run the benchmark suite once and report it: a markdown table of medians
-and ratios, and a bar chart (log scale) in images/benchmarks.png.
+and ratios, and a chart of the compiled core's speed-up against each peer
+(log scale) in images/benchmarks.png.
 
     python benchmarks/report.py               # full run (several minutes)
     python benchmarks/report.py --json FILE   # report an earlier run's JSON
@@ -104,7 +105,23 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
+def speedups(groups):
+    """[(workload, [(peer, how many times faster or smaller the core is)])],
+    for every workload with a compiled-core row and at least one peer."""
+    out = []
+    for group, row in groups.items():
+        if "cython" not in row or row["cython"][0] <= 0:
+            continue
+        ratios = [(w, row[w][0] / row["cython"][0]) for w in ORDER if w != "cython" and w in row]
+        if ratios:
+            out.append((group, ratios))
+    return out
+
+
 def chart(groups, path):
+    """One row of bars per workload: how many times faster (for memory,
+    smaller) the compiled core is than each peer, on a log axis; a bar left
+    of the 1x line is a peer that is faster."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -112,31 +129,38 @@ def chart(groups, path):
     except ImportError:
         print("no chart: matplotlib is not installed (pip install '.[plot]')")
         return
-    timed = {g: row for g, row in groups.items() if all(u != "bytes" for _, u in row.values())}
+    rows = speedups(groups)
     colors = {w: f"C{k}" for k, w in enumerate(ORDER)}
     # each workload gets only the bars it has, one under another, then a gap
-    rows, y = [], 0.0
-    for g, row in timed.items():
-        bars = [w for w in ORDER if w in row]
-        rows.append((g, y, bars))
-        y += len(bars) + 1.0
-    fig, ax = plt.subplots(figsize=(10, 0.22 * y + 1.2))
+    placed, y = [], 0.0
+    for group, ratios in rows:
+        placed.append((group, y, ratios))
+        y += len(ratios) + 0.9
+    fig, ax = plt.subplots(figsize=(9, 0.2 * y + 1.4))
     labelled = set()
-    for g, top, bars in rows:
-        for k, w in enumerate(bars):
-            ax.barh(top + k, timed[g][w][0], height=0.85, color=colors[w],
+    for group, top, ratios in placed:
+        for k, (w, ratio) in enumerate(ratios):
+            # from the 1x line to the ratio, to the right where the core is faster
+            ax.barh(top + k, abs(ratio - 1.0), left=min(ratio, 1.0), height=0.8, color=colors[w],
                     label=None if w in labelled else NAMES[w])
+            if ratio >= 1.0:
+                ax.text(ratio * 1.08, top + k, f"{ratio:,.3g}x", va="center", fontsize=7)
+            else:
+                ax.text(ratio / 1.08, top + k, f"{ratio:,.2g}x", va="center", ha="right", fontsize=7)
             labelled.add(w)
-    ax.set_yticks([top + (len(bars) - 1) / 2 for _, top, bars in rows])
-    ax.set_yticklabels([textwrap.fill(g, 46) + f"\n(per {next(iter(timed[g].values()))[1]})"
-                        for g, _, _ in rows], fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([top + (len(ratios) - 1) / 2 for _, top, ratios in placed])
+    ax.set_yticklabels([textwrap.fill(group, 44) for group, _, _ in placed], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("seconds per unit (log scale; shorter is faster)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Mini Autograd benchmarks (medians, one run)")
+    low, high = ax.get_xlim()
+    ax.set_xlim(low / 2, high * 4)              # room for the labels
+    ax.set_xlabel("how many times faster the compiled core is than each peer "
+                  "(memory: how many times smaller); log scale", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7, title="peer", title_fontsize=7)
+    ax.set_title("Mini Autograd's compiled core against each peer (medians, one run)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"chart written to {path}")
 
