@@ -62,3 +62,14 @@ def test_both_engines_importable_side_by_side(core):
     assert a.data == b.data and type(a) is not type(b)
     with pytest.raises(TypeError):
         a + b                      # the two engines' Values do not mix
+
+
+def test_the_package_ships_its_types():
+    """py.typed marks the package as typed; core.pyi describes the compiled
+    core (CI checks it against the built module with mypy's stubtest)."""
+    import importlib.resources
+    here = importlib.resources.files("autograd")
+    assert here.joinpath("py.typed").is_file()
+    stub = here.joinpath("core.pyi").read_text()
+    for name in ("class Value", "class Replay", "def vsum", "def function", "class no_grad"):
+        assert name in stub, name
