@@ -7,11 +7,19 @@
     autograd --help
 """
 import argparse
+import importlib
 import random
 import sys
 import time
 
 from autograd import engine as default_engine
+
+
+def _import_progress_bar():
+    try:
+        importlib.import_module("tqdm.auto")
+    except ImportError:
+        pass
 
 
 def _lr_schedule(steps):
@@ -44,6 +52,8 @@ def _train_command(args):
         settings = dict(loss="mse", lr=0.2)
         title = "lecture example: MLP(3, [4, 4, 1]) tanh, mean squared error"
     print(f"{title}; {len(xs)} samples, {args.steps} steps, engine {engine}")
+    if not args.no_progress:
+        _import_progress_bar()          # tens of ms, once: not training time
     start = time.perf_counter()
     history = train(model, xs, ys, steps=args.steps, progress=not args.no_progress,
                     seed=args.seed, **settings)
@@ -75,6 +85,8 @@ def _digits_command(args, engine):
     print(f"digits: MLP(64, [32, 10]), softmax cross-entropy, Adam, batches of 32; "
           f"{len(train_xs)} samples to train on, {len(test_xs)} held out, {steps} steps, "
           f"engine {engine}")
+    if not args.no_progress:
+        _import_progress_bar()
     start = time.perf_counter()
     history = train(model, train_xs, train_ys, steps=steps, loss="cross_entropy", optimizer="adam",
                     lr=lambda k: 0.01 * (1.0 - 0.9 * k / steps), batch_size=32, seed=args.seed,
