@@ -230,7 +230,10 @@ def _dot_forward(args):
 
 
 def _evaluate(node):
-    kind, args = node._kind, node._args
+    args = node._args
+    kind = node._kind            # read last: see Value.__init__
+    if kind == "leaf":           # re-initialized since the sweep looked
+        return node._data
     if kind == "custom":
         return _custom_forward(node)
     if kind == "lse":
@@ -246,7 +249,8 @@ def _evaluate(node):
 
 def _backprop(node):
     """Add node's contributions to its inputs' grads (the chain rule)."""
-    kind, args, g = node._kind, node._args, node._grad
+    args, g = node._args, node._grad
+    kind = node._kind            # read last: see Value.__init__
     op = _OPS.get(kind)
     if op is not None:                          # one- and two-input ops
         x = args[0]._data
@@ -371,11 +375,14 @@ class Value:
                 _structure[0] += 1
         else:
             self._id = next(_creation_counter)
+        # _kind first: code that runs between any two of these lines (a signal
+        # handler) and reads _kind last, as the sweeps do, sees either the old
+        # node whole or a leaf
+        self._kind = "leaf"
+        self._args = ()
         self._data = data
         self._grad = 0.0
         self._label = label
-        self._args = ()
-        self._kind = "leaf"
         self._order = None
         self._custom = _Custom(op) if (op or kids) else None
         if kids and not _grad_mode.depth:
@@ -443,17 +450,19 @@ class Value:
 
     @property
     def _op(self):
-        if self._custom is not None:
-            return self._custom.op
-        if self._kind == "leaf":
+        custom, args = self._custom, self._args
+        kind = self._kind                          # read last: see __init__
+        if custom is not None:
+            return custom.op
+        if kind == "leaf":
             return ""
-        if self._kind == "powc":
-            return "**" + _exponent_text(self._args[1]._data)
-        if self._kind in ("sum", "dot"):
-            return self._kind
-        if self._kind == "lse":
+        if kind == "powc":
+            return "**" + _exponent_text(args[1]._data)
+        if kind in ("sum", "dot"):
+            return kind
+        if kind == "lse":
             return "logsumexp"
-        return _OPS[self._kind][0]
+        return _OPS[kind][0]
 
     @property
     def _children(self):

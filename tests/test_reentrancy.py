@@ -20,6 +20,8 @@ import threading
 
 import pytest
 
+import autograd.pure
+
 from helpers import check_arena, collecting_at_every_allocation, is_core, same_float
 
 
@@ -701,3 +703,52 @@ def test_one_nan_in_gives_the_same_bits_in_both_engines(engines, op):
             out.backward()
             results.append(tuple(_bits(v) for v in (out.data, x.grad, y.grad, g.grad)))
         assert results[0] == results[1], (op, x0, y0, g0)
+
+
+def _reinit_at_opcode(function_name, at):
+    """A tracer that re-initializes, once, the node that the pure engine's
+    `function_name` is reading, before the `at`-th bytecode executed in it
+    (where a signal handler may run).  Returns (tracer, the bytecodes
+    executed, the nodes re-initialized)."""
+    count, hit = 0, []
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "opcode":
+            count += 1
+            if count == at:
+                node = frame.f_locals["node"]
+                node.__init__(3.0)
+                hit.append(node)
+        return local
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_name == function_name and frame.f_globals is vars(autograd.pure):
+            frame.f_trace_opcodes = True
+            return local
+        return None
+    return tracer, lambda: count, hit
+
+
+@pytest.mark.parametrize("sweep, function_name", [("backward", "_backprop"), ("forward", "_evaluate")])
+def test_a_pure_sweep_never_half_reads_a_node_re_initialized_at_any_bytecode(sweep, function_name):
+    """The pure engine's sweeps read a node's kind after its inputs, and
+    Value.__init__ writes the kind first: a node re-initialized between any
+    two bytecodes of a sweep (by a signal handler) is read whole, old or new."""
+    P = autograd.pure
+    total, at = None, 1
+    while total is None or at <= total:
+        x = P.Value(0.5)
+        ys = [x.tanh(), x ** 3, x * 2.0, P.vsum([x, 1.0]), P.dot([x], [x], 0.5), P.logsumexp([x, 0.0])]
+        out = P.vsum([y * 1.0 for y in ys])
+        tracer, executed, hit = _reinit_at_opcode(function_name, at)
+        sys.settrace(tracer)
+        try:
+            getattr(out, sweep)()
+        finally:
+            sys.settrace(None)
+        total = total or executed()
+        assert len(hit) == 1 and hit[0]._op == "" and hit[0]._children == (), at
+        assert math.isfinite(out.data) and math.isfinite(x.grad), at
+        at += 1
+    assert total > 100
