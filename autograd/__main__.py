@@ -4,6 +4,7 @@
     autograd --example digits     classify handwritten digits (needs the data extra)
     autograd train --example lecture
     autograd graph --output images/graph.png
+    autograd derivatives --output images/tanh_derivatives.png
     autograd --help
 """
 import argparse
@@ -138,6 +139,16 @@ def _graph_command(args):
     return 0
 
 
+def _derivatives_command(args):
+    plt = _pyplot()
+    if plt is None:
+        return 1
+    from autograd.plot import plot_tanh_derivatives
+    plot_tanh_derivatives(plt, args.output, order=args.order)
+    print(f"tanh and its first {args.order} derivatives written to {args.output}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="autograd", description="Mini Autograd: micrograd's demos on a compiled scalar autograd engine.")
@@ -171,6 +182,15 @@ def build_parser():
     gr.add_argument("--engine", choices=["cython", "python"], default=None,
                     help="engine to build the expression with (default: the one autograd imported)")
     gr.set_defaults(func=_graph_command)
+
+    de = sub.add_parser("derivatives", help="draw tanh and its first derivatives (needs the plot extra)",
+                        description="Draw tanh and its first derivatives, each the gradient of the "
+                                    "one before, built with gradients(create_graph=True).")
+    de.add_argument("--output", default="tanh_derivatives.png", metavar="PATH",
+                    help="file to write (default tanh_derivatives.png)")
+    de.add_argument("--order", type=int, default=6, choices=range(1, 9), metavar="{1..8}",
+                    help="how many derivatives (default 6)")
+    de.set_defaults(func=_derivatives_command)
     return parser
 
 

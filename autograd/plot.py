@@ -77,3 +77,37 @@ def plot_classification(plt: Any, history: History, true_ids: Sequence[int],
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_tanh_derivatives(plt: Any, path: str, order: int = 6, points: int = 241) -> None:
+    """tanh and its first `order` derivatives on [-4, 4], each derivative
+    the gradient of the one before (gradients with create_graph=True)."""
+    from autograd.engine import Value
+    from autograd.higher import gradients
+
+    xs = [-4.0 + 8.0 * k / (points - 1) for k in range(points)]
+    curves: list[list[float]] = [[] for _ in range(order + 1)]
+    for x in xs:
+        leaf = Value(x)
+        d = leaf.tanh()
+        curves[0].append(d.data)
+        for k in range(1, order + 1):
+            [d] = gradients(d, [leaf], create_graph=k < order)
+            curves[k].append(d.data)
+    columns = 4
+    rows = (order + columns) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(10, 2.3 * rows + 0.5), sharex=True, squeeze=False)
+    for k, ax in enumerate(ax for row in axes for ax in row):
+        if k > order:
+            ax.axis("off")
+            continue
+        ax.plot(xs, curves[k], color=f"C{k}", linewidth=1.5)
+        ax.axhline(0.0, color="gray", linewidth=0.5)
+        ax.set_title("tanh(x)" if k == 0 else f"derivative {k}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"tanh and its first {order} derivatives, each the gradient of the one before",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

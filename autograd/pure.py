@@ -474,6 +474,17 @@ class Value:
         """The set of children, as micrograd's `_prev`."""
         return set(self._children)
 
+    def _rule(self):
+        """(kind, children, exponent, partials, op): what autograd.higher
+        needs to write this node's derivative with ops.  The children as
+        `_children`; a `**c` node's constant exponent; an autograd.function's
+        partials."""
+        custom, args = self._custom, self._args
+        kind = self._kind                          # read last: see __init__
+        exponent = args[1]._data if kind == "powc" else None
+        return (kind, args[:1] if kind == "powc" else args, exponent,
+                None if custom is None else custom.partials, self._op)
+
     @property
     def _backward(self):
         """This node's chain rule, applied once: adds its grad times each
@@ -625,6 +636,11 @@ def _fused(kind, items, name):
     else:
         node._data = _sum_forward(args) if kind == "sum" else _dot_forward(args)
     return node
+
+
+def _in_creation_order(values):
+    """The Values sorted by when their nodes were made (children first)."""
+    return sorted(values, key=lambda v: v._id)
 
 
 def vsum(values: Iterable[Value | float]) -> Value:

@@ -168,6 +168,10 @@ cdef enum:
 cdef tuple OP_SYMBOLS = ("", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
                          "tanh", "sigmoid", "exp", "log", "sqrt", "abs",
                          "sum", "dot", "custom", "logsumexp")
+# the op codes as the pure engine names its kinds (Value._rule)
+cdef tuple KIND_NAMES = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "powc", "relu",
+                         "tanh", "sigmoid", "exp", "log", "sqrt", "abs",
+                         "sum", "dot", "custom", "lse")
 
 cdef enum:
     LABELED = 1    # the node has an entry in _labels

@@ -21,11 +21,14 @@ cdef object _py_sqrt = math.sqrt
 
 cdef extern from *:
     """
-    /* -g exactly as Python computes it: the compiler may not fold
-       `x + (-g)` into `x - g`, which keeps the sign of a NaN g instead of
-       flipping it (the pure engine adds the negated value). */
+    /* -g exactly as Python computes it, NaN signs included.  Through
+       memory on both sides: the compiler may neither fold `x + (-g)` into
+       `x - g` (gcc), which keeps the sign of a NaN g instead of flipping it,
+       nor move the negation into how g was computed, `-(a*b/c)` into
+       `(-a)*b/c` (clang), which flips a different operand's NaN. */
     static double autograd_negate(double g) {
-        volatile double minus_g = -g;
+        volatile double in = g;
+        volatile double minus_g = -in;
         return minus_g;
     }
     """

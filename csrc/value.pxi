@@ -179,6 +179,20 @@ cdef class Value:
         are made once and kept on it, as micrograd's `_prev` is."""
         return _kids_of(self)
 
+    def _rule(self):
+        """(kind, children, exponent, partials, op): what autograd.higher
+        needs to write this node's derivative with ops.  `kind` as the pure
+        engine names it; the children's handles, as `_children`; a `**c`
+        node's constant exponent; an autograd.function's partials."""
+        cdef tuple kids = _kids_of(self)        # a GC point: the node is read after it
+        cdef _Custom info = self.custom
+        cdef Py_ssize_t i = _index(self)
+        cdef uint8_t op = A.op[i]
+        if _kid_count(i) != len(kids):          # re-initialized meanwhile
+            return "leaf", (), None, None, ""
+        return (KIND_NAMES[op], kids, A.data[A.b[i]] if op == POWC else None,
+                None if info is None else info.partials, self._op)
+
     @property
     def _backward(self):
         """This node's chain rule, applied once: adds its grad times each
@@ -484,3 +498,21 @@ cdef Value _handle_of(Py_ssize_t i):
     A.handles += 1
     h.idx = i
     return h
+
+
+def _in_creation_order(values):
+    """The Values sorted by when their nodes were made (children first): by
+    arena index, every index read with the GC paused, so that no compaction
+    runs between two reads (compaction keeps the order, not the indices)."""
+    cdef list vs = list(values)
+    cdef Py_ssize_t n = len(vs), k
+    cdef list keys = [None] * n
+    cdef int gc_was_on = PyGC_Disable()
+    try:
+        for k in range(n):
+            keys[k] = (_index(<Value?>vs[k]), k)
+    finally:
+        if gc_was_on:
+            PyGC_Enable()
+    keys.sort()
+    return [vs[k] for _, k in keys]

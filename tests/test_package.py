@@ -38,7 +38,7 @@ def test_a_source_tree_without_the_core_warns(tmp_path):
     pkg.mkdir()
     (tmp_path / "csrc").mkdir()
     src = os.path.dirname(autograd.pure.__file__)
-    for name in ("__init__.py", "engine.py", "pure.py"):
+    for name in ("__init__.py", "engine.py", "pure.py", "higher.py"):
         (pkg / name).write_text(open(os.path.join(src, name)).read())
     out = subprocess.run([sys.executable, "-S", "-W", "always", "-c", "import autograd; print(autograd.BACKEND)"],
                          env={**os.environ, "AUTOGRAD_PUREPYTHON": ""}, cwd=tmp_path,
