@@ -157,7 +157,7 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
     engine = _engine_of_output(output)
     inputs = _checked_inputs(inputs, engine)
     if not create_graph:
-        return [engine.Value(g) for g in _numbers(output, inputs, engine)]
+        return [engine.Value(g) for g in output._gradients_of(inputs)]
     nodes, rules = _nodes_below(output, engine)
     pending = {id(output): [engine.Value(1.0)]}        # each node's contributions, in order
     adjoint = {}
@@ -170,22 +170,6 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
         for child, term in _contributions(rules[id(node)], node, g, engine):
             pending.setdefault(id(child), []).append(term)
     return [adjoint[id(x)] if id(x) in adjoint else engine.Value(0.0) for x in inputs]
-
-
-def _numbers(output, inputs, engine):
-    """backward()'s gradients of output for inputs, with every .grad that
-    backward() writes put back as it was."""
-    nodes, _ = _nodes_below(output, engine)
-    saved = [v.grad for v in nodes]
-    below = {id(v) for v in nodes}
-    try:
-        for v in nodes:
-            v.grad = 0.0
-        output.backward()
-        return [x.grad if id(x) in below else 0.0 for x in inputs]
-    finally:
-        for v, g in zip(nodes, saved):
-            v.grad = g
 
 
 def _engine_of_output(output):

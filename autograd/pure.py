@@ -611,6 +611,23 @@ class Value:
                 if node._kind != "leaf":
                     _backprop(node)
 
+    def _gradients_of(self, inputs):
+        """backward()'s gradients of this Value for each of `inputs` (0.0 for
+        one it does not use), with every grad backward() writes put back as
+        it was: autograd.higher.gradients() without create_graph."""
+        inputs = list(inputs)
+        nodes = list(self._reverse_topological_order())
+        saved = [v._grad for v in nodes]
+        below = {id(v) for v in nodes}
+        try:
+            for v in nodes:
+                v._grad = 0.0
+            self.backward()
+            return [x._grad if id(x) in below else 0.0 for x in inputs]
+        finally:
+            for v, g in zip(nodes, saved):
+                v._grad = g
+
     def forward(self) -> Value:
         """Recompute every interior node of this graph from the leaves' data."""
         order = list(self._reverse_topological_order())

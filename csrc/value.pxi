@@ -366,6 +366,56 @@ cdef class Value:
             self._return_runs(root, runs, nruns, epoch)
             _sweep_end()
 
+    def _gradients_of(self, inputs):
+        """backward()'s gradients of this Value for each of `inputs` (0.0 for
+        one it does not use), with every grad the sweep writes put back as it
+        was: autograd.higher.gradients() without create_graph.
+
+        The reachable set's grads are copied out, the leaves' zeroed, the
+        sweep run, the inputs' grads read and the copy written back, all
+        before the sweep ends: until then no compaction moves a node."""
+        cdef list xs = list(inputs)             # Python code may run: before anything is read
+        cdef list out = [0.0] * len(xs)         # the last GC point before the sweep
+        cdef Py_ssize_t root = _index(self), nruns = 0, r, i, k, j, total = 0
+        cdef size_t epoch = A.epoch
+        cdef double* saved = NULL
+        cdef idx_t* runs = self._claim_runs(&nruns)
+        _sweep_begin()
+        try:
+            if runs == NULL:
+                runs = _reachable(root, &nruns, False)
+            for r in range(nruns):
+                total += runs[2 * r] - runs[2 * r + 1] + 1
+            saved = <double*>malloc((total + 1) * sizeof(double))
+            if saved == NULL:
+                raise MemoryError()
+            k = 0
+            for r in range(nruns):
+                for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+                    saved[k] = A.grad[i]
+                    k += 1
+                    if A.op[i] == LEAF:
+                        A.grad[i] = 0.0
+            try:
+                _backward_runs(root, runs, nruns)   # Python code at custom nodes only
+                for j in range(len(xs)):
+                    i = _index(<Value?>xs[j])
+                    for r in range(nruns):
+                        if runs[2 * r + 1] <= i <= runs[2 * r]:
+                            out[j] = A.grad[i]
+                            break
+            finally:
+                k = 0
+                for r in range(nruns):
+                    for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+                        A.grad[i] = saved[k]
+                        k += 1
+        finally:
+            free(saved)
+            self._return_runs(root, runs, nruns, epoch)
+            _sweep_end()
+        return out
+
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
         cdef Py_ssize_t root = _index(self), nruns

@@ -268,3 +268,33 @@ def test_code_that_compacts_or_re_initializes_mid_gradients_changes_nothing(engi
     with collecting_at_every_allocation(callback):
         noisy = build()
     assert noisy == quiet
+
+
+def test_a_custom_backward_that_grows_compacts_and_re_initializes_mid_gradients(engine):
+    """gradients() without create_graph runs backward() and puts every grad
+    back: a lecture-style _backward that grows the arena, asks for a
+    compaction and re-initializes a stray Value leaves grads and results right."""
+    from helpers import check_arena, is_core
+    x, w = engine.Value(1.5), engine.Value(-2.0)
+    stray = engine.Value(4.0)
+    h = x * w
+    square = engine.Value(h.data ** 2, (h,), "square")
+    made = []
+
+    def backward():
+        made.extend(engine.Value(float(k)) * 3.0 for k in range(2000))    # grows the arena
+        if is_core(engine):
+            engine.collect()                    # deferred to the end of the sweep
+        stray.__init__(7.0)
+        h.grad += 2 * h.data * square.grad
+    square._backward = backward
+    out = square.tanh() + w
+    x.grad, w.grad, h.grad, out.grad = 1.0, 2.0, 3.0, 4.0
+    dx, dw, dstray = gradients(out, [x, w, stray])
+    t = math.tanh(9.0)
+    assert dx.data == pytest.approx((1 - t * t) * 2 * -3.0 * -2.0)
+    assert dw.data == pytest.approx((1 - t * t) * 2 * -3.0 * 1.5 + 1.0)
+    assert dstray.data == 0.0 and stray.data == 7.0
+    assert (x.grad, w.grad, h.grad, out.grad) == (1.0, 2.0, 3.0, 4.0)
+    assert len(made) == 2000
+    check_arena(engine)
