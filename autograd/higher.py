@@ -30,17 +30,17 @@ __all__ = ["gradients", "grad", "value_and_grad", "hessian"]
 # -- the graph below an output ----------------------------------------------------------
 
 def _nodes_below(output, engine):
-    """(nodes in reverse creation order, their rules by id): every node
-    `output` depends on, found with an explicit stack."""
-    found, rules, stack = {}, {}, [output]
+    """(nodes in reverse creation order, each node's rule): every node
+    `output` depends on, found with an explicit stack.  Values hash by
+    identity, as micrograd's do."""
+    rules = {}
+    stack = [output]
     while stack:
         node = stack.pop()
-        if id(node) in rules:
-            continue
-        found[id(node)] = node
-        rules[id(node)] = rule = node._rule()
-        stack.extend(child for child in rule[1] if id(child) not in rules)
-    nodes = engine._in_creation_order(list(found.values()))
+        if node not in rules:
+            rules[node] = rule = node._rule()
+            stack.extend(rule[1])
+    nodes = engine._in_creation_order(rules)
     nodes.reverse()
     return nodes, rules
 
@@ -159,17 +159,19 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
     if not create_graph:
         return [engine.Value(g) for g in output._gradients_of(inputs)]
     nodes, rules = _nodes_below(output, engine)
-    pending = {id(output): [engine.Value(1.0)]}        # each node's contributions, in order
+    pending = {output: [engine.Value(1.0)]}           # each node's contributions, in order
     adjoint = {}
     for node in nodes:
-        terms = pending.pop(id(node), None)
+        terms = pending.pop(node, None)
         if terms is None:
             continue
-        g = terms[0] if len(terms) == 1 else engine.vsum(terms)
-        adjoint[id(node)] = g
-        for child, term in _contributions(rules[id(node)], node, g, engine):
-            pending.setdefault(id(child), []).append(term)
-    return [adjoint[id(x)] if id(x) in adjoint else engine.Value(0.0) for x in inputs]
+        g = adjoint[node] = terms[0] if len(terms) == 1 else engine.vsum(terms)
+        for child, term in _contributions(rules[node], node, g, engine):
+            if child in pending:
+                pending[child].append(term)
+            else:
+                pending[child] = [term]
+    return [adjoint[x] if x in adjoint else engine.Value(0.0) for x in inputs]
 
 
 def _engine_of_output(output):
