@@ -11,7 +11,9 @@
 With create_graph=True the backward sweep emits nodes instead of numbers:
 each op's derivative is written with ops (below, one rule per op, next to
 the one the engines' backward() uses), into the same graph, so the results
-can be differentiated again, to any order.  Nodes are visited in reverse
+can be differentiated again, to any order.  The compiled core emits the
+same nodes from its own sweep (csrc/higher.pxi), except below custom nodes,
+whose derivatives are built here.  Nodes are visited in reverse
 creation order and each node's contributions are added in the order
 backward() adds them, so the values are backward()'s, bit for bit.  Both
 engines build the same nodes in the same order: their results agree bit for
@@ -158,6 +160,15 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
     inputs = _checked_inputs(inputs, engine)
     if not create_graph:
         return [engine.Value(g) for g in output._gradients_of(inputs)]
+    if hasattr(type(output), "_derivatives"):          # the compiled core emits the same nodes
+        emitted = output._derivatives(inputs)
+        if emitted is not None:
+            return [g if g is not None else engine.Value(0.0) for g in emitted]
+    return _built_with_ops(output, inputs, engine)
+
+
+def _built_with_ops(output, inputs, engine):
+    """The derivative graph built with the engine's ops, rule by rule."""
     nodes, rules = _nodes_below(output, engine)
     pending = {output: [engine.Value(1.0)]}           # each node's contributions, in order
     adjoint = {}

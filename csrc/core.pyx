@@ -61,7 +61,7 @@ from cpython.object cimport PyTypeObject, destructor
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
 from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, INFINITY
 
@@ -273,6 +273,7 @@ def is_grad_enabled():
 
 
 include "value.pxi"
+include "higher.pxi"
 include "block.pxi"
 include "replay.pxi"
 

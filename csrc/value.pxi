@@ -366,6 +366,12 @@ cdef class Value:
             self._return_runs(root, runs, nruns, epoch)
             _sweep_end()
 
+    def _derivatives(self, inputs):
+        """The adjoints of `inputs` emitted as nodes by the core's sweep
+        (higher.pxi): handles, None for an input this Value does not use;
+        None where autograd.higher builds them itself."""
+        return _derivative_graph(self, list(inputs))
+
     def _gradients_of(self, inputs):
         """backward()'s gradients of this Value for each of `inputs` (0.0 for
         one it does not use), with every grad the sweep writes put back as it

@@ -222,7 +222,7 @@ def test_custom_ops_differentiate_again_when_their_partials_take_values(engine):
 
 
 def test_a_deep_chain_with_create_graph_needs_no_recursion(engine):
-    n = 200_000 if engine is not autograd.pure else 20_000
+    n = 1_000_000 if engine is not autograd.pure else 20_000
     x = engine.Value(0.3)
     y = x
     for _ in range(n):
@@ -323,3 +323,79 @@ def test_the_derivative_graph_is_freed_with_its_results_and_the_gc_off(engine):
             assert engine.arena_info()["nodes"] == before
     finally:
         gc.enable()
+
+
+def graph_signature(root):
+    """Every node below root, in a fixed walk: (kind, data bits, exponent,
+    positions of the children in the walk): two graphs with equal signatures
+    are the same nodes with the same numbers."""
+    import struct
+    order, position, stack = [], {}, [(root, False)]
+    while stack:                           # post-order, no recursion
+        node, expanded = stack.pop()
+        if node in position:
+            continue
+        kind, kids, exponent, _, _ = node._rule()
+        if expanded or not kids:
+            position[node] = len(order)
+            order.append((kind, struct.pack("<d", node.data), exponent,
+                          tuple(position[k] for k in kids)))
+            continue
+        stack.append((node, True))
+        stack.extend((k, False) for k in reversed(kids) if k not in position)
+    return order
+
+
+@pytest.mark.skipif(core_module is None, reason="the compiled core is not built")
+@pytest.mark.parametrize("seed", range(10))
+def test_the_cores_emitted_graph_is_the_one_built_with_ops(seed):
+    """csrc/higher.pxi emits, node for node, the graph autograd.higher's
+    rules build with Value ops: same kinds, same data bits, same wiring."""
+    from autograd.higher import _built_with_ops
+    rng = random.Random(seed)
+    xs = [core_module.Value(rng.uniform(-1, 1)) for _ in range(3)]
+    out = random_expression(core_module, xs, rng, size=16)
+    out = out + (xs[0] * 2.0).relu() + abs(xs[1]) + xs[2] ** 2.0 + -xs[0]
+    emitted = gradients(out, xs, create_graph=True)
+    built = _built_with_ops(out, xs, core_module)
+    for e, b in zip(emitted, built):
+        assert graph_signature(e) == graph_signature(b)
+    for e, b in zip(emitted, built):                     # and their own derivatives
+        assert [g.data for g in gradients(e, xs)] == [g.data for g in gradients(b, xs)]
+
+
+@pytest.mark.skipif(core_module is None, reason="the compiled core is not built")
+def test_signal_handlers_that_grow_compact_and_re_initialize_mid_emission():
+    """The emitting sweep checks for signals: a handler that makes nodes,
+    asks for a compaction and re-initializes Values changes nothing."""
+    import signal
+    C = core_module
+    x = C.Value(0.3)
+    y = x
+    for _ in range(150_000):
+        y = (y * 1.000001).tanh() + 0.0
+    quiet = gradients(y, [x], create_graph=True)[0].data
+    stray = C.Value(1.0)
+    made, fired = [], []
+
+    busy = []
+
+    def handler(signum, frame):
+        if busy:                            # a handler interrupted by the next signal
+            return
+        busy.append(1)
+        fired.append(C.arena_info()["sweeps"])     # > 0: inside the emitting sweep
+        made[:] = [C.Value(float(k)) * 2.0 for k in range(200)]
+        C.collect()
+        stray.__init__(float(len(fired)))
+        busy.clear()
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+    try:
+        noisy = [gradients(y, [x], create_graph=True)[0] for _ in range(3)]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert any(fired), "no signal arrived inside the sweep"
+    assert [d.data for d in noisy] == [quiet] * 3
+    C.check_arena()

@@ -1,0 +1,263 @@
+# Derivative graphs: the backward sweep emitting nodes instead of numbers
+# (autograd.higher.gradients with create_graph=True).
+# Part of core.pyx (included there): the re-entrancy rule at its top applies
+# to every line.
+#
+# autograd/higher.py writes each op's derivative with Value ops; this sweep
+# emits exactly the nodes those ops would make, in the same order, with the
+# same data (the same kernels), so the two give the same graph, bit for bit,
+# and the pure engine's too.  It runs inside a sweep (_sweep_begin): nodes do
+# not move and no handle-less node is popped until it ends, so indices stay
+# valid; the arena may grow (reallocate), so only A.* is read, never a
+# pointer into it.  Graphs with custom nodes (their Python code lives on
+# handles, which emitted nodes do not have) are left to higher.py.
+
+cdef inline Py_ssize_t _emit_leaf(double d) except -1:
+    _reserve(1, 0)
+    cdef Py_ssize_t i = A.n
+    _write_leaf(i, d)
+    A.n = i + 1
+    return i
+
+
+cdef Py_ssize_t _emit(uint8_t op, Py_ssize_t x, Py_ssize_t y) except -1:
+    """x <op> y (y = -1 for one-input ops), as _binary and _unary make it."""
+    cdef double r
+    if op == ADD or op == SUB or op == MUL:
+        r = arith_f(op, A.data[x], A.data[y])
+    else:
+        r = _apply(op, A.data[x], A.data[y] if y >= 0 else 0.0)
+    _reserve(1, 0)
+    cdef Py_ssize_t i = A.n
+    _write_node(i, op, x, y, r)
+    A.n = i + 1
+    return i
+
+
+cdef Py_ssize_t _emit_number_op(uint8_t op, double c, Py_ssize_t x) except -1:
+    """c <op> x for a number c, as _binary makes it: a leaf for c, then the node."""
+    cdef double r = arith_f(op, c, A.data[x]) if op != DIV else div_f(c, A.data[x])
+    _reserve(2, 0)
+    cdef Py_ssize_t ci = A.n
+    _write_leaf(ci, c)
+    _write_node(ci + 1, op, ci, x, r)
+    A.n = ci + 2
+    return ci + 1
+
+
+cdef Py_ssize_t _emit_power(Py_ssize_t x, double c) except -1:
+    """x ** c for a number c: a leaf for c, then the POWC node."""
+    cdef double r = _apply(POW, A.data[x], c)
+    _reserve(2, 0)
+    cdef Py_ssize_t ci = A.n
+    _write_leaf(ci, c)
+    _write_node(ci + 1, POWC, x, ci, r)
+    A.n = ci + 2
+    return ci + 1
+
+
+cdef Py_ssize_t _emit_sum(const Py_ssize_t* terms, Py_ssize_t count) except -1:
+    """vsum of the nodes `terms`, left to right, one SUM node."""
+    cdef double r = A.data[terms[0]]
+    cdef Py_ssize_t k, e, i
+    for k in range(1, count):
+        r = r + A.data[terms[k]]
+    _reserve(1, count)
+    e = A.nedges
+    for k in range(count):
+        A.edges[e + k] = terms[k]
+    A.nedges = e + count
+    i = A.n
+    _write_node(i, SUM, e, count, r)
+    A.n = i + 1
+    return i
+
+
+cdef struct _Terms:
+    # every node's contributions, in order: linked lists through `next`
+    Py_ssize_t* first       # per node index: its first term, or -1
+    Py_ssize_t* last        # its last term
+    Py_ssize_t* node        # per term: the emitted node
+    Py_ssize_t* next        # the node's next term, or -1
+    Py_ssize_t count, cap
+
+
+cdef int _add_term(_Terms* t, Py_ssize_t child, Py_ssize_t term) except -1:
+    cdef Py_ssize_t* grown
+    if t.count == t.cap:
+        grown = <Py_ssize_t*>realloc(t.node, 2 * t.cap * sizeof(Py_ssize_t))
+        if grown == NULL:
+            raise MemoryError()
+        t.node = grown
+        grown = <Py_ssize_t*>realloc(t.next, 2 * t.cap * sizeof(Py_ssize_t))
+        if grown == NULL:
+            raise MemoryError()
+        t.next = grown
+        t.cap *= 2
+    t.node[t.count] = term
+    t.next[t.count] = -1
+    if t.first[child] < 0:
+        t.first[child] = t.count
+    else:
+        t.next[t.last[child]] = t.count
+    t.last[child] = t.count
+    t.count += 1
+    return 0
+
+
+cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
+    """Node i's contributions to its children, for its adjoint g: the rules
+    of autograd/higher.py's _contributions, op by op."""
+    cdef uint8_t op = A.op[i]
+    cdef Py_ssize_t a = A.a[i], b = A.b[i], k, n, e, w, x
+    cdef double c
+    if op == ADD:
+        _add_term(t, a, g)
+        _add_term(t, b, g)
+    elif op == SUB:
+        _add_term(t, a, g)
+        _add_term(t, b, _emit(NEG, g, -1))
+    elif op == MUL:
+        _add_term(t, a, _emit(MUL, b, g))
+        _add_term(t, b, _emit(MUL, a, g))
+    elif op == DIV:                     # g / y; -((out * g) / y)
+        _add_term(t, a, _emit(DIV, g, b))
+        _add_term(t, b, _emit(NEG, _emit(DIV, _emit(MUL, i, g), b), -1))
+    elif op == NEG:
+        _add_term(t, a, _emit(NEG, g, -1))
+    elif op == POWC:                    # c * x ** (c - 1) * g
+        c = A.data[b]
+        if c != 0.0:
+            _add_term(t, a, _emit(MUL, _emit_number_op(MUL, c, _emit_power(a, c - 1.0)), g))
+    elif op == POW:                     # y * x ** (y - 1) * g; out * log(x) * g
+        if A.data[b] != 0.0:
+            x = _emit(POW, a, _emit_sub_number(b, 1.0))
+            _add_term(t, a, _emit(MUL, _emit(MUL, b, x), g))
+        if not (A.data[a] == 0.0 and A.data[b] >= 0.0):
+            _add_term(t, b, _emit(MUL, _emit(MUL, i, _emit(LOG, a, -1)), g))
+    elif op == RELU:                    # a constant mask
+        if A.data[i] > 0.0:
+            _add_term(t, a, g)
+    elif op == ABS:
+        if A.data[a] > 0.0:
+            _add_term(t, a, g)
+        elif A.data[a] < 0.0:
+            _add_term(t, a, _emit(NEG, g, -1))
+    elif op == TANH:                    # (1 - t * t) * g
+        _add_term(t, a, _emit(MUL, _emit_number_op(SUB, 1.0, _emit(MUL, i, i)), g))
+    elif op == SIGMOID:                 # s * (1 - s) * g
+        _add_term(t, a, _emit(MUL, _emit(MUL, i, _emit_number_op(SUB, 1.0, i)), g))
+    elif op == EXP:
+        _add_term(t, a, _emit(MUL, i, g))
+    elif op == LOG:
+        _add_term(t, a, _emit(DIV, g, a))
+    elif op == SQRT:                    # g / (2 * out)
+        _add_term(t, a, _emit(DIV, g, _emit_number_op(MUL, 2.0, i)))
+    elif op == SUM:
+        for k in range(b):
+            _add_term(t, A.edges[a + k], g)
+    elif op == DOT:                     # bias, w0..w(n-1), x0..x(n-1)
+        n = (b - 1) // 2
+        _add_term(t, A.edges[a], g)
+        for k in range(n):
+            w, x = A.edges[a + 1 + k], A.edges[a + 1 + n + k]
+            _add_term(t, w, _emit(MUL, x, g))
+            _add_term(t, x, _emit(MUL, w, g))
+    elif op == LSE:                     # exp(x_k - out) * g
+        for k in range(b):
+            e = A.edges[a + k]
+            _add_term(t, e, _emit(MUL, _emit(EXP, _emit(SUB, e, i), -1), g))
+    return 0
+
+
+cdef inline Py_ssize_t _emit_sub_number(Py_ssize_t x, double c) except -1:
+    """x - c for a number c, as _binary makes it: a leaf for c, then the node."""
+    cdef double r = arith_f(SUB, A.data[x], c)
+    _reserve(2, 0)
+    cdef Py_ssize_t ci = A.n
+    _write_leaf(ci, c)
+    _write_node(ci + 1, SUB, x, ci, r)
+    A.n = ci + 2
+    return ci + 1
+
+
+cdef list _derivative_graph(Value output, list inputs):
+    """The adjoints of `inputs` (handles, None where output does not use
+    one), emitted as nodes; or None where higher.py must build them (a
+    custom node below the output, or inside no_grad())."""
+    cdef Py_ssize_t nin = len(inputs), root, nruns = 0, r, i, k, count, g, term
+    cdef list out = [None] * nin            # the last GC point before the sweep
+    cdef _Terms t
+    cdef Py_ssize_t* adj = NULL
+    cdef Py_ssize_t small[64]
+    cdef Py_ssize_t* terms = &small[0]
+    cdef Py_ssize_t terms_cap = 64
+    cdef idx_t* runs = NULL
+    if _no_grad_depth:
+        return None
+    root = _index(output)
+    t.first = t.last = t.node = t.next = NULL
+    _sweep_begin()
+    try:
+        runs = _reachable(root, &nruns, False)
+        for r in range(nruns):
+            for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+                if A.op[i] == CUSTOM or A.flags[i] & KEEP:
+                    return None
+        t.first = <Py_ssize_t*>malloc((root + 1) * sizeof(Py_ssize_t))
+        t.last = <Py_ssize_t*>malloc((root + 1) * sizeof(Py_ssize_t))
+        adj = <Py_ssize_t*>malloc((root + 1) * sizeof(Py_ssize_t))
+        t.cap = 64
+        t.count = 0
+        t.node = <Py_ssize_t*>malloc(t.cap * sizeof(Py_ssize_t))
+        t.next = <Py_ssize_t*>malloc(t.cap * sizeof(Py_ssize_t))
+        if t.first == NULL or t.last == NULL or adj == NULL or t.node == NULL or t.next == NULL:
+            raise MemoryError()
+        for i in range(root + 1):
+            t.first[i] = -1
+            adj[i] = -1
+        _add_term(&t, root, _emit_leaf(1.0))            # the seed
+        for r in range(nruns):
+            for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+                if t.first[i] < 0:
+                    continue
+                count = 0
+                term = t.first[i]
+                while term >= 0:
+                    if count == terms_cap:
+                        terms = _grow_terms(terms, &small[0], &terms_cap)
+                    terms[count] = t.node[term]
+                    count += 1
+                    term = t.next[term]
+                g = terms[0] if count == 1 else _emit_sum(terms, count)
+                adj[i] = g
+                if A.op[i] != LEAF:
+                    _emit_rule(&t, i, g)
+                if (i & 0xFFFF) == 0:
+                    PyErr_CheckSignals()     # handlers may grow the arena: nothing moves
+        for k in range(nin):
+            i = _index(<Value?>inputs[k])
+            if i <= root and adj[i] >= 0:
+                out[k] = _handle_of(adj[i])
+        return out
+    finally:
+        free(runs)
+        free(adj)
+        free(t.first)
+        free(t.last)
+        free(t.node)
+        free(t.next)
+        if terms != &small[0]:
+            free(terms)
+        _sweep_end()
+
+
+cdef Py_ssize_t* _grow_terms(Py_ssize_t* terms, Py_ssize_t* small, Py_ssize_t* cap) except NULL:
+    cdef Py_ssize_t* grown = <Py_ssize_t*>malloc(2 * cap[0] * sizeof(Py_ssize_t))
+    if grown == NULL:
+        raise MemoryError()
+    memcpy(grown, terms, cap[0] * sizeof(Py_ssize_t))
+    if terms != small:
+        free(terms)
+    cap[0] *= 2
+    return grown
