@@ -396,12 +396,11 @@ cdef class Value:
             if saved == NULL:
                 raise MemoryError()
             k = 0
-            for r in range(nruns):
-                for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
-                    saved[k] = A.grad[i]
-                    k += 1
-                    if A.op[i] == LEAF:
-                        A.grad[i] = 0.0
+            for r in range(nruns):              # a run is consecutive: copy, then zero it
+                i = runs[2 * r + 1]
+                memcpy(saved + k, A.grad + i, (runs[2 * r] - i + 1) * sizeof(double))
+                memset(A.grad + i, 0, (runs[2 * r] - i + 1) * sizeof(double))
+                k += runs[2 * r] - i + 1
             try:
                 _backward_runs(root, runs, nruns)   # Python code at custom nodes only
                 for j in range(len(xs)):
@@ -413,9 +412,9 @@ cdef class Value:
             finally:
                 k = 0
                 for r in range(nruns):
-                    for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
-                        A.grad[i] = saved[k]
-                        k += 1
+                    i = runs[2 * r + 1]
+                    memcpy(A.grad + i, saved + k, (runs[2 * r] - i + 1) * sizeof(double))
+                    k += runs[2 * r] - i + 1
         finally:
             free(saved)
             self._return_runs(root, runs, nruns, epoch)
