@@ -157,9 +157,16 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
     derivative written with ops, so they can be differentiated again.
     """
     engine = _engine_of_output(output)
-    inputs = _checked_inputs(inputs, engine)
+    if isinstance(inputs, engine.Value):
+        raise TypeError("gradients() takes a list of input Values: write [x] for one")
+    inputs = list(inputs)
     if not create_graph:
-        return [engine.Value(g) for g in output._gradients_of(inputs)]
+        try:                                        # the engine checks the inputs' types
+            return output._gradient_values(inputs)
+        except TypeError:
+            _checked_inputs(inputs, engine)         # names the bad input
+            raise
+    _checked_inputs(inputs, engine)
     if hasattr(type(output), "_derivatives"):          # the compiled core emits the same nodes
         emitted = output._derivatives(inputs)
         if emitted is not None:
@@ -193,9 +200,6 @@ def _engine_of_output(output):
 
 
 def _checked_inputs(inputs, engine):
-    if isinstance(inputs, engine.Value):
-        raise TypeError("gradients() takes a list of input Values: write [x] for one")
-    inputs = list(inputs)
     for k, x in enumerate(inputs):
         if not isinstance(x, engine.Value):
             raise TypeError(f"inputs[{k}] must be a Value of the output's engine "

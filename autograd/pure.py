@@ -616,6 +616,9 @@ class Value:
         one it does not use), with every grad backward() writes put back as
         it was: autograd.higher.gradients() without create_graph."""
         inputs = list(inputs)
+        for x in inputs:
+            if not isinstance(x, Value):
+                raise TypeError(f"an input must be a Value, not {type(x).__name__}")
         nodes = list(self._reverse_topological_order())
         saved = [v._grad for v in nodes]
         below = {id(v) for v in nodes}
@@ -627,6 +630,10 @@ class Value:
         finally:
             for v, g in zip(nodes, saved):
                 v._grad = g
+
+    def _gradient_values(self, inputs):
+        """_gradients_of(inputs) as new leaf Values."""
+        return [Value(g) for g in self._gradients_of(inputs)]
 
     def forward(self) -> Value:
         """Recompute every interior node of this graph from the leaves' data."""

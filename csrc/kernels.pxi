@@ -241,7 +241,13 @@ cdef int _eval(Py_ssize_t i) except -1:
 
 
 cdef inline void _backprop(Py_ssize_t i) noexcept:
-    """Add node i's contributions to its children's grads (chain rule).
+    """Add node i's contributions to its children's grads (chain rule)."""
+    _backprop_into(i, A.grad)
+
+
+cdef inline void _backprop_into(Py_ssize_t i, double* grad) noexcept:
+    """Node i's chain rule, with the grads in `grad`, indexed as the arena:
+    A.grad for backward(), a private array for gradients().
 
     Each branch loads only what its op needs: a sweep is memory-bound.
     A CUSTOM node's rule is Python code: the sweeps call _run_custom for it.
@@ -249,58 +255,58 @@ cdef inline void _backprop(Py_ssize_t i) noexcept:
     cdef uint8_t op = A.op[i]
     if op == LEAF:
         return
-    cdef double g = A.grad[i]
+    cdef double g = grad[i]
     cdef Py_ssize_t a = A.a[i], b, k
     if op == ADD:
         b = A.b[i]
-        A.grad[a] += g
-        A.grad[b] += g
+        grad[a] += g
+        grad[b] += g
     elif op == SUB:
         b = A.b[i]
-        A.grad[a] += g
-        A.grad[b] += negate(g)
+        grad[a] += g
+        grad[b] += negate(g)
     elif op == MUL:
         b = A.b[i]
-        A.grad[a] += A.data[b] * g
-        A.grad[b] += A.data[a] * g
+        grad[a] += A.data[b] * g
+        grad[b] += A.data[a] * g
     elif op == DIV:
         b = A.b[i]
-        A.grad[a] += g / A.data[b]
-        A.grad[b] += negate(A.data[i] * g / A.data[b])
+        grad[a] += g / A.data[b]
+        grad[b] += negate(A.data[i] * g / A.data[b])
     elif op == NEG:
-        A.grad[a] += negate(g)
+        grad[a] += negate(g)
     elif op == POW:
         b = A.b[i]
-        A.grad[a] += pow_dx(g, A.data[a], A.data[b])
-        A.grad[b] += pow_dy(g, A.data[a], A.data[b], A.data[i])
+        grad[a] += pow_dx(g, A.data[a], A.data[b])
+        grad[b] += pow_dy(g, A.data[a], A.data[b], A.data[i])
     elif op == POWC:
-        A.grad[a] += pow_dx(g, A.data[a], A.data[A.b[i]])
+        grad[a] += pow_dx(g, A.data[a], A.data[A.b[i]])
     elif op == RELU:
-        A.grad[a] += g if A.data[i] > 0.0 else 0.0
+        grad[a] += g if A.data[i] > 0.0 else 0.0
     elif op == TANH:
-        A.grad[a] += (1.0 - A.data[i] * A.data[i]) * g
+        grad[a] += (1.0 - A.data[i] * A.data[i]) * g
     elif op == SIGMOID:
-        A.grad[a] += A.data[i] * (1.0 - A.data[i]) * g
+        grad[a] += A.data[i] * (1.0 - A.data[i]) * g
     elif op == EXP:
-        A.grad[a] += A.data[i] * g
+        grad[a] += A.data[i] * g
     elif op == LOG:
-        A.grad[a] += g / A.data[a]
+        grad[a] += g / A.data[a]
     elif op == SQRT:
-        A.grad[a] += g / (2.0 * A.data[i])
+        grad[a] += g / (2.0 * A.data[i])
     elif op == ABS:
-        A.grad[a] += abs_dx(g, A.data[a])
+        grad[a] += abs_dx(g, A.data[a])
     elif op == SUM:                     # a: first edge, b: edge count
         b = A.b[i]
         for k in range(a, a + b):
-            A.grad[A.edges[k]] += g
+            grad[A.edges[k]] += g
     elif op == LSE:                     # d/dx_k = exp(x_k - out): the softmax
         b = A.b[i]
         for k in range(a, a + b):
-            A.grad[A.edges[k]] += exp(A.data[A.edges[k]] - A.data[i]) * g
+            grad[A.edges[k]] += exp(A.data[A.edges[k]] - A.data[i]) * g
     elif op == DOT:                     # edges: bias, w0..w(n-1), x0..x(n-1)
         b = (A.b[i] - 1) // 2           # n
-        A.grad[A.edges[a]] += g
+        grad[A.edges[a]] += g
         a += 1
         for k in range(b):              # d/dw_k = x_k, d/dx_k = w_k
-            A.grad[A.edges[a + k]] += A.data[A.edges[a + b + k]] * g
-            A.grad[A.edges[a + b + k]] += A.data[A.edges[a + k]] * g
+            grad[A.edges[a + k]] += A.data[A.edges[a + b + k]] * g
+            grad[A.edges[a + b + k]] += A.data[A.edges[a + k]] * g

@@ -6,7 +6,8 @@
 # Sweeps
 # ---------------------------------------------------------------------------
 
-cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except NULL:
+cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop,
+                       double* into=NULL, bint* met_custom=NULL) except NULL:
     """The nodes reachable from root, as runs of consecutive indices.
 
     Returns pairs (hi, lo), highest run first: sweeping each run from hi down
@@ -22,6 +23,11 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
     all of its users, so its grad is final and it back-propagates at once;
     an interior child's grad is zeroed when the child is first marked, before
     any user adds to it.  One pass over the graph instead of three.
+
+    With `into` (gradients()), the sweep back-propagates into that private
+    array instead (zeroed by the caller, indexed as the arena); a custom
+    node, whose Python code adds into .grad itself, is not run but reported
+    in *met_custom, and the discovery goes on.
 
     Only A.* is read across the signal checks and custom nodes, never a
     pointer into it: Python code's ops may grow (reallocate) the arena.
@@ -66,7 +72,12 @@ cdef idx_t* _reachable(Py_ssize_t root, Py_ssize_t* nruns, bint backprop) except
                     _mark_child(A.a[i], &m, &pending, backprop)
                     if A.b[i] >= 0:
                         _mark_child(A.b[i], &m, &pending, backprop)
-                if backprop:
+                if into != NULL:
+                    if op != CUSTOM:
+                        _backprop_into(i, into)
+                    else:
+                        met_custom[0] = True
+                elif backprop:
                     if op != CUSTOM:
                         _backprop(i)
                     else:

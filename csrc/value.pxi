@@ -374,52 +374,66 @@ cdef class Value:
 
     def _gradients_of(self, inputs):
         """backward()'s gradients of this Value for each of `inputs` (0.0 for
-        one it does not use), with every grad the sweep writes put back as it
-        was: autograd.higher.gradients() without create_graph.
+        one it does not use), touching no grad: autograd.higher.gradients()
+        without create_graph.
 
-        The reachable set's grads are copied out, the leaves' zeroed, the
-        sweep run, the inputs' grads read and the copy written back, all
-        before the sweep ends: until then no compaction moves a node."""
+        The sweep back-propagates into a private array indexed as the arena
+        (nodes do not move until it ends).  Below a custom node, whose Python
+        code adds into .grad itself, the reachable grads are copied out
+        instead, backward()'s sweep runs, and the copy is written back."""
         cdef list xs = list(inputs)             # Python code may run: before anything is read
         cdef list out = [0.0] * len(xs)         # the last GC point before the sweep
-        cdef Py_ssize_t root = _index(self), nruns = 0, r, i, k, j, total = 0
+        cdef Py_ssize_t root = _index(self), nruns = 0, r, i, j, hi, lo, stop
         cdef size_t epoch = A.epoch
-        cdef double* saved = NULL
+        cdef double* grad = NULL
+        cdef bint custom = False
         cdef idx_t* runs = self._claim_runs(&nruns)
         _sweep_begin()
         try:
-            if runs == NULL:
-                runs = _reachable(root, &nruns, False)
-            for r in range(nruns):
-                total += runs[2 * r] - runs[2 * r + 1] + 1
-            saved = <double*>malloc((total + 1) * sizeof(double))
-            if saved == NULL:
+            grad = <double*>calloc(root + 1, sizeof(double))
+            if grad == NULL:
                 raise MemoryError()
-            k = 0
-            for r in range(nruns):              # a run is consecutive: copy, then zero it
-                i = runs[2 * r + 1]
-                memcpy(saved + k, A.grad + i, (runs[2 * r] - i + 1) * sizeof(double))
-                memset(A.grad + i, 0, (runs[2 * r] - i + 1) * sizeof(double))
-                k += runs[2 * r] - i + 1
-            try:
-                _backward_runs(root, runs, nruns)   # Python code at custom nodes only
-                for j in range(len(xs)):
-                    i = _index(<Value?>xs[j])
-                    for r in range(nruns):
-                        if runs[2 * r + 1] <= i <= runs[2 * r]:
-                            out[j] = A.grad[i]
-                            break
-            finally:
-                k = 0
+            grad[root] = 1.0
+            if runs == NULL:                    # first call: discovery and sweep in one pass
+                runs = _reachable(root, &nruns, False, grad, &custom)
+            else:                               # a replay: the cached runs
                 for r in range(nruns):
-                    i = runs[2 * r + 1]
-                    memcpy(A.grad + i, saved + k, (runs[2 * r] - i + 1) * sizeof(double))
-                    k += runs[2 * r] - i + 1
+                    for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+                        if A.op[i] == CUSTOM:
+                            custom = True
+                            break
+                    if custom:
+                        break
+                for r in range(nruns):
+                    if custom:
+                        break
+                    hi, lo = runs[2 * r], runs[2 * r + 1]
+                    while hi >= lo:             # blocks of 2**16, then a signal check
+                        stop = hi - 0xFFFF if hi - 0xFFFF > lo else lo
+                        for i in range(hi, stop - 1, -1):
+                            _backprop_into(i, grad)
+                        PyErr_CheckSignals()    # handlers cannot reach `grad`
+                        hi = stop - 1
+            if custom:
+                _gradients_with_customs(root, runs, nruns, xs, out)
+                return out
+            for j in range(len(xs)):
+                i = _index(<Value?>xs[j])
+                if i <= root:                   # an unused node's entry stayed 0.0
+                    out[j] = grad[i]
+            return out
         finally:
-            free(saved)
+            free(grad)
             self._return_runs(root, runs, nruns, epoch)
             _sweep_end()
-        return out
+
+    def _gradient_values(self, inputs):
+        """_gradients_of(inputs) as new leaf Values."""
+        cdef list numbers = self._gradients_of(inputs)
+        cdef Py_ssize_t k
+        for k in range(len(numbers)):
+            numbers[k] = _new_leaf(<double>numbers[k])
+        return numbers
 
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
@@ -571,3 +585,37 @@ def _in_creation_order(values):
             PyGC_Enable()
     keys.sort()
     return [vs[k] for _, k in keys]
+
+
+cdef int _gradients_with_customs(Py_ssize_t root, idx_t* runs, Py_ssize_t nruns, list xs,
+                                 list out) except -1:
+    """_gradients_of below a custom node: each run's grads copied out and
+    zeroed, backward()'s sweep, the inputs' grads read into `out`, the copy
+    written back; all inside the caller's sweep, so no node moves."""
+    cdef Py_ssize_t r, i, j, k = 0, total = 0
+    for r in range(nruns):
+        total += runs[2 * r] - runs[2 * r + 1] + 1
+    cdef double* saved = <double*>malloc((total + 1) * sizeof(double))
+    if saved == NULL:
+        raise MemoryError()
+    for r in range(nruns):                      # a run is consecutive: copy, then zero it
+        i = runs[2 * r + 1]
+        memcpy(saved + k, A.grad + i, (runs[2 * r] - i + 1) * sizeof(double))
+        memset(A.grad + i, 0, (runs[2 * r] - i + 1) * sizeof(double))
+        k += runs[2 * r] - i + 1
+    try:
+        _backward_runs(root, runs, nruns)       # Python code at the custom nodes
+        for j in range(len(xs)):
+            i = _index(<Value?>xs[j])
+            for r in range(nruns):
+                if runs[2 * r + 1] <= i <= runs[2 * r]:
+                    out[j] = A.grad[i]
+                    break
+    finally:
+        k = 0
+        for r in range(nruns):
+            i = runs[2 * r + 1]
+            memcpy(A.grad + i, saved + k, (runs[2 * r] - i + 1) * sizeof(double))
+            k += runs[2 * r] - i + 1
+        free(saved)
+    return 0

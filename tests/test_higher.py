@@ -365,9 +365,10 @@ def test_the_cores_emitted_graph_is_the_one_built_with_ops(seed):
 
 
 @pytest.mark.skipif(core_module is None, reason="the compiled core is not built")
-def test_signal_handlers_that_grow_compact_and_re_initialize_mid_emission():
-    """The emitting sweep checks for signals: a handler that makes nodes,
-    asks for a compaction and re-initializes Values changes nothing."""
+def test_signal_handlers_that_grow_compact_and_re_initialize_mid_sweep():
+    """The emitting sweep, and gradients()'s sweep into its private array,
+    check for signals: a handler that makes nodes, asks for a compaction and
+    re-initializes Values changes nothing."""
     import signal
     C = core_module
     x = C.Value(0.3)
@@ -375,6 +376,7 @@ def test_signal_handlers_that_grow_compact_and_re_initialize_mid_emission():
     for _ in range(150_000):
         y = (y * 1.000001).tanh() + 0.0
     quiet = gradients(y, [x], create_graph=True)[0].data
+    quiet_numbers = gradients(y, [x])[0].data
     stray = C.Value(1.0)
     made, fired = [], []
 
@@ -393,9 +395,11 @@ def test_signal_handlers_that_grow_compact_and_re_initialize_mid_emission():
     signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
     try:
         noisy = [gradients(y, [x], create_graph=True)[0] for _ in range(3)]
+        noisy_numbers = [gradients(y, [x])[0].data for _ in range(20)]
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
         signal.signal(signal.SIGALRM, old)
     assert any(fired), "no signal arrived inside the sweep"
     assert [d.data for d in noisy] == [quiet] * 3
+    assert noisy_numbers == [quiet_numbers] * 20 and quiet_numbers == quiet
     C.check_arena()
