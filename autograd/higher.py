@@ -156,16 +156,19 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
     create_graph=True they are nodes of the graph, built from each op's
     derivative written with ops, so they can be differentiated again.
     """
+    if not create_graph:
+        try:                                        # the engine checks the inputs' types
+            return output._gradient_values(inputs)
+        except (AttributeError, TypeError):
+            engine = _engine_of_output(output)      # then name what was wrong
+            if isinstance(inputs, engine.Value):
+                raise TypeError("gradients() takes a list of input Values: write [x] for one") from None
+            _checked_inputs(list(inputs), engine)
+            raise
     engine = _engine_of_output(output)
     if isinstance(inputs, engine.Value):
         raise TypeError("gradients() takes a list of input Values: write [x] for one")
     inputs = list(inputs)
-    if not create_graph:
-        try:                                        # the engine checks the inputs' types
-            return output._gradient_values(inputs)
-        except TypeError:
-            _checked_inputs(inputs, engine)         # names the bad input
-            raise
     _checked_inputs(inputs, engine)
     if hasattr(type(output), "_derivatives"):          # the compiled core emits the same nodes
         emitted = output._derivatives(inputs)

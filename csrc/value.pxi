@@ -374,25 +374,59 @@ cdef class Value:
 
     def _gradients_of(self, inputs):
         """backward()'s gradients of this Value for each of `inputs` (0.0 for
-        one it does not use), touching no grad: autograd.higher.gradients()
-        without create_graph.
+        one it does not use), as floats, touching no grad."""
+        cdef list xs = list(inputs)             # Python code may run: before anything is read
+        cdef Py_ssize_t n = len(xs), j
+        cdef double* out = <double*>calloc(n + 1, sizeof(double))
+        if out == NULL:
+            raise MemoryError()
+        try:
+            self._gradients_into(xs, out)
+            return [out[j] for j in range(n)]
+        finally:
+            free(out)
+
+    def _gradient_values(self, inputs):
+        """The same as new leaf Values: autograd.higher.gradients() without
+        create_graph."""
+        cdef list xs = list(inputs)
+        cdef Py_ssize_t n = len(xs), j
+        cdef double* out = <double*>calloc(n + 1, sizeof(double))
+        cdef list values
+        if out == NULL:
+            raise MemoryError()
+        try:
+            self._gradients_into(xs, out)
+            values = [None] * n
+            for j in range(n):
+                values[j] = _new_leaf(out[j])
+            return values
+        finally:
+            free(out)
+
+    @cython.final
+    cdef int _gradients_into(self, list xs, double* out) except -1:
+        """out[j] = backward()'s gradient of this Value for xs[j] (0.0 for a
+        node it does not use); no grad is touched.
 
         The sweep back-propagates into a private array indexed as the arena
         (nodes do not move until it ends).  Below a custom node, whose Python
         code adds into .grad itself, the reachable grads are copied out
         instead, backward()'s sweep runs, and the copy is written back."""
-        cdef list xs = list(inputs)             # Python code may run: before anything is read
-        cdef list out = [0.0] * len(xs)         # the last GC point before the sweep
         cdef Py_ssize_t root = _index(self), nruns = 0, r, i, j, hi, lo, stop
         cdef size_t epoch = A.epoch
         cdef double* grad = NULL
         cdef bint custom = False
+        cdef bint borrowed = False
         cdef idx_t* runs = self._claim_runs(&nruns)
         _sweep_begin()
         try:
-            grad = <double*>calloc(root + 1, sizeof(double))
-            if grad == NULL:
-                raise MemoryError()
+            grad = _borrow_scratch(root + 1)
+            borrowed = grad != NULL
+            if not borrowed:
+                grad = <double*>calloc(root + 1, sizeof(double))
+                if grad == NULL:
+                    raise MemoryError()
             grad[root] = 1.0
             if runs == NULL:                    # first call: discovery and sweep in one pass
                 runs = _reachable(root, &nruns, False, grad, &custom)
@@ -416,24 +450,19 @@ cdef class Value:
                         hi = stop - 1
             if custom:
                 _gradients_with_customs(root, runs, nruns, xs, out)
-                return out
+                return 0
             for j in range(len(xs)):
                 i = _index(<Value?>xs[j])
                 if i <= root:                   # an unused node's entry stayed 0.0
                     out[j] = grad[i]
-            return out
+            return 0
         finally:
-            free(grad)
+            if borrowed:                        # every entry the sweep wrote lies in [lowest, root]
+                _return_scratch(grad, runs[2 * nruns - 1] if runs != NULL and nruns > 0 else 0, root)
+            else:
+                free(grad)
             self._return_runs(root, runs, nruns, epoch)
             _sweep_end()
-
-    def _gradient_values(self, inputs):
-        """_gradients_of(inputs) as new leaf Values."""
-        cdef list numbers = self._gradients_of(inputs)
-        cdef Py_ssize_t k
-        for k in range(len(numbers)):
-            numbers[k] = _new_leaf(<double>numbers[k])
-        return numbers
 
     def forward(self):
         """Recompute every interior node of this graph from the leaves' data."""
@@ -588,7 +617,7 @@ def _in_creation_order(values):
 
 
 cdef int _gradients_with_customs(Py_ssize_t root, idx_t* runs, Py_ssize_t nruns, list xs,
-                                 list out) except -1:
+                                 double* out) except -1:
     """_gradients_of below a custom node: each run's grads copied out and
     zeroed, backward()'s sweep, the inputs' grads read into `out`, the copy
     written back; all inside the caller's sweep, so no node moves."""
@@ -619,3 +648,36 @@ cdef int _gradients_with_customs(Py_ssize_t root, idx_t* runs, Py_ssize_t nruns,
             k += runs[2 * r] - i + 1
         free(saved)
     return 0
+
+
+# gradients()'s private grads, kept between calls (all zero then) so that a
+# call writes into pages that are already there; one user at a time: a
+# gradients() started meanwhile (a signal handler's) gets a fresh array
+cdef double* _scratch = NULL
+cdef Py_ssize_t _scratch_len = 0
+cdef bint _scratch_busy = False
+cdef Py_ssize_t SCRATCH_MAX = 1 << 22          # 32 MiB; larger graphs allocate per call
+
+
+cdef double* _borrow_scratch(Py_ssize_t n) noexcept:
+    """The zeroed scratch array of at least n entries, or NULL (busy, too
+    large, or no memory: the caller allocates its own)."""
+    global _scratch, _scratch_len, _scratch_busy
+    cdef double* grown
+    if _scratch_busy or n > SCRATCH_MAX:
+        return NULL
+    if n > _scratch_len:
+        grown = <double*>realloc(_scratch, n * sizeof(double))
+        if grown == NULL:
+            return NULL
+        memset(grown + _scratch_len, 0, (n - _scratch_len) * sizeof(double))
+        _scratch, _scratch_len = grown, n
+    _scratch_busy = True
+    return _scratch
+
+
+cdef void _return_scratch(double* grad, Py_ssize_t lo, Py_ssize_t hi) noexcept:
+    """Zero [lo, hi] of the scratch array again and release it."""
+    global _scratch_busy
+    memset(grad + lo, 0, (hi - lo + 1) * sizeof(double))
+    _scratch_busy = False

@@ -378,7 +378,9 @@ def test_signal_handlers_that_grow_compact_and_re_initialize_mid_sweep():
     quiet = gradients(y, [x], create_graph=True)[0].data
     quiet_numbers = gradients(y, [x])[0].data
     stray = C.Value(1.0)
-    made, fired = [], []
+    made, fired, nested = [], [], []
+    small_x = C.Value(2.0)
+    small = small_x * small_x * 3.0
 
     busy = []
 
@@ -390,6 +392,7 @@ def test_signal_handlers_that_grow_compact_and_re_initialize_mid_sweep():
         made[:] = [C.Value(float(k)) * 2.0 for k in range(200)]
         C.collect()
         stray.__init__(float(len(fired)))
+        nested.append(gradients(small, [small_x])[0].data)   # while the sweep's own array is in use
         busy.clear()
     old = signal.signal(signal.SIGALRM, handler)
     signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
@@ -402,4 +405,6 @@ def test_signal_handlers_that_grow_compact_and_re_initialize_mid_sweep():
     assert any(fired), "no signal arrived inside the sweep"
     assert [d.data for d in noisy] == [quiet] * 3
     assert noisy_numbers == [quiet_numbers] * 20 and quiet_numbers == quiet
+    assert nested and all(d == 12.0 for d in nested)
+    assert gradients(small, [small_x])[0].data == 12.0
     C.check_arena()
