@@ -22,11 +22,7 @@ cdef inline Py_ssize_t _emit_leaf(double d) except -1:
 
 cdef Py_ssize_t _emit(uint8_t op, Py_ssize_t x, Py_ssize_t y) except -1:
     """x <op> y (y = -1 for one-input ops), as _binary and _unary make it."""
-    cdef double r
-    if op == ADD or op == SUB or op == MUL:
-        r = arith_f(op, A.data[x], A.data[y])
-    else:
-        r = _apply(op, A.data[x], A.data[y] if y >= 0 else 0.0)
+    cdef double r = _apply(op, A.data[x], A.data[y] if y >= 0 else 0.0)
     _reserve(1, 0)
     cdef Py_ssize_t i = A.n
     _write_node(i, op, x, y, r)
@@ -34,24 +30,17 @@ cdef Py_ssize_t _emit(uint8_t op, Py_ssize_t x, Py_ssize_t y) except -1:
     return i
 
 
-cdef Py_ssize_t _emit_number_op(uint8_t op, double c, Py_ssize_t x) except -1:
-    """c <op> x for a number c, as _binary makes it: a leaf for c, then the node."""
-    cdef double r = arith_f(op, c, A.data[x]) if op != DIV else div_f(c, A.data[x])
+cdef Py_ssize_t _emit_number(uint8_t op, Py_ssize_t x, double c, bint number_first) except -1:
+    """x <op> c, or c <op> x with number_first, for a number c, as _binary
+    makes it: a leaf for c, then the node (x ** c is a POWC node)."""
+    cdef double r = _apply(op, c, A.data[x]) if number_first else _apply(op, A.data[x], c)
     _reserve(2, 0)
     cdef Py_ssize_t ci = A.n
     _write_leaf(ci, c)
-    _write_node(ci + 1, op, ci, x, r)
-    A.n = ci + 2
-    return ci + 1
-
-
-cdef Py_ssize_t _emit_power(Py_ssize_t x, double c) except -1:
-    """x ** c for a number c: a leaf for c, then the POWC node."""
-    cdef double r = _apply(POW, A.data[x], c)
-    _reserve(2, 0)
-    cdef Py_ssize_t ci = A.n
-    _write_leaf(ci, c)
-    _write_node(ci + 1, POWC, x, ci, r)
+    if number_first:
+        _write_node(ci + 1, op, ci, x, r)
+    else:
+        _write_node(ci + 1, POWC if op == POW else op, x, ci, r)
     A.n = ci + 2
     return ci + 1
 
@@ -128,10 +117,10 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
     elif op == POWC:                    # c * x ** (c - 1) * g
         c = A.data[b]
         if c != 0.0:
-            _add_term(t, a, _emit(MUL, _emit_number_op(MUL, c, _emit_power(a, c - 1.0)), g))
+            _add_term(t, a, _emit(MUL, _emit_number(MUL, _emit_number(POW, a, c - 1.0, False), c, True), g))
     elif op == POW:                     # y * x ** (y - 1) * g; out * log(x) * g
         if A.data[b] != 0.0:
-            x = _emit(POW, a, _emit_sub_number(b, 1.0))
+            x = _emit(POW, a, _emit_number(SUB, b, 1.0, False))
             _add_term(t, a, _emit(MUL, _emit(MUL, b, x), g))
         if not (A.data[a] == 0.0 and A.data[b] >= 0.0):
             _add_term(t, b, _emit(MUL, _emit(MUL, i, _emit(LOG, a, -1)), g))
@@ -144,15 +133,15 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
         elif A.data[a] < 0.0:
             _add_term(t, a, _emit(NEG, g, -1))
     elif op == TANH:                    # (1 - t * t) * g
-        _add_term(t, a, _emit(MUL, _emit_number_op(SUB, 1.0, _emit(MUL, i, i)), g))
+        _add_term(t, a, _emit(MUL, _emit_number(SUB, _emit(MUL, i, i), 1.0, True), g))
     elif op == SIGMOID:                 # s * (1 - s) * g
-        _add_term(t, a, _emit(MUL, _emit(MUL, i, _emit_number_op(SUB, 1.0, i)), g))
+        _add_term(t, a, _emit(MUL, _emit(MUL, i, _emit_number(SUB, i, 1.0, True)), g))
     elif op == EXP:
         _add_term(t, a, _emit(MUL, i, g))
     elif op == LOG:
         _add_term(t, a, _emit(DIV, g, a))
     elif op == SQRT:                    # g / (2 * out)
-        _add_term(t, a, _emit(DIV, g, _emit_number_op(MUL, 2.0, i)))
+        _add_term(t, a, _emit(DIV, g, _emit_number(MUL, i, 2.0, True)))
     elif op == SUM:
         for k in range(b):
             _add_term(t, A.edges[a + k], g)
@@ -168,17 +157,6 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
             e = A.edges[a + k]
             _add_term(t, e, _emit(MUL, _emit(EXP, _emit(SUB, e, i), -1), g))
     return 0
-
-
-cdef inline Py_ssize_t _emit_sub_number(Py_ssize_t x, double c) except -1:
-    """x - c for a number c, as _binary makes it: a leaf for c, then the node."""
-    cdef double r = arith_f(SUB, A.data[x], c)
-    _reserve(2, 0)
-    cdef Py_ssize_t ci = A.n
-    _write_leaf(ci, c)
-    _write_node(ci + 1, SUB, x, ci, r)
-    A.n = ci + 2
-    return ci + 1
 
 
 cdef list _derivative_graph(Value output, list inputs):
