@@ -160,16 +160,9 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
         try:                                        # the engine checks the inputs' types
             return output._gradient_values(inputs)
         except (AttributeError, TypeError):
-            engine = _engine_of_output(output)      # then name what was wrong
-            if isinstance(inputs, engine.Value):
-                raise TypeError("gradients() takes a list of input Values: write [x] for one") from None
-            _checked_inputs(list(inputs), engine)
+            _checked_inputs(output, inputs)         # names what was wrong
             raise
-    engine = _engine_of_output(output)
-    if isinstance(inputs, engine.Value):
-        raise TypeError("gradients() takes a list of input Values: write [x] for one")
-    inputs = list(inputs)
-    _checked_inputs(inputs, engine)
+    engine, inputs = _checked_inputs(output, inputs)
     if hasattr(type(output), "_derivatives"):          # the compiled core emits the same nodes
         emitted = output._derivatives(inputs)
         if emitted is not None:
@@ -195,19 +188,20 @@ def _built_with_ops(output, inputs, engine):
     return [adjoint[x] if x in adjoint else engine.Value(0.0) for x in inputs]
 
 
-def _engine_of_output(output):
+def _checked_inputs(output, inputs):
+    """(the output's engine, the inputs as a list), or a TypeError naming
+    what is wrong."""
     engine = _engine_for(output)
     if engine is None:
         raise TypeError(f"gradients() takes an output Value (a scalar), not {type(output).__name__}")
-    return engine
-
-
-def _checked_inputs(inputs, engine):
+    if isinstance(inputs, engine.Value):
+        raise TypeError("gradients() takes a list of input Values: write [x] for one")
+    inputs = list(inputs)
     for k, x in enumerate(inputs):
         if not isinstance(x, engine.Value):
             raise TypeError(f"inputs[{k}] must be a Value of the output's engine "
                             f"({engine.__name__}), not {type(x).__name__}")
-    return inputs
+    return engine, inputs
 
 
 # -- the functional API over numbers (HIPS autograd's names) -------------------------------
@@ -219,14 +213,11 @@ def value_and_grad(f: Callable[..., Any], argnum: int = 0) -> Callable[..., tupl
     is a list).  Numbers in give floats out; Values in give Values out,
     nodes of the graph, so that grad(grad(f)) works."""
     def value_and_gradient(*args):
-        x, rebuild = _argument(args, argnum)
-        leaves, nested = _leaves(x)
-        out = f(*rebuild(leaves))
-        _check_scalar(out, f)
+        out, leaves, nested, many = _call_at(f, args, argnum)
         grads = gradients(out, leaves, create_graph=nested)
         if not nested:
             out, grads = out.data, [g.data for g in grads]
-        return out, (grads if isinstance(x, (list, tuple)) else grads[0])
+        return out, (grads if many else grads[0])
     return value_and_gradient
 
 
@@ -243,28 +234,29 @@ def hessian(f: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
     """A function giving the matrix of second derivatives of f in
     args[argnum] (a list of rows for a list of inputs; a number for one)."""
     def hess(*args):
-        x, rebuild = _argument(args, argnum)
-        leaves, nested = _leaves(x)
-        out = f(*rebuild(leaves))
-        _check_scalar(out, f)
+        out, leaves, nested, many = _call_at(f, args, argnum)
         rows = [gradients(g, leaves, create_graph=nested)
                 for g in gradients(out, leaves, create_graph=True)]
         if not nested:
             rows = [[h.data for h in row] for row in rows]
-        return rows if isinstance(x, (list, tuple)) else rows[0][0]
+        return rows if many else rows[0][0]
     return hess
 
 
-def _argument(args, argnum):
+def _call_at(f, args, argnum):
+    """f(*args) with args[argnum] made of leaves to differentiate in: (its
+    output, the leaves, whether they came in as Values, whether args[argnum]
+    is a list)."""
     if not -len(args) <= argnum < len(args):
         raise IndexError(f"argnum {argnum} is out of range for {len(args)} arguments")
     x = args[argnum]
-
-    def rebuild(leaves):
-        new = list(args)
-        new[argnum] = leaves if isinstance(x, (list, tuple)) else leaves[0]
-        return new
-    return x, rebuild
+    many = isinstance(x, (list, tuple))
+    leaves, nested = _leaves(x)
+    new = list(args)
+    new[argnum] = leaves if many else leaves[0]
+    out = f(*new)
+    _check_scalar(out, f)
+    return out, leaves, nested, many
 
 
 def _leaves(x):
