@@ -7,7 +7,8 @@ import pytest
 
 import autograd.pure
 from autograd import grad, gradients, hessian, value_and_grad
-from helpers import central_difference, same_float
+from helpers import (central_difference, check_arena, collecting_at_every_allocation, is_core,
+                     same_float)
 
 try:
     import autograd.core as core_module
@@ -244,7 +245,6 @@ def test_code_that_compacts_or_re_initializes_mid_gradients_changes_nothing(engi
     """A gc callback compacts the arena at every allocation while the
     derivative graph is built, and a custom op's partial re-initializes an
     unrelated Value and drops garbage: the results are those of a quiet run."""
-    from helpers import collecting_at_every_allocation, is_core
 
     def build():
         stray = engine.Value(9.0)
@@ -274,7 +274,6 @@ def test_a_custom_backward_that_grows_compacts_and_re_initializes_mid_gradients(
     """gradients() without create_graph runs backward() and puts every grad
     back: a lecture-style _backward that grows the arena, asks for a
     compaction and re-initializes a stray Value leaves grads and results right."""
-    from helpers import check_arena, is_core
     x, w = engine.Value(1.5), engine.Value(-2.0)
     stray = engine.Value(4.0)
     h = x * w
@@ -305,7 +304,6 @@ def test_the_derivative_graph_is_freed_with_its_results_and_the_gc_off(engine):
     nothing behind once their results are dropped."""
     import gc
     import weakref
-    from helpers import is_core
     x = [engine.Value(v) for v in (0.3, -0.6, 0.9)]
     gc.collect()
     gc.disable()
