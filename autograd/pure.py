@@ -505,9 +505,12 @@ class Value:
         if self._kind not in ("custom", "leaf"):
             raise TypeError(f"cannot set _backward on a built-in '{self._op}' node: make a custom "
                             "node with Value(data, _children, _op) and set its _backward")
-        if self._custom is None:
-            self._custom = _Custom("")
-        self._custom.backward = fn
+        # a new record for this node alone: the nodes a function() makes
+        # share its record, and their chain rule must stay the partials.
+        # This node's is now `fn`; its forward formula still recomputes it.
+        old = self._custom
+        self._custom = _Custom("" if old is None else old.op, fn,
+                               None if old is None else old.forward, None)
 
     def _local_backward(self):
         """Apply this node's chain rule once (what `_backward` returns for a
@@ -747,6 +750,8 @@ class Function:
 
     def __init__(self, forward: Callable[..., float], *partials: Callable[..., float],
                  name: str | None = None) -> None:
+        if "_info" in self.__dict__:
+            raise RuntimeError("a function is made once: call autograd.function() for a new one")
         if not callable(forward):
             raise TypeError(f"function(): forward must be callable, not {type(forward).__name__}")
         if not partials:
@@ -763,6 +768,8 @@ class Function:
         self._info = _Custom(self.name, None, forward, partials)
 
     def __call__(self, *args: Value | float) -> Value:
+        if "_info" not in self.__dict__:
+            raise RuntimeError("this function was never made (Function.__new__ without __init__)")
         name, n = self.name, len(self.partials)
         if len(args) != n:
             raise TypeError(f"'{name}' takes {n} inputs (one per partial derivative), not {len(args)}")
@@ -803,9 +810,13 @@ class Block:
 
         params = Block(model.parameters())
         params.zero_grad(); loss.backward(); params.sgd_step(0.01)
+
+    A Block is made once: a second __init__ raises.
     """
 
     def __init__(self, values: Iterable[Value]) -> None:
+        if "values" in self.__dict__:
+            raise RuntimeError("a Block is made once, with its Values: make a new Block")
         items = list(values)
         for k, v in enumerate(items):
             if not isinstance(v, Value):
@@ -814,64 +825,94 @@ class Block:
             _require_initialized(v)
         self.values = tuple(items)
 
+    def __reduce__(self):
+        return (Block, (self._owned(),))
+
+    def _owned(self):
+        if "values" not in self.__dict__:
+            raise RuntimeError("this Block was never made (Block.__new__ without __init__)")
+        return self.values
+
     def __len__(self):
-        return len(self.values)
+        return len(self._owned())
 
     def __iter__(self):
-        return iter(self.values)
+        return iter(self._owned())
 
     @property
     def data(self) -> list[float]:
-        return [v._data for v in self.values]
+        """The Values' data, as a list of floats."""
+        return [v._data for v in self._owned()]
 
     @property
     def grad(self) -> list[float]:
-        return [v._grad for v in self.values]
+        """The Values' grads, as a list of floats."""
+        return [v._grad for v in self._owned()]
 
     def set_data(self, numbers: Iterable[float]) -> None:
+        """Set every Value's data: `numbers` is a sequence of as many real numbers."""
+        values = self._owned()
         items = list(numbers)
-        if len(items) != len(self.values):
-            raise ValueError(f"set_data() got {len(items)} numbers for {len(self.values)} Values")
+        if len(items) != len(values):
+            raise ValueError(f"set_data() got {len(items)} numbers for {len(values)} Values")
         data = []
         for k, x in enumerate(items):
             d = _as_float(x)
             if d is None:
                 raise TypeError(f"set_data() takes real numbers, not {type(x).__name__} (item {k})")
             data.append(d)
-        for v, d in zip(self.values, data):
+        for v, d in zip(values, data):
             v._data = d
 
     def zero_grad(self) -> None:
-        for v in self.values:
+        """Set every Value's grad to 0."""
+        for v in self._owned():
             v._grad = 0.0
 
     def sgd_step(self, lr: float) -> None:
+        """data -= lr * grad, for every Value."""
         lr = _real(lr, "lr")
-        for v in self.values:
+        for v in self._owned():
             v._data = v._data - lr * v._grad
 
     def momentum_step(self, lr: float, momentum: float, velocity: Any) -> None:
+        """v = momentum * v + grad; data -= lr * v (PyTorch's SGD momentum).
+        `velocity` is a writable buffer of doubles, one per Value."""
         lr, momentum = _real(lr, "lr"), _real(momentum, "momentum")
-        _check_state(velocity, len(self.values), "velocity")
-        for k, v in enumerate(self.values):
+        values = self._owned()
+        velocity = _state(velocity, len(values), "velocity")
+        for k, v in enumerate(values):
             velocity[k] = momentum * velocity[k] + v._grad
             v._data = v._data - lr * velocity[k]
 
     def adam_step(self, lr: float, beta1: float, beta2: float, eps: float, c1: float, c2: float,
                   m: Any, v: Any) -> None:
+        """Adam with bias corrections c1 = 1 - beta1**t and c2 = 1 - beta2**t.
+        `m` and `v` are writable buffers of doubles, one per Value."""
         lr, beta1, beta2, eps, c1, c2 = (_real(x, "Adam's settings") for x in (lr, beta1, beta2, eps, c1, c2))
-        _check_state(m, len(self.values), "m")
-        _check_state(v, len(self.values), "v")
-        for k, p in enumerate(self.values):
+        values = self._owned()
+        m = _state(m, len(values), "m")
+        v = _state(v, len(values), "v")
+        for k, p in enumerate(values):
             g = p._grad
             m[k] = beta1 * m[k] + (1.0 - beta1) * g
             v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
             p._data = p._data - lr * (m[k] / c1) / (math.sqrt(v[k] / c2) + eps)
 
 
-def _check_state(state, n, name):
-    if len(state) != n:
-        raise ValueError(f"{name} has {len(state)} entries for {n} Values")
+def _state(state, n, name):
+    """An optimizer's state as a writable view of n doubles, or a clear error
+    (the compiled core takes the same buffers)."""
+    try:
+        view = memoryview(state)
+    except TypeError:
+        view = None
+    if view is None or view.readonly or view.format != "d" or view.ndim != 1 or not view.c_contiguous:
+        raise TypeError(f"{name} must be a writable buffer of doubles (array('d') or a float64 "
+                        f"numpy array), not {type(state).__name__}")
+    if len(view) != n:
+        raise ValueError(f"{name} has {len(view)} entries for {n} Values")
+    return view
 
 
 class no_grad:
@@ -936,6 +977,10 @@ class Replay:
     parameters must be leaves.
     """
 
+    def __reduce__(self):
+        raise TypeError("a Replay cannot be pickled: it points into one process's graph; "
+                        "record a new one from the model where it is needed")
+
     def __init__(self, outputs: Iterable[Value], inputs: Iterable[Value],
                  params: Iterable[Value]) -> None:
         if getattr(self, "_recorded", False):
@@ -980,9 +1025,11 @@ class Replay:
                 info = v._custom
                 if info.forward is None or info.partials is None:
                     raise RuntimeError(
-                        f"Replay() cannot replay the custom node '{info.op}': it was made by "
-                        f"Value(data, _children, _op) and has no forward formula. Make the op "
-                        f"with autograd.function(forward, *partials) to replay it.")
+                        f"Replay() cannot replay the custom node '{info.op}': its chain rule is "
+                        f"a Python `_backward` (it was made by Value(data, _children, _op), "
+                        f"or its `_backward` was assigned), not a forward formula and "
+                        f"partials. Make the op with autograd.function(forward, *partials) "
+                        f"to replay it.")
                 self._customs[s] = info
             self._kinds.append(v._kind)
             self._kids.append(kids)

@@ -10,15 +10,21 @@
 # order as the Python loops it replaces (autograd/pure.py has the same Block).
 # ---------------------------------------------------------------------------
 
+@cython.auto_pickle(False)
 cdef class Block:
     """A fixed sequence of Values with bulk operations on their data and grads.
 
         params = Block(model.parameters())
         params.zero_grad(); loss.backward(); params.sgd_step(0.01)
+
+    A Block is made once: a second __init__ raises (Python code that runs
+    inside a Block's method cannot change what the method is looping over).
     """
     cdef tuple values           # owned: the nodes stay live, the handles valid
 
     def __init__(self, values):
+        if self.values is not None:
+            raise RuntimeError("a Block is made once, with its Values: make a new Block")
         cdef list items = list(values)          # private: nothing else can change it
         cdef Py_ssize_t k
         for k in range(len(items)):
@@ -28,33 +34,47 @@ cdef class Block:
             _check(<Value>items[k])
         self.values = tuple(items)
 
+    def __reduce__(self):
+        return (Block, (self._owned(),))
+
+    cdef tuple _owned(self):
+        """The Values, as a tuple the caller holds: every loop below runs over
+        this local reference and its own length, never over self.values
+        again (see the re-entrancy rule: loops after a GC point)."""
+        if self.values is None:
+            raise RuntimeError("this Block was never made (Block.__new__ without __init__)")
+        return self.values
+
     def __len__(self):
-        return len(self.values)
+        return len(self._owned())
 
     def __iter__(self):
-        return iter(self.values)
+        return iter(self._owned())
 
     @property
     def data(self):
         """The Values' data, as a list of floats."""
-        cdef Py_ssize_t n = len(self.values), k
-        cdef list out = [None] * n              # a GC point: the nodes are read after it
-        for k in range(n):
-            out[k] = A.data[(<Value>self.values[k]).idx]
+        cdef tuple vals = self._owned()
+        cdef list out = _nones(len(vals))      # a GC point: the nodes are read after it
+        cdef Py_ssize_t k
+        for k in range(len(vals)):
+            out[k] = A.data[(<Value>vals[k]).idx]
         return out
 
     @property
     def grad(self):
         """The Values' grads, as a list of floats."""
-        cdef Py_ssize_t n = len(self.values), k
-        cdef list out = [None] * n
-        for k in range(n):
-            out[k] = A.grad[(<Value>self.values[k]).idx]
+        cdef tuple vals = self._owned()
+        cdef list out = _nones(len(vals))
+        cdef Py_ssize_t k
+        for k in range(len(vals)):
+            out[k] = A.grad[(<Value>vals[k]).idx]
         return out
 
     def set_data(self, numbers):
         """Set every Value's data: `numbers` is a sequence of as many real numbers."""
-        cdef Py_ssize_t n = len(self.values), k
+        cdef tuple vals = self._owned()
+        cdef Py_ssize_t n = len(vals), k
         cdef double* d = <double*>malloc((n if n else 1) * sizeof(double))
         if d == NULL:
             raise MemoryError()
@@ -63,51 +83,71 @@ cdef class Block:
             _doubles(numbers, d, n, "set_data()")
             # 2./3. the Values are owned and valid: read their indices and write
             for k in range(n):
-                A.data[(<Value>self.values[k]).idx] = d[k]
+                A.data[(<Value>vals[k]).idx] = d[k]
         finally:
             free(d)
 
     def zero_grad(self):
         """Set every Value's grad to 0."""
+        cdef tuple vals = self._owned()
         cdef Py_ssize_t k
-        for k in range(len(self.values)):
-            A.grad[(<Value>self.values[k]).idx] = 0.0
+        for k in range(len(vals)):
+            A.grad[(<Value>vals[k]).idx] = 0.0
 
-    def sgd_step(self, double lr):
+    def sgd_step(self, lr):
         """data -= lr * grad, for every Value."""
+        cdef double rate = _real(lr, "lr")     # may run Python code: before the Values are read
+        cdef tuple vals = self._owned()
         cdef Py_ssize_t k, i
-        for k in range(len(self.values)):
-            i = (<Value>self.values[k]).idx
-            A.data[i] = A.data[i] - lr * A.grad[i]
+        for k in range(len(vals)):
+            i = (<Value>vals[k]).idx
+            A.data[i] = A.data[i] - rate * A.grad[i]
 
-    def momentum_step(self, double lr, double momentum, double[::1] velocity not None):
-        """v = momentum * v + grad; data -= lr * v (PyTorch's SGD momentum)."""
+    def momentum_step(self, lr, momentum, velocity):
+        """v = momentum * v + grad; data -= lr * v (PyTorch's SGD momentum).
+        `velocity` is a writable buffer of doubles, one per Value."""
+        cdef double rate = _real(lr, "lr"), mu = _real(momentum, "momentum")
+        cdef tuple vals = self._owned()
+        cdef double[::1] vel = _state(velocity, len(vals), "velocity")
         cdef Py_ssize_t k, i
-        _check_state(velocity, len(self.values), "velocity")
-        for k in range(len(self.values)):
-            i = (<Value>self.values[k]).idx
-            velocity[k] = momentum * velocity[k] + A.grad[i]
-            A.data[i] = A.data[i] - lr * velocity[k]
+        for k in range(len(vals)):
+            i = (<Value>vals[k]).idx
+            vel[k] = mu * vel[k] + A.grad[i]
+            A.data[i] = A.data[i] - rate * vel[k]
 
-    def adam_step(self, double lr, double beta1, double beta2, double eps, double c1, double c2,
-                  double[::1] m not None, double[::1] v not None):
-        """Adam with bias corrections c1 = 1 - beta1**t and c2 = 1 - beta2**t."""
+    def adam_step(self, lr, beta1, beta2, eps, c1, c2, m, v):
+        """Adam with bias corrections c1 = 1 - beta1**t and c2 = 1 - beta2**t.
+        `m` and `v` are writable buffers of doubles, one per Value."""
+        cdef double rate = _real(lr, "Adam's settings"), b1 = _real(beta1, "Adam's settings")
+        cdef double b2 = _real(beta2, "Adam's settings"), e = _real(eps, "Adam's settings")
+        cdef double k1 = _real(c1, "Adam's settings"), k2 = _real(c2, "Adam's settings")
+        cdef tuple vals = self._owned()
+        cdef double[::1] mm = _state(m, len(vals), "m")
+        cdef double[::1] vv = _state(v, len(vals), "v")
         cdef Py_ssize_t k, i
         cdef double g
-        _check_state(m, len(self.values), "m")
-        _check_state(v, len(self.values), "v")
-        for k in range(len(self.values)):
-            i = (<Value>self.values[k]).idx
+        for k in range(len(vals)):
+            i = (<Value>vals[k]).idx
             g = A.grad[i]
-            m[k] = beta1 * m[k] + (1.0 - beta1) * g
-            v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
-            A.data[i] = A.data[i] - lr * (m[k] / c1) / (sqrt(v[k] / c2) + eps)
+            mm[k] = b1 * mm[k] + (1.0 - b1) * g
+            vv[k] = b2 * vv[k] + (1.0 - b2) * g * g
+            A.data[i] = A.data[i] - rate * (mm[k] / k1) / (sqrt(vv[k] / k2) + e)
 
 
-cdef int _check_state(double[::1] state, Py_ssize_t n, str name) except -1:
-    if state.shape[0] != n:
-        raise ValueError("%s has %d entries for %d Values" % (name, state.shape[0], n))
-    return 0
+cdef double[::1] _state(object state, Py_ssize_t n, str name):
+    """An optimizer's state as a writable view of n doubles, or a clear error.
+    The view holds the buffer: its owner cannot resize it meanwhile."""
+    cdef double[::1] view
+    try:
+        if state is None:
+            raise TypeError
+        view = state
+    except (TypeError, ValueError, BufferError):
+        raise TypeError("%s must be a writable buffer of doubles (array('d') or a float64 "
+                        "numpy array), not %s" % (name, type(state).__name__)) from None
+    if view.shape[0] != n:
+        raise ValueError("%s has %d entries for %d Values" % (name, view.shape[0], n))
+    return view
 
 
 cdef int _doubles(object numbers, double* d, Py_ssize_t n, str name) except -1:

@@ -17,6 +17,18 @@ cdef inline int _as_float(object o, double* out) except -1:
     return 0
 
 
+cdef list _nones(Py_ssize_t n):
+    """A new list of n Nones, for a result to fill.  Making it is a GC point;
+    n is read once, before.  (Cython's `[None] * self.B` reads self.B again
+    to fill the list, after the GC point: never write that here.)"""
+    cdef list out = PyList_New(n)
+    cdef Py_ssize_t k
+    for k in range(n):
+        Py_INCREF(None)
+        PyList_SET_ITEM(out, k, None)
+    return out
+
+
 cdef double _real(object o, str what) except? -1.0:
     cdef double d
     if not _as_float(o, &d):

@@ -51,6 +51,7 @@ put, and collect() is carried out when the last sweep ends.
 
 cimport cython
 from cpython.ref cimport PyObject
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble
 from cpython cimport array
@@ -60,12 +61,14 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy
 from libc.stdint cimport uint8_t, int32_t, INT32_MAX
 from libc.math cimport exp, log, sqrt, tanh, pow, fabs, isfinite, INFINITY
 
 import array
+import functools
 import math
 import numbers
 import operator
@@ -90,6 +93,11 @@ cdef extern from *:
     static inquiry autograd_get_clear(PyTypeObject* t) { return t->tp_clear; }
     static void autograd_set_clear(PyTypeObject* t, inquiry f) { t->tp_clear = f; }
     static int autograd_visit(visitproc visit, PyObject* o, void* arg) { return o ? visit(o, arg) : 0; }
+    /* someone holds a weak reference to o (its weak list is not empty) */
+    static int autograd_has_weakrefs(PyObject* o) {
+        Py_ssize_t offset = Py_TYPE(o)->tp_weaklistoffset;
+        return offset > 0 && *(PyObject**)((char*)o + offset) != NULL;
+    }
     /* v.__dict__ (and vars(v)): the attributes' dict, made on first use.
        Whoever holds it may fill it, so the handle is then treated as one
        with attributes (autograd_attrs_taken: tracked by the GC, KEEP). */
@@ -124,6 +132,7 @@ cdef extern from *:
     int visit_object "autograd_visit"(visitproc visit, PyObject* o, void* arg)
     int add_dict_descriptor "autograd_add_dict_descriptor"(PyTypeObject* t, void (*taken)(PyObject*) noexcept) except -1
     bint is_none "Py_IsNone"(object o)
+    bint has_weakrefs "autograd_has_weakrefs"(PyObject* o)
     ctypedef int (*setattrofunc "autograd_setattrofunc")(PyObject*, PyObject*, PyObject*) except -1
     setattrofunc get_setattro "autograd_get_setattro"(PyTypeObject* t)
     void set_setattro "autograd_set_setattro"(PyTypeObject* t, setattrofunc f)

@@ -13,6 +13,7 @@
 # a closure that captures its own output is collected with it.
 # ---------------------------------------------------------------------------
 
+@cython.auto_pickle(False)
 cdef class _Custom:
     """What a custom node runs: a lecture-style `_backward` function, or the
     forward formula and partial derivatives of an autograd.function."""
@@ -38,7 +39,7 @@ cdef int _name_in_error(BaseException exc, str op) except -1:
 cdef list _child_data(Value h):
     """The data of the custom node h's children, as floats."""
     cdef Py_ssize_t n = A.b[h.idx], i, first, k
-    cdef list xs = [None] * n           # a GC point: the node is read after it
+    cdef list xs = _nones(n)           # a GC point: the node is read after it
     i = h.idx
     if not _is_live_handle(h) or A.op[i] != CUSTOM or A.b[i] != n:
         raise RuntimeError("a custom node changed while its inputs were read")
@@ -199,6 +200,7 @@ cdef int _adopt_children(Value h) except -1:
 # autograd.function: a custom op with its forward formula and partials
 # ---------------------------------------------------------------------------
 
+@cython.auto_pickle(False)
 cdef class Function:
     """A custom op: `forward(*inputs)` computes the result from numbers and
     `partials[k](*inputs)` its derivative with respect to input k.
@@ -214,6 +216,8 @@ cdef class Function:
     cdef _Custom info
 
     def __init__(self, forward, *partials, name=None):
+        if self.info is not None:
+            raise RuntimeError("a function is made once: call autograd.function() for a new one")
         if not callable(forward):
             raise TypeError("function(): forward must be callable, not %s" % type(forward).__name__)
         if not partials:
@@ -231,7 +235,12 @@ cdef class Function:
         self.info = _Custom(self.name, None, forward, partials)
 
     def __call__(self, *args):
+        if self.info is None:
+            raise RuntimeError("this function was never made (Function.__new__ without __init__)")
         return _call_function(self, list(args))
+
+    def __reduce__(self):               # pickles as what made it (its formulas by reference)
+        return (functools.partial(Function, name=self.name), (self.forward,) + self.partials)
 
     def __repr__(self):
         return "function(%r, %d inputs)" % (self.name, len(self.partials))
@@ -256,7 +265,7 @@ cdef Value _call_function(Function f, list kids):
         raise TypeError("'%s' takes %d inputs (one per partial derivative), not %d"
                         % (f.name, n, len(kids)))
     # 1. Python-level input: numbers to floats, then the forward formula
-    cdef list xs = [None] * n
+    cdef list xs = _nones(n)
     for k in range(n):
         o = kids[k]
         if not isinstance(o, Value):

@@ -164,7 +164,7 @@ cdef list _derivative_graph(Value output, list inputs):
     one), emitted as nodes; or None where higher.py must build them (a
     custom node below the output, or inside no_grad())."""
     cdef Py_ssize_t nin = len(inputs), root, nruns = 0, r, i, k, count, g, term
-    cdef list out = [None] * nin            # the last GC point before the sweep
+    cdef list out = _nones(nin)            # the last GC point before the sweep
     cdef _Terms t
     cdef Py_ssize_t* adj = NULL
     cdef Py_ssize_t small[64]

@@ -74,7 +74,7 @@ def _float_rows(rows):
         return None
     cdef list xs = rows
     cdef Py_ssize_t n = len(xs), width = -1, i, j
-    cdef list out = [None] * n
+    cdef list out = _nones(n)
     cdef object row, x
     cdef double* to
     cdef array.array converted
@@ -162,6 +162,10 @@ cdef class Replay:
         free(self.gwbuf); free(self.xrows); free(self.gxrows)
         free(self.input_slot); free(self.param_slot); free(self.output_slot)
 
+    def __reduce__(self):
+        raise TypeError("a Replay cannot be pickled: it points into one process's graph; "
+                        "record a new one from the model where it is needed")
+
     def __init__(self, outputs, inputs, params):
         if self.recorded or self.op != NULL:
             raise RuntimeError("a Replay is recorded once, when it is made")
@@ -244,9 +248,11 @@ cdef class Replay:
                         info = (<Value>A.handle[i]).custom if A.handle[i] != NULL else None
                         if info is None or info.forward is None or info.partials is None:
                             raise RuntimeError(
-                                "Replay() cannot replay the custom node '%s': it was made by "
-                                "Value(data, _children, _op) and has no forward formula. Make "
-                                "the op with autograd.function(forward, *partials) to replay it."
+                                "Replay() cannot replay the custom node '%s': its chain rule is "
+                                "a Python `_backward` (it was made by Value(data, _children, _op), "
+                                "or its `_backward` was assigned), not a forward formula and "
+                                "partials. Make the op with autograd.function(forward, *partials) "
+                                "to replay it."
                                 % (info.op if info is not None else ""))
                         self.customs[s] = info
                 else:
@@ -504,13 +510,28 @@ cdef class Replay:
     def values(self, j):
         """Output j's value for each sample of the batch, as a list of floats."""
         cdef Py_ssize_t s = self._output(j, "values"), b
-        cdef list out = [None] * self.B         # the last GC point: the slot is read after it
-        if not self.ready:
-            raise RuntimeError("Replay.values(): run forward() on the batch loaded first")
+        cdef list out = self._per_sample("values")     # the last GC point
         cdef double* v = self._val(s)
-        for b in range(self.B):
+        for b in range(len(out)):
             out[b] = v[b * self._stride(s)]
         return out
+
+    cdef list _per_sample(self, str what):
+        """A list of one item per sample of the batch, for a method's result.
+        Making it is a GC point: a gc callback may load another batch
+        meanwhile, so the Replay is checked after it (and the list made again
+        for the new batch).  The caller fills range(len(result)): the batch
+        the Replay's buffers hold."""
+        cdef list out
+        cdef int attempt
+        for attempt in range(3):
+            out = _nones(self.B)
+            if not self.ready:
+                raise RuntimeError("Replay.%s(): run forward() on the batch loaded first" % what)
+            if len(out) == self.B:
+                return out
+        raise RuntimeError("Replay.%s(): another batch was loaded each time the result was "
+                           "made (by Python code that ran meanwhile)" % what)
 
     def sum(self, j):
         """Output j summed over the batch, left to right (as vsum adds)."""
@@ -529,10 +550,8 @@ cdef class Replay:
         cdef list best
         cdef Py_ssize_t b
         try:
-            best = [None] * self.B                  # the last GC point
-            if not self.ready:
-                raise RuntimeError("Replay.argmax(): run forward() on the batch loaded first")
-            for b in range(self.B):
+            best = self._per_sample("argmax")       # the last GC point
+            for b in range(len(best)):
                 best[b] = self._argmax_at(slots, b)
             return best
         finally:
@@ -545,11 +564,14 @@ cdef class Replay:
         cdef Py_ssize_t n = len(want), b, count = 0
         cdef Py_ssize_t* label = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
         cdef Py_ssize_t* slots = NULL
+        cdef object number
         if label == NULL:
             raise MemoryError()
         try:
             for b in range(n):          # may run __index__: before anything is read
-                label[b] = operator.index(want[b]) if type(want[b]) is not int else want[b]
+                number = operator.index(want[b])
+                # a label no output position can be (negative, huge) is a miss
+                label[b] = number if 0 <= number <= PY_SSIZE_T_MAX else -1
             slots = self._output_slots(outputs, "hits")
             if not self.ready:
                 raise RuntimeError("Replay.hits(): run forward() on the batch loaded first")

@@ -59,6 +59,7 @@ cdef class Value:
     cdef _Custom custom         # a custom node's code and `_op`; None otherwise
     cdef PyObject* attrs        # its __dict__, made on the first attribute a user
                                 # sets (v.name = 'x'); see _value_setattro
+    cdef object __weakref__     # weakref.ref(v) works, as on micrograd's Value
 
     __array_ufunc__ = None      # numpy scalars on the left defer to our ops
 
@@ -217,10 +218,12 @@ cdef class Value:
             raise TypeError("cannot set _backward on a built-in '%s' node: make a custom node "
                             "with Value(data, _children, _op) and set its _backward"
                             % OP_SYMBOLS[A.op[i]])
-        if info is None:
-            info = _Custom("")
-        info.backward, fn = fn, info.backward
-        self.custom = info
+        # a new record for this node alone: the nodes an autograd.function
+        # makes share its record, and their chain rule must stay the partials.
+        # This node's is now `fn`; its forward formula still recomputes it.
+        info = _Custom("" if info is None else info.op, fn,
+                       None if info is None else info.forward, None)
+        self.custom = info              # may drop the old record: read the node after
         i = _index(self)
         A.flags[i] |= KEEP
         _track(self)
@@ -397,7 +400,7 @@ cdef class Value:
             raise MemoryError()
         try:
             self._gradients_into(xs, out)
-            values = [None] * n
+            values = _nones(n)
             for j in range(n):
                 values[j] = _new_leaf(out[j])
             return values
@@ -515,8 +518,11 @@ cdef void _value_dealloc(PyObject* o) noexcept:
     PyObject_GC_UnTrack(o)              # before anything it holds is released
     _release_handle(o)
     _clear_attrs(o)
+    # a handle someone holds a weak reference to goes to the base deallocator,
+    # which clears the references (their callbacks may run Python code: the
+    # handle is already detached from its node, as on any dropped reference)
     if (_nspare < 1024 and is_exactly_value(o) and is_none((<Value>o).kids)
-            and is_none((<Value>o).custom)):
+            and is_none((<Value>o).custom) and not has_weakrefs(o)):
         (<Value>o).idx = 0              # as a new handle: see _check
         _spare_handles[_nspare] = o     # dead until _new_handle revives it
         _nspare += 1
@@ -604,7 +610,7 @@ def _in_creation_order(values):
     runs between two reads (compaction keeps the order, not the indices)."""
     cdef list vs = list(values)
     cdef Py_ssize_t n = len(vs), k
-    cdef list keys = [None] * n
+    cdef list keys = _nones(n)
     cdef int gc_was_on = PyGC_Disable()
     try:
         for k in range(n):
