@@ -893,11 +893,23 @@ class Block:
         values = self._owned()
         m = _state(m, len(values), "m")
         v = _state(v, len(values), "v")
+        # refused before any work: with these, no square root of a negative
+        # number and no division by zero can happen below
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and eps > 0.0 and 0.0 < c1 <= 1.0
+                and 0.0 < c2 <= 1.0):
+            raise ValueError(_ADAM_SETTINGS % (beta1, beta2, eps, c1, c2))
+        for k, x in enumerate(v):
+            if x < 0.0:
+                raise ValueError(f"adam_step(): v[{k}] is {x!r}: second moments are not negative")
         for k, p in enumerate(values):
             g = p._grad
             m[k] = beta1 * m[k] + (1.0 - beta1) * g
             v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
             p._data = p._data - lr * (m[k] / c1) / (math.sqrt(v[k] / c2) + eps)
+
+
+_ADAM_SETTINGS = ("adam_step() needs 0 <= beta1 < 1, 0 <= beta2 < 1, eps > 0 and the bias "
+                  "corrections c1, c2 in (0, 1]; got beta1=%r, beta2=%r, eps=%r, c1=%r, c2=%r")
 
 
 def _state(state, n, name):

@@ -126,12 +126,26 @@ cdef class Block:
         cdef double[::1] vv = _state(v, len(vals), "v")
         cdef Py_ssize_t k, i
         cdef double g
+        # refused before any work: with these, no square root of a negative
+        # number and no division by zero can happen below
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0 and e > 0.0 and 0.0 < k1 <= 1.0
+                and 0.0 < k2 <= 1.0):
+            raise ValueError(_ADAM_SETTINGS % (b1, b2, e, k1, k2))
+        for k in range(len(vals)):
+            if vv[k] < 0.0:
+                raise ValueError("adam_step(): v[%d] is %r: second moments are not negative"
+                                 % (k, vv[k]))
         for k in range(len(vals)):
             i = (<Value>vals[k]).idx
             g = A.grad[i]
             mm[k] = b1 * mm[k] + (1.0 - b1) * g
             vv[k] = b2 * vv[k] + (1.0 - b2) * g * g
             A.data[i] = A.data[i] - rate * (mm[k] / k1) / (sqrt(vv[k] / k2) + e)
+
+
+cdef str _ADAM_SETTINGS = ("adam_step() needs 0 <= beta1 < 1, 0 <= beta2 < 1, eps > 0 and the "
+                            "bias corrections c1, c2 in (0, 1]; got beta1=%r, beta2=%r, eps=%r, "
+                            "c1=%r, c2=%r")
 
 
 cdef double[::1] _state(object state, Py_ssize_t n, str name):

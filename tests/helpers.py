@@ -20,6 +20,15 @@ def same_float(x, y):
     return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
 
 
+def left_to_right(numbers):
+    """numbers[0] + numbers[1] + ..., in that order, as the engines add (and
+    not sum(), whose float sums are compensated since Python 3.12)."""
+    total = numbers[0]
+    for x in numbers[1:]:
+        total = total + x
+    return total
+
+
 def close(x, y, rel=1e-12):
     """Equal within `rel` relative error (NaNs and infinities must match)."""
     if math.isnan(x) or math.isnan(y):

@@ -325,3 +325,22 @@ def test_weak_references_survive_the_gc_collecting_everywhere(engine):
             v = engine.Value(float(k)) * 2.0
             refs.append((weakref.ref(v), v))
     assert all(r() is v and v.data == 2.0 * k for k, (r, v) in enumerate(refs))
+
+
+@pytest.mark.parametrize("settings", [(1.0, 0.99, 1e-8, 0.1, 0.01), (0.9, -0.1, 1e-8, 0.1, 0.01),
+                                      (0.9, 0.99, 0.0, 0.1, 0.01), (0.9, 0.99, 1e-8, 0.0, 0.01),
+                                      (0.9, 0.99, 1e-8, 0.1, -0.737), (0.9, 0.99, 1e-8, 0.1, 1.5)])
+def test_adam_settings_that_would_fail_midway_are_refused_before_any_work(engine, settings):
+    # regression: c2 < 0 gave the core a silent NaN where the pure engine
+    # raised "math domain error" after updating some parameters
+    vs = [engine.Value(1.0), engine.Value(2.0)]
+    for v in vs:
+        v.grad = 0.5
+    m, v2 = array.array("d", [0.0, 0.0]), array.array("d", [0.0, 0.0])
+    with pytest.raises(ValueError, match=r"adam_step\(\) needs 0 <= beta1 < 1, 0 <= beta2 < 1, "
+                                         r"eps > 0 and the bias corrections c1, c2 in \(0, 1\]"):
+        engine.Block(vs).adam_step(0.1, *settings, m, v2)
+    v2[1] = -1e-300
+    with pytest.raises(ValueError, match=r"v\[1\] is -1e-300: second moments are not negative"):
+        engine.Block(vs).adam_step(0.1, 0.9, 0.99, 1e-8, 0.1, 0.01, m, v2)
+    assert [v.data for v in vs] == [1.0, 2.0] and list(m) == [0.0, 0.0]
