@@ -40,6 +40,21 @@ easy to see:
      strings and the GC is paused), read the children's indices, write the
      nodes and commit them.
 
+A loop whose bound was taken before a GC point runs over what the function
+owns: a local reference to an immutable tuple (`cdef tuple vals =
+self.values`, then `vals[k]`; never `self.values[k]`, which Cython compiles
+to an unchecked PyTuple_GET_ITEM of whatever the attribute holds by then), a
+list it made itself, bounded by its own len(), or C memory it owns.  A
+result list is made by _nones(n), n read once (Cython's `[None] * self.B`
+reads self.B again to fill the list, after the allocation, a GC point), and
+the object is checked again after its last GC point (Replay._per_sample).
+Blocks, Replays and functions are made once (a second __init__ raises), so
+what a method loops over is never replaced under it.  How this is kept:
+tests/test_source_rules.py checks these rules over csrc/ as text, and the
+re-entrancy fuzz (tests/test_reentrancy_fuzz.py) runs every public callable
+and property of this module with Python code at its GC points; a test there
+fails naming any callable the fuzz does not use.
+
 A sweep owns what it iterates: it takes its run array from the root's handle
 and gives it back (or frees it) at the end, so re-initializing or dropping
 the root from a signal handler frees nothing under it.  Each discovery sweep

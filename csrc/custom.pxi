@@ -54,14 +54,18 @@ cdef int _function_backward(Value h, _Custom info) except -1:
     partial_k(*inputs) * grad, in order."""
     cdef Py_ssize_t i, n = A.b[h.idx], k, first
     cdef list xs = _child_data(h)
+    cdef tuple partials = info.partials     # owned; one per child (checked here)
     cdef double small[16]
     cdef double* ds = &small[0] if n <= 16 else <double*>malloc(n * sizeof(double))
     cdef double g
     if ds == NULL:
         raise MemoryError()
     try:
+        if len(partials) != n or len(xs) != n:
+            raise RuntimeError("the custom node '%s' has %d inputs for %d partial derivatives"
+                               % (info.op, n, len(partials)))
         for k in range(n):              # Python code: anything may happen meanwhile
-            ds[k] = _real(info.partials[k](*xs), "the partial derivative %d of '%s'" % (k, info.op))
+            ds[k] = _real(partials[k](*xs), "the partial derivative %d of '%s'" % (k, info.op))
         # read the node again: a sweep keeps indices, but the node may have
         # been re-initialized as a leaf by that code
         i = h.idx

@@ -254,6 +254,10 @@ cdef class Replay:
                                 "partials. Make the op with autograd.function(forward, *partials) "
                                 "to replay it."
                                 % (info.op if info is not None else ""))
+                        if len(info.partials) != count:
+                            raise RuntimeError("Replay(): the custom node '%s' has %d inputs "
+                                               "for %d partial derivatives"
+                                               % (info.op, count, len(info.partials)))
                         self.customs[s] = info
                 else:
                     c = slot_of[A.a[i]]
@@ -424,14 +428,15 @@ cdef class Replay:
     def forward(self):
         """Compute every slot for every sample of the batch loaded."""
         cdef Py_ssize_t k, s
+        cdef tuple params = self.params
         self._enter("forward")
         try:
             if self.B == 0:
                 raise RuntimeError("Replay.forward(): load() a batch first")
             self.ready = False
-            for k in range(self.nparams):       # the parameters as they are now
+            for k in range(len(params)):        # the parameters as they are now
                 if self.param_slot[k] >= 0:
-                    self.svals[self.off[self.param_slot[k]]] = A.data[(<Value>self.params[k]).idx]
+                    self.svals[self.off[self.param_slot[k]]] = A.data[(<Value>params[k]).idx]
             for s in range(self.n):
                 if self.op[s] != LEAF:
                     self._eval(s)
@@ -620,6 +625,7 @@ cdef class Replay:
         seed * (output j of sample 0 + ... + of sample B-1)."""
         cdef Py_ssize_t root = self._output(j, "backward"), k, s
         cdef double g0 = _real(seed, "the seed")
+        cdef tuple params = self.params
         self._enter("backward")
         try:
             if not self.ready:
@@ -639,10 +645,10 @@ cdef class Replay:
                     if self.kind[s] & NEEDS_GRAD and self.op[s] != LEAF:
                         self._backprop(s)
             # the arena again, through the parameters' own handles
-            for k in range(self.nparams):
+            for k in range(len(params)):
                 s = self.param_slot[k]
                 if s >= 0:
-                    A.grad[(<Value>self.params[k]).idx] += self.sgrad[self.off[s]]
+                    A.grad[(<Value>params[k]).idx] += self.sgrad[self.off[s]]
         finally:
             self.busy = False
 
@@ -739,6 +745,7 @@ cdef class Replay:
         """An autograd.function node: child k gets partial_k(*inputs) * g, per
         sample, in the order of the children."""
         cdef _Custom info = self.customs[s]
+        cdef tuple partials = info.partials     # one per child: checked when recorded
         cdef Py_ssize_t e = self.ka[s], count = self.kb[s], n = self._len(s), b, k
         cdef list xs
         cdef double d
@@ -749,7 +756,7 @@ cdef class Replay:
                 if not (self.kind[self.edges[e + k]] & NEEDS_GRAD):
                     continue
                 try:                    # Python code: it cannot reach this Replay (busy)
-                    d = _real(info.partials[k](*xs),
+                    d = _real(partials[k](*xs),
                               "the partial derivative %d of '%s'" % (k, info.op))
                 except BaseException as exc:
                     _name_in_error(exc, info.op)
