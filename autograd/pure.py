@@ -134,6 +134,15 @@ def _log(x):
     return -math.inf if x == 0.0 else _INVALID
 
 
+def _math_pow(x, y):
+    """math.pow as Python 3.11+ defines it: 0.0 ** -inf is inf (IEEE 754;
+    it raised ValueError before 3.11), so that both engines agree on every
+    Python."""
+    if x == 0.0 and y == -math.inf:
+        return math.inf
+    return math.pow(x, y)
+
+
 def _pow(x, y):
     try:
         return math.pow(x, y)
@@ -174,8 +183,8 @@ _OPS = {
     "mul":     ("*",       lambda x, y: x * y,               lambda g, x, y, out: (y * g, x * g)),
     "div":     ("/",       lambda x, y: x / y,               lambda g, x, y, out: (_div(g, y), -_div(out * g, y))),
     "neg":     ("neg",     lambda x, y: -x,                  lambda g, x, y, out: (-g, None)),
-    "pow":     ("**",      math.pow,                         lambda g, x, y, out: (_pow_dx(g, x, y), _pow_dy(g, x, y, out))),
-    "powc":    ("**",      math.pow,                         lambda g, x, y, out: (_pow_dx(g, x, y), None)),
+    "pow":     ("**",      _math_pow,                        lambda g, x, y, out: (_pow_dx(g, x, y), _pow_dy(g, x, y, out))),
+    "powc":    ("**",      _math_pow,                        lambda g, x, y, out: (_pow_dx(g, x, y), None)),
     "relu":    ("ReLU",    lambda x, y: 0.0 if x < 0.0 else x, lambda g, x, y, out: (g if out > 0.0 else 0.0, None)),
     "tanh":    ("tanh",    lambda x, y: math.tanh(x),        lambda g, x, y, out: ((1.0 - out * out) * g, None)),
     "sigmoid": ("sigmoid", lambda x, y: _sigmoid(x),         lambda g, x, y, out: (out * (1.0 - out) * g, None)),
