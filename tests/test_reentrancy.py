@@ -705,29 +705,56 @@ def test_one_nan_in_gives_the_same_bits_in_both_engines(engines, op):
         assert results[0] == results[1], (op, x0, y0, g0)
 
 
-def _reinit_at_opcode(function_name, at):
-    """A tracer that re-initializes, once, the node that the pure engine's
-    `function_name` is reading, before the `at`-th bytecode executed in it
-    (where a signal handler may run).  Returns (tracer, the bytecodes
-    executed, the nodes re-initialized)."""
+@contextlib.contextmanager
+def _reinit_at_bytecode(function_name, at):
+    """Inside the block, the node that the pure engine's `function_name` is
+    reading is re-initialized, once, before the `at`-th bytecode executed in
+    it (where a signal handler may run).  Yields (the number of bytecodes
+    executed, the nodes re-initialized).  sys.monitoring's instruction events
+    on 3.12+ (where sys.settrace's opcode events are built on them and
+    skip some), sys.settrace's before."""
     count, hit = 0, []
+    code = getattr(autograd.pure, function_name).__code__
+
+    def reinit(frame):
+        nonlocal count
+        count += 1
+        if count == at:
+            node = frame.f_locals["node"]
+            node.__init__(3.0)
+            hit.append(node)
+
+    if hasattr(sys, "monitoring"):
+        monitoring = sys.monitoring
+        tool = monitoring.DEBUGGER_ID
+        monitoring.use_tool_id(tool, "re-initialize at a bytecode")
+        monitoring.register_callback(tool, monitoring.events.INSTRUCTION,
+                                     lambda _code, _offset: reinit(sys._getframe(1)))
+        monitoring.set_local_events(tool, code, monitoring.events.INSTRUCTION)
+        try:
+            yield lambda: count, hit
+        finally:
+            monitoring.set_local_events(tool, code, 0)
+            monitoring.register_callback(tool, monitoring.events.INSTRUCTION, None)
+            monitoring.free_tool_id(tool)
+        return
 
     def local(frame, event, arg):
-        nonlocal count
         if event == "opcode":
-            count += 1
-            if count == at:
-                node = frame.f_locals["node"]
-                node.__init__(3.0)
-                hit.append(node)
+            reinit(frame)
         return local
 
     def tracer(frame, event, arg):
-        if frame.f_code.co_name == function_name and frame.f_globals is vars(autograd.pure):
+        if frame.f_code is code:
             frame.f_trace_opcodes = True
             return local
         return None
-    return tracer, lambda: count, hit
+
+    sys.settrace(tracer)
+    try:
+        yield lambda: count, hit
+    finally:
+        sys.settrace(None)
 
 
 @pytest.mark.parametrize("sweep, function_name", [("backward", "_backprop"), ("forward", "_evaluate")])
@@ -741,12 +768,8 @@ def test_a_pure_sweep_never_half_reads_a_node_re_initialized_at_any_bytecode(swe
         x = P.Value(0.5)
         ys = [x.tanh(), x ** 3, x * 2.0, P.vsum([x, 1.0]), P.dot([x], [x], 0.5), P.logsumexp([x, 0.0])]
         out = P.vsum([y * 1.0 for y in ys])
-        tracer, executed, hit = _reinit_at_opcode(function_name, at)
-        sys.settrace(tracer)
-        try:
+        with _reinit_at_bytecode(function_name, at) as (executed, hit):
             getattr(out, sweep)()
-        finally:
-            sys.settrace(None)
         total = total or executed()
         assert len(hit) == 1 and hit[0]._op == "" and hit[0]._children == (), at
         assert math.isfinite(out.data) and math.isfinite(x.grad), at
