@@ -595,7 +595,8 @@ class Value:
         rest is cached until a graph changes shape; self is left out of the
         cache so that it holds no reference cycle.
         """
-        if self._order is None or self._order[0] != _structure[0]:
+        cached = self._order        # one read: code run meanwhile (a gc callback
+        if cached is None or cached[0] != _structure[0]:   # re-initializing self) may reset it
             epoch = _structure[0]
             order, seen, heap = [], {self._id}, [(-self._id, self)]
             while heap:
@@ -605,8 +606,9 @@ class Value:
                     if child._id not in seen:
                         seen.add(child._id)
                         heapq.heappush(heap, (-child._id, child))
-            self._order = (epoch, order[1:])
-        return itertools.chain((self,), self._order[1])
+            cached = (epoch, order[1:])
+            self._order = cached
+        return itertools.chain((self,), cached[1])
 
     def backward(self) -> None:
         """Gradients of this Value with respect to every node of its graph.
@@ -656,7 +658,9 @@ class Value:
         with _sweep_lock:
             for node in reversed(order):
                 if node._kind != "leaf":
-                    node._data = _evaluate(node)
+                    value = _evaluate(node)
+                    if node._kind != "leaf":    # else re-initialized meanwhile (a gc
+                        node._data = value      # callback): it keeps its new data
         return self
 
 

@@ -775,3 +775,33 @@ def test_a_pure_sweep_never_half_reads_a_node_re_initialized_at_any_bytecode(swe
         assert math.isfinite(out.data) and math.isfinite(x.grad), at
         at += 1
     assert total > 100
+
+
+@pytest.mark.parametrize("sweep", ["backward", "forward"])
+def test_the_root_re_initialized_at_each_collection_of_a_sweep(engine, sweep):
+    # regression (pure engine, seen on CPython 3.10, where the GC may start at
+    # any allocation): backward() read the root's cached order twice, and a gc
+    # callback between the two reads had reset it (TypeError: 'NoneType'
+    # object is not subscriptable)
+    at = 0
+    while True:                     # each collection the sweep starts, in turn
+        at += 1
+        x = engine.Value(0.5)
+        out = engine.vsum([(x * float(k)).tanh() for k in range(20)])
+        count = []
+
+        def callback(phase, info, out=out, count=count, at=at):
+            if phase == "start":
+                count.append(1)
+                if len(count) == at:
+                    out.__init__(3.0)
+
+        gc.collect()
+        with collecting_at_every_allocation(callback):
+            getattr(out, sweep)()
+        if len(count) < at:         # the sweep started fewer collections: all done
+            break
+        assert (out.data, out._op, out._children) == (3.0, "", ()), at
+        assert math.isfinite(x.grad)
+        check_arena(engine)
+    assert at > (1 if is_core(engine) else 3)

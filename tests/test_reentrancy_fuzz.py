@@ -37,6 +37,7 @@ import pickle
 import random
 import signal
 import struct
+import traceback
 import types
 import weakref
 
@@ -105,8 +106,8 @@ class Injector:
             engine = self.rng.choice(list(self.noise))
             self._act(self.noise[engine])
             self.count += 1
-        except Exception as exc:   # noqa: BLE001 - reported by the test
-            self.failures.append(f"{type(exc).__name__}: {exc}")
+        except Exception:          # noqa: BLE001 - reported by the test, with where it happened
+            self.failures.append(traceback.format_exc())
         finally:
             self.depth -= 1
 
