@@ -62,10 +62,13 @@ _LOAD_AT_THE_FIRST_COLLECTION = """
 def test_a_batch_loaded_while_the_result_is_made_is_read_whole(engine, call):
     # regression: values() wrote 200,000 floats into a 2-item list (segfault)
     out = _run(engine, _LOAD_AT_THE_FIRST_COLLECTION.replace("{call}", call)).splitlines()
-    # the result is the batch loaded when the method returns, whole
-    expected = {"values(0)": "result: 200000 [1.0, 7.0] 1199995.0",
-                "argmax([0, 1])": "result: 200000 [0, 0] 0"}[call]
-    assert out == ["fired 200000", expected]
+    # the result is the batch loaded when the method returns, whole.  Before
+    # 3.12 the collection starts at the result's allocation; since, at the
+    # next bytecode after the call (the old batch is then read)
+    new, old = {"values(0)": ("result: 200000 [1.0, 7.0] 1199995.0", "result: 2 [1.0, 7.0] 7.0"),
+                "argmax([0, 1])": ("result: 200000 [0, 0] 0", "result: 2 [0, 0] 0")}[call]
+    assert out[0] == "fired 200000"
+    assert out[1] == new if sys.version_info < (3, 12) else out[1] in (new, old)
 
 
 def test_replay_results_per_sample(engine):
@@ -125,8 +128,11 @@ def test_a_block_read_while_a_gc_callback_tries_to_re_initialize_it(engine, attr
         print(tries)
         print(len(got), got[-1])
     """).splitlines()
-    assert out == ["['a Block is made once, with its Values: make a new Block']",
-                   "50000 " + ("49999.0" if attribute == "data" else "0.0")]
+    # before 3.12 the collection starts at the getter's allocation; since, at
+    # the next bytecode after it
+    refused = "['a Block is made once, with its Values: make a new Block']"
+    assert out[0] == refused if sys.version_info < (3, 12) else out[0] in (refused, "[]")
+    assert out[1] == "50000 " + ("49999.0" if attribute == "data" else "0.0")
 
 
 def test_a_block_is_made_once_and_never_used_unmade(engine):
