@@ -233,6 +233,16 @@ def _lse(xs):
     return m + math.log(s)
 
 
+def _exp_ieee(x):
+    """exp(x), inf where it overflows, as the compiled core's C exp: a
+    derivative never raises (the softmax's exp(x_k - out) overflows only
+    where x_k was changed after out was computed)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def _dot_forward(args):
     """bias + w0*x0 + w1*x1 + ... left to right (args = bias, w0..w(n-1), x0..x(n-1))."""
     return _dot_of([v._data for v in args])
@@ -280,7 +290,7 @@ def _backprop(node):
     elif kind == "lse":                         # d/dx_k = exp(x_k - out): the softmax
         out = node._data
         for v in args:
-            v._grad += math.exp(v._data - out) * g    # v <= out: never overflows
+            v._grad += _exp_ieee(v._data - out) * g   # v > out only if v changed since
     elif kind == "custom":
         _run_custom(node)
 
@@ -976,6 +986,16 @@ def _batch_sum(terms):
     return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 
 
+def _thread_count(count):
+    """A number of threads: an int from 1 to 1024."""
+    if isinstance(count, bool) or not hasattr(type(count), "__index__"):
+        raise TypeError(f"threads must be an int, not {type(count).__name__}")
+    n = operator.index(count)
+    if not 1 <= n <= 1024:
+        raise ValueError(f"threads must be from 1 to 1024, not {n!r}")
+    return n
+
+
 def _replay_values(values, what):
     items = list(values)
     for k, v in enumerate(items):
@@ -1076,13 +1096,24 @@ class Replay:
                                "__init__ failed)")
         if self._busy:
             raise RuntimeError(f"Replay.{what}() was called while this Replay is running "
-                               f"(from code its own sweep ran)")
+                               f"(from code its own sweep ran, or from another thread)")
         self._busy = True
 
     @property
     def batch_size(self):
         """The number of samples loaded (0 before load())."""
         return getattr(self, "_B", 0)
+
+    @property
+    def threads(self) -> int:
+        """How many threads the compiled core's layer kernels may use (1 by
+        default).  This engine runs on one; the results are the same bits
+        for any number."""
+        return getattr(self, "_threads", 1)
+
+    @threads.setter
+    def threads(self, count: SupportsIndex) -> None:
+        self._threads = _thread_count(count)
 
     def load(self, table: Any, rows: Iterable[SupportsIndex]) -> None:
         """Load a batch: sample b's inputs are row rows[b] of table, a buffer
@@ -1251,7 +1282,7 @@ class Replay:
                 self._give(kids[m + k], [w[b] * g[b] for b in range(n)])
         elif kind == "lse":                         # d/dx_k = exp(x_k - out)
             for c, x in zip(kids, column):
-                self._give(c, [math.exp(x[b] - out[b]) * g[b] for b in range(n)])
+                self._give(c, [_exp_ieee(x[b] - out[b]) * g[b] for b in range(n)])
         elif kind == "custom":                      # partial_k(*inputs) * g, per sample
             info = self._customs[s]
             terms = [[] for _ in kids]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
+import os
 import random
 from array import array
 from dataclasses import dataclass, field
@@ -410,12 +412,37 @@ def _check_loss(loss):
         raise TypeError(f"loss must be one of {LOSSES} or a callable, not {type(loss).__name__}")
 
 
+def default_threads() -> int:
+    """The threads train() uses by default: AUTOGRAD_THREADS if it is set,
+    else the CPUs this process may run on (os.sched_getaffinity)."""
+    text = os.environ.get("AUTOGRAD_THREADS", "").strip()
+    if text:
+        try:
+            count = int(text)
+        except ValueError:
+            raise ValueError(f"AUTOGRAD_THREADS must be an int from 1 to 1024, not {text!r}") from None
+        return _check_threads(count, "AUTOGRAD_THREADS")
+    try:
+        return min(len(os.sched_getaffinity(0)), 1024)
+    except AttributeError:                  # not on Linux
+        return min(os.cpu_count() or 1, 1024)
+
+
+def _check_threads(count: Any, what: str) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) and not hasattr(type(count), "__index__"):
+        raise TypeError(f"{what} must be an int, not {type(count).__name__}")
+    count = operator.index(count)
+    if not 1 <= count <= 1024:
+        raise ValueError(f"{what} must be an int from 1 to 1024, not {count!r}")
+    return count
+
+
 def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
           lr: float | Callable[[int], float], loss: Loss = "mse", reg: float = 0.0,
           batch_size: int | None = None, optimizer: str | Optimizer = "sgd", progress: bool = True,
           seed: int | None = None, callback: Callable[[int, float, float | None], object] | None = None,
           validation: tuple[Iterable[Any], Iterable[Any]] | None = None,
-          eval_every: int | None = None) -> History:
+          eval_every: int | None = None, threads: int | None = None) -> History:
     """Train `model` on (xs, ys) for `steps` steps; return the History.
 
     lr: a float, or a callable of the step number giving the rate.
@@ -436,6 +463,9 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
       `eval_every` steps (default: a tenth of the steps) and after the last
       one; recorded in History.val_step, val_loss and val_accuracy.
     callback: called as callback(step, loss, accuracy) after each step.
+    threads: how many threads the compiled core's layer kernels may use;
+      None for default_threads().  The results are the same bits for any
+      number (work is split by neurons or inputs, never inside a sum).
     A NaN or infinite loss stops training with FloatingPointError naming the
     step; the parameters are then those from before that step.
     """
@@ -447,6 +477,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     _check_loss(loss)
     if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0 or math.isinf(reg):
         raise ValueError(f"reg must be a finite number >= 0, not {reg!r}")
+    threads = default_threads() if threads is None else _check_threads(threads, "threads")
     stepper = _make_optimizer(optimizer)
     params = model.parameters()
     if not params:
@@ -488,6 +519,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     # (0, output), which is 1 exactly where the output is > 0
     outputs = [Value(0.0), out] if k == 1 else list(out)
     replay = engine.Replay([sample_loss] + outputs, input_leaves + target_leaves, params)
+    replay.threads = threads
     table = array("d")                      # sample i: its inputs, then its target
     for row, target in zip(rows, targets):
         table.extend(row)

@@ -21,6 +21,7 @@ cdef class Block:
     inside a Block's method cannot change what the method is looping over).
     """
     cdef tuple values           # owned: the nodes stay live, the handles valid
+    cdef _Runs runs             # their indices, in runs (runs.pxi)
 
     def __init__(self, values):
         if self.values is not None:
@@ -32,18 +33,26 @@ cdef class Block:
                 raise TypeError("Block() takes Values of this engine, not %s.%s (item %d)"
                                 % (type(items[k]).__module__, type(items[k]).__qualname__, k))
             _check(<Value>items[k])
+        self.runs = _Runs()
         self.values = tuple(items)
 
     def __reduce__(self):
         return (Block, (self._owned(),))
 
     cdef tuple _owned(self):
-        """The Values, as a tuple the caller holds: every loop below runs over
-        this local reference and its own length, never over self.values
-        again (see the re-entrancy rule: loops after a GC point)."""
+        """The Values, as a tuple the caller holds (see the re-entrancy rule:
+        loops after a GC point)."""
         if self.values is None:
             raise RuntimeError("this Block was never made (Block.__new__ without __init__)")
         return self.values
+
+    cdef _Runs _runs(self, tuple vals):
+        """The Values' nodes as runs of consecutive indices, up to date: call
+        it after the last point where Python code may run.  Every loop below
+        goes over these runs: Value k is node runs.node[r] + t, where
+        k = runs.at[r] + t."""
+        self.runs.refresh(vals, NULL)
+        return self.runs
 
     def __len__(self):
         return len(self._owned())
@@ -54,27 +63,29 @@ cdef class Block:
     @property
     def data(self):
         """The Values' data, as a list of floats."""
-        cdef tuple vals = self._owned()
-        cdef list out = _nones(len(vals))      # a GC point: the nodes are read after it
-        cdef Py_ssize_t k
-        for k in range(len(vals)):
-            out[k] = A.data[(<Value>vals[k]).idx]
-        return out
+        return self._read(False)
 
     @property
     def grad(self):
         """The Values' grads, as a list of floats."""
+        return self._read(True)
+
+    cdef list _read(self, bint grads):
         cdef tuple vals = self._owned()
-        cdef list out = _nones(len(vals))
-        cdef Py_ssize_t k
-        for k in range(len(vals)):
-            out[k] = A.grad[(<Value>vals[k]).idx]
+        cdef list out = _nones(len(vals))      # a GC point: the arena is read after it
+        cdef _Runs runs = self._runs(vals)
+        cdef double* numbers = A.grad if grads else A.data
+        cdef Py_ssize_t r, t
+        for r in range(runs.count):
+            for t in range(runs.length[r]):
+                out[runs.at[r] + t] = numbers[runs.node[r] + t]
         return out
 
     def set_data(self, numbers):
         """Set every Value's data: `numbers` is a sequence of as many real numbers."""
         cdef tuple vals = self._owned()
         cdef Py_ssize_t n = len(vals), k
+        cdef _Runs runs
         cdef double* d = <double*>malloc((n if n else 1) * sizeof(double))
         if d == NULL:
             raise MemoryError()
@@ -82,26 +93,27 @@ cdef class Block:
             # 1. the numbers to doubles (a __float__ may run any code)
             _doubles(numbers, d, n, "set_data()")
             # 2./3. the Values are owned and valid: read their indices and write
-            for k in range(n):
-                A.data[(<Value>vals[k]).idx] = d[k]
+            runs = self._runs(vals)
+            for k in range(runs.count):
+                memcpy(A.data + runs.node[k], d + runs.at[k], runs.length[k] * sizeof(double))
         finally:
             free(d)
 
     def zero_grad(self):
         """Set every Value's grad to 0."""
-        cdef tuple vals = self._owned()
-        cdef Py_ssize_t k
-        for k in range(len(vals)):
-            A.grad[(<Value>vals[k]).idx] = 0.0
+        cdef _Runs runs = self._runs(self._owned())
+        cdef Py_ssize_t r
+        for r in range(runs.count):
+            memset(A.grad + runs.node[r], 0, runs.length[r] * sizeof(double))
 
     def sgd_step(self, lr):
         """data -= lr * grad, for every Value."""
         cdef double rate = _real(lr, "lr")     # may run Python code: before the Values are read
-        cdef tuple vals = self._owned()
-        cdef Py_ssize_t k, i
-        for k in range(len(vals)):
-            i = (<Value>vals[k]).idx
-            A.data[i] = A.data[i] - rate * A.grad[i]
+        cdef _Runs runs = self._runs(self._owned())
+        cdef Py_ssize_t r, i
+        for r in range(runs.count):
+            for i in range(runs.node[r], runs.node[r] + runs.length[r]):
+                A.data[i] = A.data[i] - rate * A.grad[i]
 
     def momentum_step(self, lr, momentum, velocity):
         """v = momentum * v + grad; data -= lr * v (PyTorch's SGD momentum).
@@ -109,11 +121,13 @@ cdef class Block:
         cdef double rate = _real(lr, "lr"), mu = _real(momentum, "momentum")
         cdef tuple vals = self._owned()
         cdef double[::1] vel = _state(velocity, len(vals), "velocity")
-        cdef Py_ssize_t k, i
-        for k in range(len(vals)):
-            i = (<Value>vals[k]).idx
-            vel[k] = mu * vel[k] + A.grad[i]
-            A.data[i] = A.data[i] - rate * vel[k]
+        cdef _Runs runs = self._runs(vals)
+        cdef Py_ssize_t r, t, i, k
+        for r in range(runs.count):
+            for t in range(runs.length[r]):
+                i, k = runs.node[r] + t, runs.at[r] + t
+                vel[k] = mu * vel[k] + A.grad[i]
+                A.data[i] = A.data[i] - rate * vel[k]
 
     def adam_step(self, lr, beta1, beta2, eps, c1, c2, m, v):
         """Adam with bias corrections c1 = 1 - beta1**t and c2 = 1 - beta2**t.
@@ -135,12 +149,15 @@ cdef class Block:
             if vv[k] < 0.0:
                 raise ValueError("adam_step(): v[%d] is %r: second moments are not negative"
                                  % (k, vv[k]))
-        for k in range(len(vals)):
-            i = (<Value>vals[k]).idx
-            g = A.grad[i]
-            mm[k] = b1 * mm[k] + (1.0 - b1) * g
-            vv[k] = b2 * vv[k] + (1.0 - b2) * g * g
-            A.data[i] = A.data[i] - rate * (mm[k] / k1) / (sqrt(vv[k] / k2) + e)
+        cdef _Runs runs = self._runs(vals)
+        cdef Py_ssize_t r, t
+        for r in range(runs.count):
+            for t in range(runs.length[r]):
+                i, k = runs.node[r] + t, runs.at[r] + t
+                g = A.grad[i]
+                mm[k] = b1 * mm[k] + (1.0 - b1) * g
+                vv[k] = b2 * vv[k] + (1.0 - b2) * g * g
+                A.data[i] = A.data[i] - rate * (mm[k] / k1) / (sqrt(vv[k] / k2) + e)
 
 
 cdef str _ADAM_SETTINGS = ("adam_step() needs 0 <= beta1 < 1, 0 <= beta2 < 1, eps > 0 and the "

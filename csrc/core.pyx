@@ -263,8 +263,10 @@ cdef extern from *:
 #   build.pxi    conversions, handles, the ops, vsum, dot, dense
 #   sweeps.pxi   discovery, backward and forward over runs of the arena
 #   value.pxi    the Value handle, its deallocation and GC slots
+#   runs.pxi     a tuple of Values' nodes as runs of consecutive indices
 #   block.pxi    bulk operations over a fixed sequence of Values (training steps)
 #   replay.pxi   one sample's graph replayed over a batch (training steps)
+#   layers.pxi   the replay's layers: neurons with the same inputs, run together
 include "arena.pxi"
 include "kernels.pxi"
 include "custom.pxi"
@@ -298,8 +300,10 @@ def is_grad_enabled():
 
 include "value.pxi"
 include "higher.pxi"
+include "runs.pxi"
 include "block.pxi"
 include "replay.pxi"
+include "layers.pxi"
 
 # ---------------------------------------------------------------------------
 # Introspection (tests and benchmarks)

@@ -35,6 +35,7 @@ cdef enum:
     NEEDS_GRAD = 2      # a parameter is below it
     NEURON = 4          # a DOT whose bias and weights are shared, inputs batched
     CONSTANT = 8        # a leaf that is neither an input nor a parameter
+    LAYER = 16          # a neuron evaluated with others that read the same inputs (layers.pxi)
 
 # The order-defining sums over a batch and the neuron kernels are plain C, so
 # that they can be compiled twice (baseline and AVX2, picked at import): see
@@ -51,14 +52,34 @@ cdef extern from "batch_kernels.h":
     int batch_kernels_init(int avx2) noexcept nogil
     int batch_kernels_avx2_in_use() noexcept nogil
 
-batch_kernels_init(1)
+# a layer's kernels (layers.pxi), blocked and split across threads
+cdef extern from "layer_kernels.h":
+    ctypedef struct lk_layer:
+        Py_ssize_t J, n, B
+        const double** w
+        const double* bias
+        const double** xs
+        double** out
+        const double** g
+        double** gw
+        double** gx
+        const Py_ssize_t* gk
+        Py_ssize_t m
+    int layer_forward(const lk_layer* L, int threads) noexcept nogil
+    int layer_weight_grads(const lk_layer* L, int threads) noexcept nogil
+    int layer_input_grads(const lk_layer* L, int threads) noexcept nogil
+    void layer_kernels_init(int avx2) noexcept nogil
+
+cdef class _Layers       # defined in layers.pxi
+
+layer_kernels_init(batch_kernels_init(1))
 
 
 def _batch_kernels(avx2=None):
     """The build of the replay's neuron kernels in use: "avx2" or "baseline".
     With avx2=True/False, switch first (tests compare the two builds)."""
     if avx2 is not None:
-        batch_kernels_init(1 if avx2 else 0)
+        layer_kernels_init(batch_kernels_init(1 if avx2 else 0))
     return "avx2" if batch_kernels_avx2_in_use() else "baseline"
 
 
@@ -143,24 +164,30 @@ cdef class Replay:
     cdef double** gxrows                # their gradient rows (NULL: none needed)
     cdef Py_ssize_t* input_slot         # -1: not used by the outputs
     cdef Py_ssize_t* param_slot
+    cdef Py_ssize_t* param_off          # their offsets in svals (-1: not used)
+    cdef _Runs param_runs               # their nodes, in runs (runs.pxi)
     cdef Py_ssize_t* output_slot
     cdef Py_ssize_t ninputs, nparams, noutputs
     cdef Py_ssize_t B                   # the batch loaded; 0 before load()
+    cdef Py_ssize_t stride              # doubles from one batched row to the next (>= B)
     cdef tuple params                   # owned: their handles stay valid
     cdef dict customs                   # slot -> _Custom of an autograd.function node
     cdef bint busy                      # a method is running (see the top)
     cdef bint ready                     # forward() completed for the batch loaded
     cdef bint recorded                  # __init__ completed
+    cdef _Layers layers                 # neurons evaluated together (layers.pxi)
+    cdef int nthreads                   # threads a layer's kernels may use
 
     def __cinit__(self):
         self.n = 0
+        self.nthreads = 1
 
     def __dealloc__(self):
         free(self.op); free(self.kind); free(self.off); free(self.ka); free(self.kb)
         free(self.edges); free(self.svals); free(self.sgrad); free(self.bvals)
         free(self.bgrad); free(self.scratch); free(self.wbuf)
         free(self.gwbuf); free(self.xrows); free(self.gxrows)
-        free(self.input_slot); free(self.param_slot); free(self.output_slot)
+        free(self.input_slot); free(self.param_slot); free(self.param_off); free(self.output_slot)
 
     def __reduce__(self):
         raise TypeError("a Replay cannot be pickled: it points into one process's graph; "
@@ -296,8 +323,12 @@ cdef class Replay:
             for k in range(self.nparams):
                 i = (<Value>ps[k]).idx
                 self.param_slot[k] = slot_of[i] if role[i] & 1 else -1
+                self.param_off[k] = self.off[slot_of[i]] if role[i] & 1 else -1
+            self.param_runs = _Runs()
             for k in range(self.noutputs):
                 self.output_slot[k] = slot_of[(<Value>outs[k]).idx]
+            self.layers = _Layers()
+            self.layers.find(self)
         finally:
             free(role)
             free(slot_of)
@@ -313,10 +344,11 @@ cdef class Replay:
         self.edges = <Py_ssize_t*>calloc(nedges + 1, sizeof(Py_ssize_t))
         self.input_slot = <Py_ssize_t*>calloc(self.ninputs + 1, sizeof(Py_ssize_t))
         self.param_slot = <Py_ssize_t*>calloc(self.nparams + 1, sizeof(Py_ssize_t))
+        self.param_off = <Py_ssize_t*>calloc(self.nparams + 1, sizeof(Py_ssize_t))
         self.output_slot = <Py_ssize_t*>calloc(self.noutputs + 1, sizeof(Py_ssize_t))
         if (self.op == NULL or self.kind == NULL or self.off == NULL or self.ka == NULL
                 or self.kb == NULL or self.edges == NULL or self.input_slot == NULL
-                or self.param_slot == NULL or self.output_slot == NULL):
+                or self.param_slot == NULL or self.param_off == NULL or self.output_slot == NULL):
             raise MemoryError()
         return 0
 
@@ -335,12 +367,12 @@ cdef class Replay:
     # -- pointers to a slot's numbers ---------------------------------------------
     cdef inline double* _val(self, Py_ssize_t s) noexcept:
         if self.kind[s] & BATCHED:
-            return self.bvals + self.off[s] * self.B
+            return self.bvals + self.off[s] * self.stride
         return self.svals + self.off[s]
 
     cdef inline double* _grad(self, Py_ssize_t s) noexcept:
         if self.kind[s] & BATCHED:
-            return self.bgrad + self.off[s] * self.B
+            return self.bgrad + self.off[s] * self.stride
         return self.sgrad + self.off[s]
 
     cdef inline Py_ssize_t _len(self, Py_ssize_t s) noexcept:
@@ -355,7 +387,7 @@ cdef class Replay:
                                "__init__ failed)")
         if self.busy:
             raise RuntimeError("Replay.%s() was called while this Replay is running "
-                               "(from code its own sweep ran)" % what)
+                               "(from code its own sweep ran, or from another thread)" % what)
         self.busy = True
         return 0
 
@@ -364,6 +396,25 @@ cdef class Replay:
     def batch_size(self):
         """The number of samples loaded (0 before load())."""
         return self.B
+
+    def _layers_info(self):
+        """The layers this replay runs as one (layers.pxi), for tests: their
+        numbers of neurons, and how many threads the last kernel used."""
+        if self.layers is None:
+            return {"sizes": [], "threads_used": 0}
+        return {"sizes": [self.layers.size[k] for k in range(self.layers.count)],
+                "threads_used": self.layers.last_threads}
+
+    @property
+    def threads(self):
+        """How many threads a layer's kernels may use (1 by default).  The
+        results are the same bits for any number: work is split by neurons
+        or inputs, never inside a sum."""
+        return self.nthreads
+
+    @threads.setter
+    def threads(self, count):
+        self.nthreads = _thread_count(count)
 
     def load(self, table, rows):
         """Load a batch: sample b's inputs are row rows[b] of table, a buffer
@@ -401,7 +452,7 @@ cdef class Replay:
                 for i in range(self.ninputs):
                     if self.input_slot[i] < 0:
                         continue
-                    r = self.off[self.input_slot[i]] * B
+                    r = self.off[self.input_slot[i]] * self.stride
                     for k in range(B):
                         self.bvals[r + k] = view[at[k] * self.ninputs + i]
             finally:
@@ -412,8 +463,9 @@ cdef class Replay:
     cdef int _resize(self, Py_ssize_t B) except -1:
         if B != self.B:
             free(self.bvals); free(self.bgrad); free(self.scratch)
-            self.bvals = <double*>calloc(self.nbatched * B + 1, sizeof(double))
-            self.bgrad = <double*>calloc(self.nbatched * B + 1, sizeof(double))
+            self.stride = _row_stride(B)
+            self.bvals = <double*>calloc(self.nbatched * self.stride + 1, sizeof(double))
+            self.bgrad = <double*>calloc(self.nbatched * self.stride + 1, sizeof(double))
             self.scratch = <double*>calloc((self.width + 2) * B, sizeof(double))
             if self.bvals == NULL or self.bgrad == NULL or self.scratch == NULL:
                 free(self.bvals); free(self.bgrad); free(self.scratch)
@@ -434,15 +486,22 @@ cdef class Replay:
             if self.B == 0:
                 raise RuntimeError("Replay.forward(): load() a batch first")
             self.ready = False
-            for k in range(len(params)):        # the parameters as they are now
-                if self.param_slot[k] >= 0:
-                    self.svals[self.off[self.param_slot[k]]] = A.data[(<Value>params[k]).idx]
+            self._read_params(params)           # the parameters as they are now
             for s in range(self.n):
                 if self.op[s] != LEAF:
                     self._eval(s)
             self.ready = True
         finally:
             self.busy = False
+
+    cdef int _read_params(self, tuple params) except -1:
+        """The parameters' data into their slots, run by run (runs.pxi)."""
+        cdef _Runs runs = self.param_runs
+        cdef Py_ssize_t r
+        runs.refresh(params, self.param_off)
+        for r in range(runs.count):
+            memcpy(self.svals + runs.at[r], A.data + runs.node[r], runs.length[r] * sizeof(double))
+        return 0
 
     cdef int _eval(self, Py_ssize_t s) except -1:
         cdef uint8_t op = self.op[s]
@@ -451,7 +510,10 @@ cdef class Replay:
         cdef double* x
         cdef double* y
         cdef Py_ssize_t sx, sy
-        if self.kind[s] & NEURON:
+        if self.kind[s] & LAYER:
+            if self.layers.starts_at(s):                # the whole layer, at its first member
+                self.layers.forward(self, s)
+        elif self.kind[s] & NEURON:
             self._neuron_forward(s)
         elif op == SUM or op == DOT or op == LSE:
             e, count = self.ka[s], self.kb[s]
@@ -642,15 +704,27 @@ cdef class Replay:
                         self.scratch[k] = g0
                     self._grad(root)[0] = batch_sum(self.scratch, self.B)
                 for s in range(root, -1, -1):
-                    if self.kind[s] & NEEDS_GRAD and self.op[s] != LEAF:
+                    if not (self.kind[s] & NEEDS_GRAD) or self.op[s] == LEAF:
+                        continue
+                    if not (self.kind[s] & LAYER):
                         self._backprop(s)
-            # the arena again, through the parameters' own handles
-            for k in range(len(params)):
-                s = self.param_slot[k]
-                if s >= 0:
-                    A.grad[(<Value>params[k]).idx] += self.sgrad[self.off[s]]
+                    elif self.layers.starts_at(s):      # the whole layer, at its first member
+                        self.layers.backward(self, s, root)
+            self._add_param_grads(params)       # the arena again
         finally:
             self.busy = False
+
+    cdef int _add_param_grads(self, tuple params) except -1:
+        """Add the parameters' gradients into their grads, run by run.  The
+        runs are brought up to date here, after the sweep (a custom node's
+        Python code may have compacted the arena)."""
+        cdef _Runs runs = self.param_runs
+        cdef Py_ssize_t r, t
+        runs.refresh(params, self.param_off)
+        for r in range(runs.count):
+            for t in range(runs.length[r]):
+                A.grad[runs.node[r] + t] += self.sgrad[runs.at[r] + t]
+        return 0
 
     cdef inline void _give(self, Py_ssize_t c, const double* t, Py_ssize_t n) noexcept:
         """Add the contributions t[0..n) to child c's grad: one per sample for a
@@ -732,8 +806,8 @@ cdef class Replay:
         for k in range(n):
             w, xi = self.edges[e + 1 + k], self.edges[e + 1 + n + k]
             self.wbuf[k] = self.svals[self.off[w]]
-            self.xrows[k] = self.bvals + self.off[xi] * B
-            self.gxrows[k] = self.bgrad + self.off[xi] * B if self.kind[xi] & NEEDS_GRAD else NULL
+            self.xrows[k] = self.bvals + self.off[xi] * self.stride
+            self.gxrows[k] = self.bgrad + self.off[xi] * self.stride if self.kind[xi] & NEEDS_GRAD else NULL
         neuron_weight_grads(self.gwbuf, self.xrows, g, n, B)
         for k in range(n):
             w = self.edges[e + 1 + k]
@@ -766,6 +840,24 @@ cdef class Replay:
             if self.kind[self.edges[e + k]] & NEEDS_GRAD:
                 self._give(self.edges[e + k], self.scratch + (k + 1) * n, n)
         return 0
+
+
+cdef Py_ssize_t _row_stride(Py_ssize_t B) noexcept:
+    """Doubles from one row of B samples to the next: B rounded up to 8 (64
+    bytes), and 8 more where that is a multiple of 64 doubles, so that rows
+    the kernels read together do not fall on the same cache sets."""
+    cdef Py_ssize_t stride = (B + 7) // 8 * 8
+    return stride + 8 if stride % 64 == 0 else stride
+
+
+cdef int _thread_count(object count) except -1:
+    """A number of threads: an int from 1 to 1024."""
+    if isinstance(count, bool) or not hasattr(type(count), "__index__"):
+        raise TypeError("threads must be an int, not %s" % type(count).__name__)
+    cdef object n = operator.index(count)
+    if not 1 <= n <= 1024:
+        raise ValueError("threads must be from 1 to 1024, not %r" % (n,))
+    return n
 
 
 cdef list _replay_values(object values, str what):

@@ -551,6 +551,9 @@ def test_another_threads_sweep_and_collect_proceed_while_a_sweep_waits(engine):
 
     def handler(signum, frame):
         if not in_sweep.is_set() and _in_sweep(engine, frame):
+            # no further signal: a handler nested in Event.set() below would
+            # wait for the lock its own thread holds
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
             in_sweep.set()
             # waiting releases the GIL: the worker runs now.  The pure engine
             # runs one sweep at a time (its lock), so there the worker's

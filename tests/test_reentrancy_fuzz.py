@@ -308,7 +308,7 @@ NUM_ACTIONS = ["none", "none", "reinit", "drop", "label", "backward", "compact",
 BLOCK_USES = ["data", "grad", "set_data", "zero_grad", "sgd", "momentum", "adam", "len", "iter",
               "pickle"]
 REPLAY_USES = ["load", "forward", "values", "sum", "argmax", "hits", "backward", "batch_size",
-               "pickle"]
+               "pickle", "threads", "layers"]
 INSPECTIONS = ["repr", "prev", "children", "op", "rule", "detach", "copy", "pickle",
                "call_backward", "local_backward", "weakref"]
 
@@ -318,7 +318,7 @@ STEP_WEIGHTS = {"leaf": 8, "binary": 14, "unary": 10, "vsum": 3, "dot": 3, "dens
                 "chain": 0 if QUICK else 0.3, "logsumexp": 2, "function": 3,
                 "function_make": 0.5, "assign_backward": 1, "inspect": 3, "gradients": 2,
                 "no_grad": 1, "block_make": 1.5, "block_use": 4, "replay_make": 1.5,
-                "replay_use": 5, "float_rows": 0.5}
+                "replay_use": 5, "float_rows": 0.5, "layer": 1.5}
 
 
 def _number(rng):
@@ -378,6 +378,8 @@ def draw_step(rng, size, weights=STEP_WEIGHTS):
     if kind == "replay_use":
         return (kind, rng.randrange(8), rng.choice(REPLAY_USES), index(4), [index(4) for _ in range(6)],
                 operand(), wrap(), rng.randrange(1, 6), rng.randrange(100))
+    if kind == "layer":
+        return (kind, picks(1, 7), rng.randrange(2, 7), rng.choice(["relu", "tanh", "linear"]), wrap())
     if kind == "float_rows":
         width = rng.randrange(0, 4)
         return (kind, [[rng.choice([_number(rng), rng.randrange(-5, 5), True])
@@ -462,6 +464,18 @@ def _run_step(world, step, injector):
         n = len(block)
         world.blocks = [(block, array.array("d", [0.0] * n), array.array("d", [0.0] * n),
                          array.array("d", [0.0] * n))] + world.blocks[:3]
+        return None
+    if kind == "layer":                            # a layer of new parameters, replayed
+        _, picks, nout, activation, how = step
+        xs = [values[i % len(values)] for i in picks]
+        count = len(xs) * nout + nout
+        params = [engine.Value(0.1 * ((7 * i) % 11 - 5)) for i in range(count)]
+        rows = [params[j * len(xs):(j + 1) * len(xs)] for j in range(nout)]
+        outs = engine.dense(rows, xs, params[len(xs) * nout:], activation)
+        values.extend(params + outs)
+        replay = engine.Replay(_sequence(world, [engine.vsum(outs)] + outs, how, injector),
+                               _leaves(world, picks), params)
+        world.replays = [(replay, len(_leaves(world, picks)))] + world.replays[:3]
         return None
     if kind == "replay_make":
         outs = [values[i % len(values)] for i in step[1]]
@@ -629,6 +643,13 @@ def _use_replay(world, step, injector):
         replay.backward(index(j), _operand(world, seed, injector))
     elif what == "batch_size":
         return replay.batch_size
+    elif what == "threads":                        # any number gives the same bits
+        replay.threads = index(j)
+        return replay.threads
+    elif what == "layers":                         # the core's own grouping of neurons
+        if world.is_core:
+            info = replay._layers_info()
+            assert all(size >= 2 for size in info["sizes"]), info
     else:
         pickle.dumps(replay)
     return None
@@ -655,10 +676,11 @@ ACTIONS = {
     "Block.__reduce__": ["block_use"], "Block.data": ["block_use"], "Block.grad": ["block_use"],
     "Block.set_data": ["block_use"], "Block.zero_grad": ["block_use"], "Block.sgd_step": ["block_use"],
     "Block.momentum_step": ["block_use"], "Block.adam_step": ["block_use"],
-    "Replay.__init__": ["replay_make"], "Replay.__reduce__": ["replay_use"],
+    "Replay.__init__": ["replay_make", "layer"], "Replay.__reduce__": ["replay_use"],
     "Replay.load": ["replay_use"], "Replay.forward": ["replay_use"], "Replay.values": ["replay_use"],
     "Replay.sum": ["replay_use"], "Replay.argmax": ["replay_use"], "Replay.hits": ["replay_use"],
     "Replay.backward": ["replay_use"], "Replay.batch_size": ["replay_use"],
+    "Replay.threads": ["replay_use"], "Replay._layers_info": ["replay_use"],
     "Function.__init__": ["function_make"], "Function.__call__": ["function"],
     "Function.__reduce__": ["function_make"], "Function.__repr__": ["function_make"],
     "Function.forward": ["function_make"], "Function.name": ["function_make"],

@@ -41,8 +41,13 @@ def test_no_tuple_or_list_attribute_is_indexed_in_place():
     # Python code at a GC point, and Cython's tuple indexing is unchecked
     attributes = set()
     for path in SOURCES:
-        attributes |= set(re.findall(r"^ {4}cdef (?:readonly |public )?(?:tuple|list) (\w+)",
-                                     path.read_text(), re.M))
+        in_class = False
+        for line in path.read_text().splitlines():
+            if line and not line[0].isspace():
+                in_class = line.startswith("cdef class ")
+            found = re.match(r" {4}cdef (?:readonly |public )?(?:tuple|list) (\w+)", line)
+            if in_class and found:
+                attributes.add(found.group(1))
     assert {"values", "params", "partials", "kids"} <= attributes
     bad = _violations(r"\.(%s)\[" % "|".join(sorted(attributes)))
     assert not bad, "index a local reference instead: " + "; ".join(bad)

@@ -350,3 +350,14 @@ def test_adam_settings_that_would_fail_midway_are_refused_before_any_work(engine
     with pytest.raises(ValueError, match=r"v\[1\] is -1e-300: second moments are not negative"):
         engine.Block(vs).adam_step(0.1, 0.9, 0.99, 1e-8, 0.1, 0.01, m, v2)
     assert [v.data for v in vs] == [1.0, 2.0] and list(m) == [0.0, 0.0]
+
+
+def test_a_softmax_derivative_over_stale_data_is_inf_on_both_engines(engine):
+    # found by the fuzz: a child of a logsumexp given much larger data after
+    # the node was computed made the pure engine raise OverflowError in
+    # backward() where the core gave inf
+    x, y = engine.Value(0.0), engine.Value(1.0)
+    out = engine.logsumexp([x, y])
+    x.data = 1000.0
+    out.backward()
+    assert x.grad == math.inf and y.grad == math.exp(1.0 - out.data)
