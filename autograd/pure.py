@@ -315,18 +315,21 @@ def _name_in_error(exc, op):
 
 def _run_custom(node):
     """A custom node's chain rule: its `_backward`, or its partials."""
-    info = node._custom
+    args = node._args
+    info = node._custom                 # read last: see Value.__init__
+    if info is None:                    # re-initialized as a leaf since the sweep
+        return                          # looked (a gc callback): nothing to run
     try:
         if info.backward is not None:
             info.backward()
         elif info.partials is not None:
-            xs = [v._data for v in node._args]
+            xs = [v._data for v in args]
             ds = [_real(p(*xs), f"the partial derivative {k} of '{info.op}'")
                   for k, p in enumerate(info.partials)]
             if node._kind != "custom":      # re-initialized by that code
                 return
             g = node._grad
-            for v, d in zip(node._args, ds):
+            for v, d in zip(args, ds):
                 v._grad += d * g
     except BaseException as exc:
         _name_in_error(exc, info.op)
@@ -334,11 +337,14 @@ def _run_custom(node):
 
 
 def _custom_forward(node):
-    info = node._custom
+    args = node._args
+    info = node._custom                 # read last: see Value.__init__
+    if info is None:                    # re-initialized as a leaf since the sweep looked
+        return node._data
     if info.forward is None:
         _no_forward_formula(info.op)
     try:
-        return _real(info.forward(*[v._data for v in node._args]), f"the result of '{info.op}'")
+        return _real(info.forward(*[v._data for v in args]), f"the result of '{info.op}'")
     except BaseException as exc:
         _name_in_error(exc, info.op)
         raise
@@ -512,8 +518,9 @@ class Value:
         A custom node's is the function assigned to it; a leaf's does nothing.
         """
         _require_initialized(self)
-        if self._custom is not None and self._custom.backward is not None:
-            return self._custom.backward
+        custom = self._custom           # one read: a handler may re-initialize self
+        if custom is not None and custom.backward is not None:
+            return custom.backward
         return self._local_backward
 
     @_backward.setter
@@ -663,8 +670,9 @@ class Value:
         """Recompute every interior node of this graph from the leaves' data."""
         order = list(self._reverse_topological_order())
         for node in order:      # refuse before anything is recomputed
-            if node._kind == "custom" and node._custom.forward is None:
-                _no_forward_formula(node._custom.op)
+            custom = node._custom
+            if node._kind == "custom" and custom is not None and custom.forward is None:
+                _no_forward_formula(custom.op)
         with _sweep_lock:
             for node in reversed(order):
                 if node._kind != "leaf":
@@ -1068,9 +1076,9 @@ class Replay:
             needs_grad = role.get(id(v)) == "params" or any(self._needs_grad[c] for c in grad_kids)
             if v._kind == "custom":
                 info = v._custom
-                if info.forward is None or info.partials is None:
+                if info is None or info.forward is None or info.partials is None:
                     raise RuntimeError(
-                        f"Replay() cannot replay the custom node '{info.op}': its chain rule is "
+                        f"Replay() cannot replay the custom node '{info.op if info else ''}': its chain rule is "
                         f"a Python `_backward` (it was made by Value(data, _children, _op), "
                         f"or its `_backward` was assigned), not a forward formula and "
                         f"partials. Make the op with autograd.function(forward, *partials) "

@@ -808,3 +808,36 @@ def test_the_root_re_initialized_at_each_collection_of_a_sweep(engine, sweep):
         assert math.isfinite(x.grad)
         check_arena(engine)
     assert at > (1 if is_core(engine) else 3)
+
+
+@pytest.mark.parametrize("sweep", ["backward", "forward"])
+def test_custom_nodes_re_initialized_at_each_collection_of_a_sweep(engine, sweep):
+    # regression (pure engine, seen on CPython 3.10 by the fuzz): a custom
+    # node re-initialized as a leaf between the sweep's look at its kind and
+    # its chain rule made the sweep read the record it no longer has
+    # (AttributeError: 'NoneType' object has no attribute 'backward')
+    triple = engine.function(lambda x: 3.0 * x, lambda x: 3.0, name="triple")
+    at = 0
+    while True:
+        at += 1
+        x = engine.Value(0.5)
+        nodes = [triple(x * float(k)) for k in range(12)]
+        out = engine.vsum([n.tanh() for n in nodes])
+        count = []
+
+        def callback(phase, info, nodes=nodes, count=count, at=at):
+            if phase == "start":
+                count.append(1)
+                if len(count) == at:
+                    for n in nodes:
+                        n.__init__(1.0)
+
+        gc.collect()
+        with collecting_at_every_allocation(callback):
+            getattr(out, sweep)()
+        if len(count) < at:
+            break
+        assert all((n.data, n._op) == (1.0, "") for n in nodes), at
+        assert math.isfinite(x.grad) and math.isfinite(out.data)
+        check_arena(engine)
+    assert at > (1 if is_core(engine) else 3)
