@@ -99,15 +99,18 @@ def _numpy_step(nin, hidden, batch):
 
 @pytest.mark.parametrize("nin, hidden, batch", GRID,
                          ids=[f"{n}-{'-'.join(map(str, h))}-10-B{b}" for n, h, b in GRID])
-@pytest.mark.parametrize("who", ["ours-1-thread", "ours-2-threads", "numpy-1-thread"])
+@pytest.mark.parametrize("who", ["cython", "cython-2-threads", "numpy"])
 def test_scaling_step(benchmark, who, nin, hidden, batch):
-    benchmark.group = f"scaling {nin}-{'-'.join(map(str, hidden))}-10 B={batch}"
-    if who == "numpy-1-thread":
+    """who: the compiled core on 1 thread ("cython", the report's column) or
+    2, or numpy with BLAS on 1 thread."""
+    benchmark.group = f"MNIST-width step, MLP({nin}, {hidden + [10]}), batch {batch}"
+    benchmark.extra_info.update(units=1, unit="step")
+    if who == "numpy":
         step = _numpy_step(nin, hidden, batch)
         with _one_blas_thread():
             benchmark.pedantic(step, rounds=5, warmup_rounds=1)
     else:
-        step = _ours_step(nin, hidden, batch, 1 if who == "ours-1-thread" else 2)
+        step = _ours_step(nin, hidden, batch, 2 if who == "cython-2-threads" else 1)
         benchmark.pedantic(step, rounds=5, warmup_rounds=1)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and stats.stats.min > 0:
