@@ -3,6 +3,7 @@ import contextlib
 import gc
 import math
 import os
+import signal
 
 
 def examples(n):
@@ -92,3 +93,12 @@ def compacting_at_the_first_collection(core, garbage):
     gc.collect()
     with collecting_at_every_allocation(callback):
         yield fired
+
+
+def stop_timer_signal(old_handler):
+    """Stop the SIGALRM timer and put back the handler that was there.  A
+    signal already on its way (valgrind queues them) must not meet the
+    default action, which ends the process: SIG_DFL comes back as SIG_IGN."""
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    default = old_handler in (signal.SIG_DFL, None)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN if default else old_handler)

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import (central_difference, check_arena, close,
                      collecting_at_every_allocation, compacting_at_the_first_collection, is_core,
-                     same_float)
+                     same_float, stop_timer_signal)
 
 
 
@@ -748,8 +748,7 @@ def test_a_signal_handler_compacts_during_a_sweep_over_custom_nodes(core):
             x.grad = 0.0
             root.backward()
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, old)
+        stop_timer_signal(old)
     assert seen and x.grad == 1.0
     core.check_arena()
 

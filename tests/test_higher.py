@@ -8,7 +8,7 @@ import pytest
 import autograd.pure
 from autograd import grad, gradients, hessian, value_and_grad
 from helpers import (central_difference, check_arena, collecting_at_every_allocation, is_core,
-                     same_float)
+                     same_float, stop_timer_signal)
 
 try:
     import autograd.core as core_module
@@ -398,8 +398,7 @@ def test_signal_handlers_that_grow_compact_and_re_initialize_mid_sweep():
         noisy = [gradients(y, [x], create_graph=True)[0] for _ in range(3)]
         noisy_numbers = [gradients(y, [x])[0].data for _ in range(20)]
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, old)
+        stop_timer_signal(old)
     assert any(fired), "no signal arrived inside the sweep"
     assert [d.data for d in noisy] == [quiet] * 3
     assert noisy_numbers == [quiet_numbers] * 20 and quiet_numbers == quiet

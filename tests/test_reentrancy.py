@@ -22,7 +22,7 @@ import pytest
 
 import autograd.pure
 
-from helpers import check_arena, collecting_at_every_allocation, is_core, same_float
+from helpers import check_arena, collecting_at_every_allocation, is_core, same_float, stop_timer_signal
 
 
 
@@ -90,7 +90,7 @@ def _run_with_timer_signal(handler, work, attempts=50):
                 signal.setitimer(signal.ITIMER_REAL, 0, 0)
         return False
     finally:
-        signal.signal(signal.SIGALRM, old)
+        stop_timer_signal(old)
 
 
 # -- 1. uninitialized Values ---------------------------------------------------------------

@@ -45,6 +45,7 @@ import pytest
 
 import autograd.pure
 from autograd.higher import gradients
+from helpers import stop_timer_signal
 
 QUICK = os.environ.get("AUTOGRAD_QUICK_PROPERTIES") == "1"   # valgrind: a short form
 SEEDS = range(3) if QUICK else range(24)
@@ -794,8 +795,7 @@ def injection_points(engines, monkeypatch):
     try:
         yield make
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, old_handler)
+        stop_timer_signal(old_handler)
         gc.callbacks.remove(gc_callback)
         gc.set_threshold(*threshold)
         engines[0]._batch_kernels(avx2=kernels == "avx2")
@@ -829,7 +829,7 @@ def run_program(engines, injector, seed, steps, weights=STEP_WEIGHTS):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_programs_with_python_code_reentering_the_engines(engines, injection_points, seed):
+def test_random_programs_with_code_reentering_the_engines(engines, injection_points, seed):
     injector = injection_points(seed)
     run_program(engines, injector, seed, STEPS)
     assert injector.failures == [], injector.failures[:5]
