@@ -29,8 +29,13 @@
 
 #include "batch_kernels.h"
 
-#if !defined(_WIN32)
-#include <pthread.h>
+/* Threads are started with CPython's own PyThread_start_new_thread (so the
+ * module needs no newer C library than the interpreter has: pthread_create
+ * would tie a Linux wheel to glibc 2.34), and a thread says it is done with an
+ * atomic flag, its last access to its job.  GCC and clang only (the atomics);
+ * elsewhere the work runs on the calling thread. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#include <sched.h>
 #define LK_THREADS 1
 #else
 #define LK_THREADS 0
@@ -309,14 +314,15 @@ typedef struct {
     lk_part part;
     const lk_layer *L;
     Py_ssize_t lo, hi;
+    int done;                   /* set (atomically) by the thread, last */
 } lk_job;
 
 #if LK_THREADS
-static void *lk_thread_main(void *arg)
+static void lk_thread_main(void *arg)
 {
     lk_job *job = (lk_job *)arg;
     job->part(job->L, job->lo, job->hi);
-    return NULL;
+    __atomic_store_n(&job->done, 1, __ATOMIC_RELEASE);     /* job is not touched after */
 }
 #endif
 
@@ -343,7 +349,6 @@ static int lk_run(lk_part part, const lk_layer *L, Py_ssize_t count, double work
 #if LK_THREADS
     {
         lk_job jobs[LK_MAX_THREADS];
-        pthread_t ids[LK_MAX_THREADS];
         int started[LK_MAX_THREADS];
         per = (blocks + threads - 1) / threads;
         for (t = 0, lo = 0; t < threads; t++) {
@@ -352,14 +357,17 @@ static int lk_run(lk_part part, const lk_layer *L, Py_ssize_t count, double work
             jobs[t].L = L;
             jobs[t].lo = lo;
             jobs[t].hi = hi;
+            jobs[t].done = 0;
             lo = hi;
         }
         for (t = 1; t < threads; t++)
-            started[t] = jobs[t].lo < jobs[t].hi && pthread_create(&ids[t], NULL, lk_thread_main, &jobs[t]) == 0;
+            started[t] = jobs[t].lo < jobs[t].hi
+                         && PyThread_start_new_thread(lk_thread_main, &jobs[t]) != PYTHREAD_INVALID_THREAD_ID;
         part(L, jobs[0].lo, jobs[0].hi);
         for (t = 1; t < threads; t++) {
             if (started[t]) {
-                pthread_join(ids[t], NULL);
+                while (!__atomic_load_n(&jobs[t].done, __ATOMIC_ACQUIRE))
+                    sched_yield();
                 used++;
             } else if (jobs[t].lo < jobs[t].hi) {
                 part(L, jobs[t].lo, jobs[t].hi);
