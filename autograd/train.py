@@ -364,9 +364,130 @@ def _data_of(out, k):
     return out.data if k == 1 else [o.data for o in out]
 
 
-def _evaluate(model, engine, rows, targets, per_sample, hit, k):
+class _Replayed:
+    """A model's outputs (and, given a per-sample loss, that loss) recorded once
+    over placeholder leaves and replayed over rows, CHUNK samples at a time:
+    evaluate(), predict() and train()'s validation run the model as train()
+    does, a batch per pass, not a graph per sample.
+
+    The replay needs the model's graph not to depend on the data's values, as
+    train() does (true of Neuron/Layer/MLP and micrograd-style models).  A
+    cheap guard, not a proof: sample 0 is checked against the model run
+    directly on it; where they differ, `usable` is False and the caller goes
+    sample by sample."""
+
+    CHUNK = 512                         # samples per pass: bounds the replay's memory
+
+    def __init__(self, model, engine, first_row, k, per_sample=None, threads=1):
+        Value = engine.Value
+        self.k = k
+        inputs = [Value(0.0) for _ in range(len(first_row))]
+        targets = [Value(0.0) for _ in range(k)] if per_sample is not None else []
+        out = model(inputs)
+        outputs = [out] if k == 1 else list(out)
+        losses = []
+        if per_sample is not None:
+            losses = [per_sample(out, targets[0] if k == 1 else targets)]
+            if not isinstance(losses[0], Value):
+                raise TypeError(f"the loss must return a Value for a sample, "
+                                f"not {type(losses[0]).__name__}")
+        self.loss_at = 0 if losses else None
+        # outputs after the loss; for one output, (0, output) too, whose argmax
+        # is 1 exactly where the output is > 0 (see _hit_rule)
+        first = len(losses)
+        self.output_at = range(first, first + k)
+        self.sign_at = range(first + k, first + k + 2) if k == 1 else self.output_at
+        extra = [Value(0.0), out] if k == 1 else []
+        self.replay = engine.Replay(losses + outputs + extra, inputs + targets,
+                                    model.parameters())
+        self.replay.threads = threads
+        self.width = len(inputs) + len(targets)
+        with engine.no_grad():          # sample 0, run directly: the check of `usable`
+            direct = model([Value(x) for x in first_row])
+        self.direct = [direct.data] if k == 1 else [o.data for o in direct]
+
+    def passes(self, table, n):
+        """Load each chunk of the n rows of table and run it forward; yield
+        the chunk's range of sample numbers."""
+        for start in range(0, n, self.CHUNK):
+            chunk = range(start, min(start + self.CHUNK, n))
+            self.replay.load(table, chunk)
+            self.replay.forward()
+            yield chunk
+
+    def usable(self, table):
+        """Whether the replay gives sample 0's outputs bit for bit as the model
+        run directly does (False for a model whose graph depends on the data)."""
+        self.replay.load(table, range(1))
+        self.replay.forward()
+        return all(_same(self.replay.values(j)[0], d) for j, d in zip(self.output_at, self.direct))
+
+    def evaluate(self, table, n, labels):
+        """Evaluation over the n rows of table (inputs then target): the
+        losses added left to right, as one sample after another would."""
+        total, hits = 0.0, 0
+        for chunk in self.passes(table, n):
+            for value in self.replay.values(self.loss_at):
+                total += value
+            if labels:
+                hits += self.replay.hits(self.sign_at, labels[chunk.start:chunk.stop])
+        return Evaluation(total / n, hits / n if labels else None)
+
+    def predict(self, table, n):
+        out = []
+        for _ in self.passes(table, n):
+            out.extend(self.replay.values(self.output_at[0]) if self.k == 1
+                       else self.replay.argmax(self.output_at))
+        return out
+
+
+def _same(a, b):
+    return a == b or (a != a and b != b)
+
+
+def _table(rows, targets=None, k=0):
+    """The rows (and their targets) as one buffer of doubles, sample after
+    sample: Replay.load()'s table."""
+    table = array("d")
+    if targets is None:
+        for row in rows:
+            table.extend(row)
+    else:
+        for row, target in zip(rows, targets):
+            table.extend(row)
+            table.extend(_target_row(target, k))
+    return table
+
+
+def _labels(hit, targets, k):
+    """The output each sample's argmax must hit (targets are one-hot rows
+    where k > 1 and there is an accuracy: see _hit_rule), or [] without one."""
+    if hit is None:
+        return []
+    return [t.index(1.0) for t in targets] if k > 1 else [int(t > 0) for t in targets]
+
+
+class _Evaluator:
+    """evaluate()'s work over fixed (rows, targets), repeatable: train()'s
+    validation makes one and calls it at each evaluation."""
+
+    def __init__(self, model, engine, rows, targets, per_sample, hit, k, threads):
+        self.args = model, engine, rows, targets, per_sample, hit, k
+        self.replayed = _Replayed(model, engine, rows[0], k, per_sample, threads)
+        self.table = _table(rows, targets, k)
+        self.labels = _labels(hit, targets, k)
+        if not self.replayed.usable(self.table):
+            self.replayed = None
+
+    def __call__(self):
+        if self.replayed is None:
+            return _evaluate_one_by_one(*self.args)
+        return self.replayed.evaluate(self.table, len(self.args[2]), self.labels)
+
+
+def _evaluate_one_by_one(model, engine, rows, targets, per_sample, hit, k):
     """Mean loss and accuracy over (rows, targets), one sample at a time,
-    recording no graph."""
+    recording no graph: for a model whose graph depends on the data."""
     Value = engine.Value
     total, hits = 0.0, 0
     with engine.no_grad():
@@ -378,27 +499,38 @@ def _evaluate(model, engine, rows, targets, per_sample, hit, k):
     return Evaluation(total / len(rows), None if hit is None else hits / len(rows))
 
 
-def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "mse") -> Evaluation:
+def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "mse", *,
+             threads: int | None = None) -> Evaluation:
     """Evaluation(loss, accuracy) of `model` on (xs, ys): the mean per-sample
     loss (no L2 term) and the accuracy (None where it has no meaning).  The
-    targets are as train() takes them for `loss`; no graph outlives the call."""
+    targets are as train() takes them for `loss`; no graph outlives the call.
+    The samples run as train() runs them, a batch at a time on the engine's
+    Replay (`threads` as in train()), so the model's graph must not depend
+    on the data's values, as in train(); where sample 0 shows that it does,
+    the samples run one at a time instead."""
     _check_loss(loss)
+    threads = default_threads() if threads is None else _check_threads(threads, "threads")
     rows, targets, k = _check_data(model, xs, ys, loss, "evaluate()")
     engine = engine_of(model.parameters()[0])
-    return _evaluate(model, engine, rows, targets, _per_sample_loss(loss, k),
-                     _hit_rule(loss, k, targets), k)
+    return _Evaluator(model, engine, rows, targets, _per_sample_loss(loss, k),
+                      _hit_rule(loss, k, targets), k, threads)()
 
 
-def predict(model: Model, xs: Iterable[Any]) -> list[Any]:
+def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> list[Any]:
     """The model's predictions for the rows of xs: class ids (the argmax) for
     a model with k > 1 outputs, else the output values.  No graph outlives
-    the call."""
+    the call; the rows run a batch at a time, as in evaluate()."""
+    threads = default_threads() if threads is None else _check_threads(threads, "threads")
     xs = list(xs)
     if not xs:
         return []
     rows = _check_rows(model, xs)
     k = _output_count(model, rows[0])
     engine = engine_of(model.parameters()[0])
+    replayed = _Replayed(model, engine, rows[0], k, threads=threads)
+    table = _table(rows)
+    if replayed.usable(table):
+        return replayed.predict(table, len(rows))
     with engine.no_grad():
         outs = [model([engine.Value(x) for x in row]) for row in rows]
     return [_argmax([o.data for o in out]) if k > 1 else out.data for out in outs]
@@ -520,15 +652,11 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     outputs = [Value(0.0), out] if k == 1 else list(out)
     replay = engine.Replay([sample_loss] + outputs, input_leaves + target_leaves, params)
     replay.threads = threads
-    table = array("d")                      # sample i: its inputs, then its target
-    for row, target in zip(rows, targets):
-        table.extend(row)
-        table.extend(_target_row(target, k))
-    # the label each sample's argmax must hit (targets are one-hot rows where
-    # k > 1 and there is an accuracy: see _hit_rule)
-    labels: list[int] = []
-    if hit is not None:
-        labels = [t.index(1.0) for t in targets] if k > 1 else [int(t > 0) for t in targets]
+    table = _table(rows, targets, k)        # sample i: its inputs, then its target
+    labels = _labels(hit, targets, k)
+    held_out = None if validation is None else _Evaluator(
+        model, engine, val_rows, val_targets, per_sample, _hit_rule(loss, k, val_targets), k,
+        threads)
     answers = range(1, len(outputs) + 1)    # the outputs' positions in the replay
     penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
@@ -574,10 +702,10 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
             history.loss.append(value)
             history.accuracy.append(accuracy)
             if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
-                held_out = _evaluate(model, engine, val_rows, val_targets, per_sample, hit, k)
+                scores = held_out()
                 history.val_step.append(step)
-                history.val_loss.append(held_out.loss)
-                history.val_accuracy.append(held_out.accuracy)
+                history.val_loss.append(scores.loss)
+                history.val_accuracy.append(scores.accuracy)
             if bar is not None:
                 postfix = dict(loss=f"{value:.4f}", acc="-" if accuracy is None else f"{accuracy:.0%}")
                 if history.val_step:

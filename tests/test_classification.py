@@ -176,6 +176,75 @@ def test_evaluate_and_predict_build_no_lasting_graph(engine):
     assert all(isinstance(p, float) for p in predict(single, xs)) and predict(single, []) == []
 
 
+class _SignGate:
+    """A model whose graph depends on the data: it takes one path or another
+    by the sign of its first input (no replay can run it)."""
+
+    def __init__(self, engine):
+        self.up, self.down = MLP(2, [3, 3], engine=engine), MLP(2, [3, 3], engine=engine)
+
+    def __call__(self, x):
+        return (self.up if x[0].data > 0 else self.down)(x)
+
+    def parameters(self):
+        return self.up.parameters() + self.down.parameters()
+
+
+def _one_by_one(engine, model, xs, ys):
+    """evaluate()'s numbers worked out one sample at a time, as micrograd would."""
+    total, hits = 0.0, 0
+    for x, y in zip(xs, ys):
+        out = model([engine.Value(v) for v in x])
+        total += cross_entropy_loss(out, [1.0 if c == y else 0.0 for c in range(len(out))]).data
+        hits += max(range(len(out)), key=lambda c: (out[c].data, -c)) == y
+    return total / len(xs), hits / len(xs)
+
+
+@pytest.mark.parametrize("chunk", [7, 512])
+def test_evaluate_and_predict_run_batched_and_agree_with_one_sample_at_a_time(engine, monkeypatch,
+                                                                               chunk):
+    import autograd.train as training
+    monkeypatch.setattr(training._Replayed, "CHUNK", chunk)     # 30 samples: 5 passes of 7
+    xs, ys = _three_blobs(30, seed=6)
+    random.seed(2)
+    model = MLP(2, [5, 3], engine=engine)
+    train(model, xs, ys, steps=5, lr=0.1, loss="cross_entropy", progress=False)
+    loss, accuracy = _one_by_one(engine, model, xs, ys)
+    for threads in (1, 2, None):
+        got = evaluate(model, xs, ys, loss="cross_entropy", threads=threads)
+        assert same_float(got.loss, loss) and got.accuracy == accuracy
+        predicted = predict(model, xs, threads=threads)
+        assert predicted == [max(range(3), key=lambda c: (model([engine.Value(v) for v in x])[c].data,
+                                                          -c)) for x in xs]
+    single = MLP(2, [4, 1], engine=engine)
+    assert predict(single, xs) == [single([engine.Value(v) for v in x]).data for x in xs]
+
+
+def test_a_model_whose_graph_depends_on_the_data_is_evaluated_one_sample_at_a_time(engine):
+    """The replay records the model on placeholder zeros (the `down` path);
+    sample 0 takes the `up` path, so the check of sample 0 sees the replay
+    cannot run this model and evaluate() goes one sample at a time."""
+    xs, ys = _three_blobs(30, seed=7)
+    xs, ys = xs[1:] + xs[:1], ys[1:] + ys[:1]    # sample 0 with a first input > 0
+    assert min(x[0] for x in xs) < 0 < xs[0][0]
+    random.seed(3)
+    model = _SignGate(engine)
+    loss, accuracy = _one_by_one(engine, model, xs, ys)
+    got = evaluate(model, xs, ys, loss="cross_entropy")
+    assert same_float(got.loss, loss) and got.accuracy == accuracy
+    assert predict(model, xs) == [max(range(3), key=lambda c: (model([engine.Value(v) for v in x])[c].data,
+                                                               -c)) for x in xs]
+
+
+@pytest.mark.parametrize("threads, error", [(0, ValueError), ("2", TypeError), (1.0, TypeError)])
+def test_evaluate_and_predict_refuse_a_bad_thread_count(engine, threads, error):
+    model = MLP(2, [3, 3], engine=engine)
+    with pytest.raises(error, match="threads must be an int"):
+        evaluate(model, [[0.0, 1.0]], [0], loss="cross_entropy", threads=threads)
+    with pytest.raises(error, match="threads must be an int"):
+        predict(model, [[0.0, 1.0]], threads=threads)
+
+
 def test_bad_class_data_is_refused_before_training(engine):
     model = MLP(2, [4, 3], engine=engine)
     xs = [[0.0, 1.0], [1.0, 0.0]]
