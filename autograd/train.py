@@ -174,32 +174,44 @@ def _model_width(model):
 
 
 def _check_data(model, xs, ys, loss, what="xs and ys"):
-    """(rows, targets, k): xs as float rows, ys as targets for `loss`, and the
-    model's number of outputs; every error is raised here, before training."""
+    """(rows, targets, sample): xs as float rows, ys as targets for `loss`,
+    and the model run on row 0 (_Sample); every error is raised here, before
+    training."""
+    xs, ys = _pair(xs, ys, what)
+    rows = _check_rows(model, xs)
+    sample = _Sample(model, rows[0])
+    return rows, _check_targets(ys, loss, sample.k), sample
+
+
+def _pair(xs, ys, what):
     xs, ys = list(xs), list(ys)
     if len(xs) != len(ys):
         raise ValueError(f"{what}: xs has {len(xs)} samples but ys has {len(ys)}")
     if not xs:
         raise ValueError(f"{what} are empty: nothing to train on")
-    rows = _check_rows(model, xs)
-    k = _output_count(model, rows[0])
-    return rows, _check_targets(ys, loss, k), k
+    return xs, ys
 
 
-def _output_count(model, row):
-    """How many outputs the model gives for one sample (1 for a single Value)."""
-    params = model.parameters()
-    engine = engine_of(params[0]) if params else None
-    if engine is None:
-        raise ValueError("the model has no parameters")
-    with engine.no_grad():
-        out = model([engine.Value(x) for x in row])
-    if isinstance(out, engine.Value):
-        return 1
-    if isinstance(out, (list, tuple)) and out and all(isinstance(o, engine.Value) for o in out):
-        return len(out)
-    raise ValueError(f"the model must return a Value or a list of Values for a sample, "
-                     f"not {type(out).__name__}")
+class _Sample:
+    """The model run directly on one sample's inputs, recording no graph: how
+    many outputs it gives (k: 1 for a single Value), and their data, which a
+    replay of the model must give for that sample (see _Replayed.usable)."""
+
+    def __init__(self, model, row):
+        self.params = model.parameters()
+        if not self.params:
+            raise ValueError("the model has no parameters")
+        self.engine = engine_of(self.params[0])
+        Value = self.engine.Value
+        with self.engine.no_grad():
+            out = model([Value(x) for x in row])
+        if isinstance(out, Value):
+            out = [out]
+        elif not (isinstance(out, (list, tuple)) and out and all(isinstance(o, Value) for o in out)):
+            raise ValueError(f"the model must return a Value or a list of Values for a sample, "
+                             f"not {type(out).__name__}")
+        self.k = len(out)
+        self.data = [o.data for o in out]
 
 
 def _check_targets(ys, loss, k):
@@ -365,23 +377,23 @@ def _data_of(out, k):
 
 
 class _Replayed:
-    """A model's outputs (and, given a per-sample loss, that loss) recorded once
-    over placeholder leaves and replayed over rows, CHUNK samples at a time:
-    evaluate(), predict() and train()'s validation run the model as train()
-    does, a batch per pass, not a graph per sample.
+    """The model's outputs (and, given a per-sample loss, that loss first)
+    recorded once over placeholder leaves, as an engine.Replay that runs them
+    for a batch of samples at a time: train()'s steps, its validation,
+    evaluate() and predict().
 
-    The replay needs the model's graph not to depend on the data's values, as
-    train() does (true of Neuron/Layer/MLP and micrograd-style models).  A
-    cheap guard, not a proof: sample 0 is checked against the model run
-    directly on it; where they differ, `usable` is False and the caller goes
-    sample by sample."""
+    The replay needs the model's graph not to depend on the data's values
+    (true of Neuron/Layer/MLP and micrograd-style models).  usable() is a
+    cheap guard, not a proof: the graph is recorded on zeros, and sample 0's
+    outputs replayed must be the bits of the model run directly on it."""
 
-    CHUNK = 512                         # samples per pass: bounds the replay's memory
+    CHUNK = 512                 # samples per pass in evaluate() and predict(): bounds memory
 
-    def __init__(self, model, engine, first_row, k, per_sample=None, threads=1):
-        Value = engine.Value
-        self.k = k
-        inputs = [Value(0.0) for _ in range(len(first_row))]
+    def __init__(self, model, sample, width, per_sample=None, threads=1):
+        Value = sample.engine.Value
+        self.sample = sample
+        k = sample.k
+        inputs = [Value(0.0) for _ in range(width)]
         targets = [Value(0.0) for _ in range(k)] if per_sample is not None else []
         out = model(inputs)
         outputs = [out] if k == 1 else list(out)
@@ -391,20 +403,24 @@ class _Replayed:
             if not isinstance(losses[0], Value):
                 raise TypeError(f"the loss must return a Value for a sample, "
                                 f"not {type(losses[0]).__name__}")
-        self.loss_at = 0 if losses else None
-        # outputs after the loss; for one output, (0, output) too, whose argmax
-        # is 1 exactly where the output is > 0 (see _hit_rule)
-        first = len(losses)
-        self.output_at = range(first, first + k)
-        self.sign_at = range(first + k, first + k + 2) if k == 1 else self.output_at
-        extra = [Value(0.0), out] if k == 1 else []
-        self.replay = engine.Replay(losses + outputs + extra, inputs + targets,
-                                    model.parameters())
+        self.loss_at = 0            # output numbers in the replay: the loss, if any,
+        first = len(losses)         # then the k outputs, then for one output (0, output),
+        self.output_at = range(first, first + k)    # whose argmax is 1 exactly where the
+        # output is > 0: what the accuracy's argmax runs over (see _hit_rule)
+        self.argmax_at = range(first + k, first + k + 2) if k == 1 else self.output_at
+        extra = [Value(0.0), outputs[0]] if k == 1 else []
+        self.replay = sample.engine.Replay(losses + outputs + extra, inputs + targets,
+                                           sample.params)
         self.replay.threads = threads
-        self.width = len(inputs) + len(targets)
-        with engine.no_grad():          # sample 0, run directly: the check of `usable`
-            direct = model([Value(x) for x in first_row])
-        self.direct = [direct.data] if k == 1 else [o.data for o in direct]
+
+    def usable(self, table):
+        """Whether the replay gives sample 0's outputs, bit for bit, as the
+        model run directly did (False for a model whose graph depends on the
+        data's values, when sample 0 shows it)."""
+        self.replay.load(table, range(1))
+        self.replay.forward()
+        return all(_same(self.replay.values(j)[0], d)
+                   for j, d in zip(self.output_at, self.sample.data))
 
     def passes(self, table, n):
         """Load each chunk of the n rows of table and run it forward; yield
@@ -415,13 +431,6 @@ class _Replayed:
             self.replay.forward()
             yield chunk
 
-    def usable(self, table):
-        """Whether the replay gives sample 0's outputs bit for bit as the model
-        run directly does (False for a model whose graph depends on the data)."""
-        self.replay.load(table, range(1))
-        self.replay.forward()
-        return all(_same(self.replay.values(j)[0], d) for j, d in zip(self.output_at, self.direct))
-
     def evaluate(self, table, n, labels):
         """Evaluation over the n rows of table (inputs then target): the
         losses added left to right, as one sample after another would."""
@@ -430,13 +439,13 @@ class _Replayed:
             for value in self.replay.values(self.loss_at):
                 total += value
             if labels:
-                hits += self.replay.hits(self.sign_at, labels[chunk.start:chunk.stop])
+                hits += self.replay.hits(self.argmax_at, labels[chunk.start:chunk.stop])
         return Evaluation(total / n, hits / n if labels else None)
 
     def predict(self, table, n):
         out = []
         for _ in self.passes(table, n):
-            out.extend(self.replay.values(self.output_at[0]) if self.k == 1
+            out.extend(self.replay.values(self.output_at[0]) if self.sample.k == 1
                        else self.replay.argmax(self.output_at))
         return out
 
@@ -467,24 +476,6 @@ def _labels(hit, targets, k):
     return [t.index(1.0) for t in targets] if k > 1 else [int(t > 0) for t in targets]
 
 
-class _Evaluator:
-    """evaluate()'s work over fixed (rows, targets), repeatable: train()'s
-    validation makes one and calls it at each evaluation."""
-
-    def __init__(self, model, engine, rows, targets, per_sample, hit, k, threads):
-        self.args = model, engine, rows, targets, per_sample, hit, k
-        self.replayed = _Replayed(model, engine, rows[0], k, per_sample, threads)
-        self.table = _table(rows, targets, k)
-        self.labels = _labels(hit, targets, k)
-        if not self.replayed.usable(self.table):
-            self.replayed = None
-
-    def __call__(self):
-        if self.replayed is None:
-            return _evaluate_one_by_one(*self.args)
-        return self.replayed.evaluate(self.table, len(self.args[2]), self.labels)
-
-
 def _evaluate_one_by_one(model, engine, rows, targets, per_sample, hit, k):
     """Mean loss and accuracy over (rows, targets), one sample at a time,
     recording no graph: for a model whose graph depends on the data."""
@@ -510,10 +501,14 @@ def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "m
     the samples run one at a time instead."""
     _check_loss(loss)
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
-    rows, targets, k = _check_data(model, xs, ys, loss, "evaluate()")
-    engine = engine_of(model.parameters()[0])
-    return _Evaluator(model, engine, rows, targets, _per_sample_loss(loss, k),
-                      _hit_rule(loss, k, targets), k, threads)()
+    rows, targets, sample = _check_data(model, xs, ys, loss, "evaluate()")
+    k = sample.k
+    per_sample, hit = _per_sample_loss(loss, k), _hit_rule(loss, k, targets)
+    replayed = _Replayed(model, sample, len(rows[0]), per_sample, threads)
+    table = _table(rows, targets, k)
+    if replayed.usable(table):
+        return replayed.evaluate(table, len(rows), _labels(hit, targets, k))
+    return _evaluate_one_by_one(model, sample.engine, rows, targets, per_sample, hit, k)
 
 
 def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> list[Any]:
@@ -525,15 +520,15 @@ def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> l
     if not xs:
         return []
     rows = _check_rows(model, xs)
-    k = _output_count(model, rows[0])
-    engine = engine_of(model.parameters()[0])
-    replayed = _Replayed(model, engine, rows[0], k, threads=threads)
+    sample = _Sample(model, rows[0])
+    replayed = _Replayed(model, sample, len(rows[0]), threads=threads)
     table = _table(rows)
     if replayed.usable(table):
         return replayed.predict(table, len(rows))
-    with engine.no_grad():
-        outs = [model([engine.Value(x) for x in row]) for row in rows]
-    return [_argmax([o.data for o in out]) if k > 1 else out.data for out in outs]
+    Value = sample.engine.Value
+    with sample.engine.no_grad():
+        outs = [model([Value(x) for x in row]) for row in rows]
+    return [_argmax([o.data for o in out]) if sample.k > 1 else out.data for out in outs]
 
 
 def _check_loss(loss):
@@ -611,11 +606,8 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
         raise ValueError(f"reg must be a finite number >= 0, not {reg!r}")
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
     stepper = _make_optimizer(optimizer)
-    params = model.parameters()
-    if not params:
-        raise ValueError("the model has no parameters")
-    rows, targets, k = _check_data(model, xs, ys, loss)
-    n = len(rows)
+    rows, targets, sample = _check_data(model, xs, ys, loss)
+    params, k, n = sample.params, sample.k, len(rows)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or not 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be None or an int from 1 to {n}, not {batch_size!r}")
@@ -624,7 +616,9 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
             val_xs, val_ys = validation
         except (TypeError, ValueError):
             raise TypeError("validation must be a pair (xs, ys)") from None
-        val_rows, val_targets, _ = _check_data(model, val_xs, val_ys, loss, "validation")
+        val_xs, val_ys = _pair(val_xs, val_ys, "validation")
+        val_rows = _check_rows(model, val_xs)
+        val_targets = _check_targets(val_ys, loss, k)
         if len(val_rows[0]) != len(rows[0]):
             raise ValueError(f"the validation rows have {len(val_rows[0])} values but the "
                              f"training rows have {len(rows[0])}")
@@ -632,37 +626,30 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
         eval_every = max(1, steps // 10)
     elif isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive int, not {eval_every!r}")
-    engine = engine_of(params[0])
-    Value = engine.Value
+    engine = sample.engine
     per_sample = _per_sample_loss(loss, k)
     hit = _hit_rule(loss, k, targets)
 
     # -- one sample's graph, built once over placeholder leaves, replayed over
     #    the batch (engine.Replay: the batch is the inner dimension) ---------------
     size = n if batch_size is None else batch_size
-    width = len(rows[0])
-    input_leaves = [Value(0.0) for _ in range(width)]
-    target_leaves = [Value(0.0) for _ in range(k)]
-    out = model(input_leaves)
-    sample_loss = per_sample(out, target_leaves[0] if k == 1 else target_leaves)
-    if not isinstance(sample_loss, Value):
-        raise TypeError(f"the loss must return a Value for a sample, not {type(sample_loss).__name__}")
-    # the accuracy is an argmax: over the k outputs, or for one output over
-    # (0, output), which is 1 exactly where the output is > 0
-    outputs = [Value(0.0), out] if k == 1 else list(out)
-    replay = engine.Replay([sample_loss] + outputs, input_leaves + target_leaves, params)
-    replay.threads = threads
+    replayed = _Replayed(model, sample, len(rows[0]), per_sample, threads)
+    replay = replayed.replay
     table = _table(rows, targets, k)        # sample i: its inputs, then its target
+    if not replayed.usable(table):
+        raise ValueError("train() replays the graph the model builds for one sample over every "
+                         "sample, but this model's graph depends on the data's values (sample "
+                         "0's outputs replayed differ from the model's): build the same graph "
+                         "for every sample, as Neuron, Layer and MLP do (relu() rather than an "
+                         "`if` on .data)")
     labels = _labels(hit, targets, k)
-    held_out = None if validation is None else _Evaluator(
-        model, engine, val_rows, val_targets, per_sample, _hit_rule(loss, k, val_targets), k,
-        threads)
-    answers = range(1, len(outputs) + 1)    # the outputs' positions in the replay
+    if validation is not None:
+        val_table = _table(val_rows, val_targets, k)
+        val_labels = _labels(_hit_rule(loss, k, val_targets), val_targets, k)
     penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
     step_block = getattr(stepper, "step_block", None)
-    if batch_size is None:
-        replay.load(table, range(n))
+    loaded = False                          # the full batch is in the replay
 
     batches = _batches(n, size, random.Random(seed))
     history = History()
@@ -674,6 +661,9 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
                 replay.load(table, batch)
             else:
                 batch = range(n)
+                if not loaded:
+                    replay.load(table, batch)
+                    loaded = True
             rate = _check_lr(lr(step), step) if callable(lr) else lr
             try:
                 replay.forward()
@@ -698,11 +688,12 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
             accuracy = None
             if hit is not None:
                 batch_labels = labels if batch_size is None else [labels[i] for i in batch]
-                accuracy = replay.hits(answers, batch_labels) / size
+                accuracy = replay.hits(replayed.argmax_at, batch_labels) / size
             history.loss.append(value)
             history.accuracy.append(accuracy)
             if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
-                scores = held_out()
+                scores = replayed.evaluate(val_table, len(val_rows), val_labels)
+                loaded = False              # the replay now holds validation rows
                 history.val_step.append(step)
                 history.val_loss.append(scores.loss)
                 history.val_accuracy.append(scores.accuracy)

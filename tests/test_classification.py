@@ -236,6 +236,17 @@ def test_a_model_whose_graph_depends_on_the_data_is_evaluated_one_sample_at_a_ti
                                                                -c)) for x in xs]
 
 
+def test_train_refuses_a_model_whose_graph_depends_on_the_data_before_any_step(engine):
+    xs, ys = _three_blobs(30, seed=7)
+    xs, ys = xs[1:] + xs[:1], ys[1:] + ys[:1]    # sample 0 takes the path zeros do not
+    random.seed(3)
+    model = _SignGate(engine)
+    before = [p.data for p in model.parameters()]
+    with pytest.raises(ValueError, match="this model's graph depends on the data's values"):
+        train(model, xs, ys, steps=3, lr=0.1, loss="cross_entropy", progress=False)
+    assert [p.data for p in model.parameters()] == before
+
+
 @pytest.mark.parametrize("threads, error", [(0, ValueError), ("2", TypeError), (1.0, TypeError)])
 def test_evaluate_and_predict_refuse_a_bad_thread_count(engine, threads, error):
     model = MLP(2, [3, 3], engine=engine)
