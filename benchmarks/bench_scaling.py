@@ -1,11 +1,16 @@
 """Scaling: one SGD step of MNIST-sized MLPs, this project's batched replay
-(1 and 2 threads) against a hand-written numpy float64 step (matmuls through
-BLAS, limited to one thread where threadpoolctl is installed).
+(1 and 2 threads) against the same step written by hand in numpy (BLAS on
+one thread), PyTorch (1 and 2 threads) and JAX (jit), with the machine's
+float64 GEMM peak (one numpy matmul on one thread) measured in the same run.
 
 The same step everywhere: MLP(nin, hidden + [10]), ReLU, softmax
-cross-entropy, the mean over a batch of synthetic samples, plain SGD.
-Each benchmark records its GFLOP/s (6 * batch * weights per step: forward,
-weight gradients, input gradients) in extra_info.
+cross-entropy, the mean over a batch of synthetic samples, plain SGD, in
+float64.  Each benchmark records in extra_info its GFLOP/s (6 * batch *
+weights per step: forward, weight gradients, input gradients) and that flop
+count, which report.py draws (images/scaling.png).  numpy's BLAS kernel is
+recorded too: benchmarks/conftest.py unsets OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE (set on some machines, they slow OpenBLAS) before numpy is
+imported, so the peer runs the kernel OpenBLAS picks for this CPU.
 """
 import contextlib
 import math
@@ -14,8 +19,11 @@ from array import array
 
 import pytest
 
-GRID = [(64, [32], 32), (256, [128], 128), (784, [128], 32), (784, [512], 128), (784, [512], 512),
-        (784, [512, 512], 512)]
+from conftest import OPENBLAS_UNSET
+
+GRID = [(64, [32], 32), (64, [128], 128), (256, [128], 128), (784, [128], 32), (784, [512], 128),
+        (784, [512], 512), (784, [512, 512], 512)]
+WHO = ["cython", "cython-2-threads", "numpy", "torch", "torch-2-threads", "jax"]
 
 
 def _flops(nin, hidden, batch):
@@ -33,8 +41,12 @@ def _ours_step(nin, hidden, batch, threads):
     """A callable running one training step of the compiled core's replay."""
     core = pytest.importorskip("autograd.core", reason="the compiled core is not built")
     from autograd.nn import MLP
-    random.seed(0)
     model = MLP(nin, hidden + [10], activation="relu", engine=core)
+    for layer, (w, b) in zip(model.layers, _init(nin, hidden)):
+        for neuron, row, bias in zip(layer.neurons, w, b):
+            for p, x in zip(neuron.w, row):
+                p.data = x
+            neuron.b.data = bias
     xs = [core.Value(0.0) for _ in range(nin)]
     label = [core.Value(0.0) for _ in range(10)]
     out = model(xs)
@@ -69,12 +81,32 @@ def _one_blas_thread():
         yield
 
 
+def _blas_kernel():
+    """numpy's BLAS and the kernel it runs (threadpoolctl's report), and what
+    was unset for it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed)"
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')})"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    unset = f"; unset for it: {', '.join(OPENBLAS_UNSET)}" if OPENBLAS_UNSET else ""
+    return (", ".join(blas) or "none found") + unset
+
+
+def _init(nin, hidden, seed=0):
+    """The same starting weights for every peer: (w, b) per layer, w as rows
+    of inputs (out x in), uniform in +-1/sqrt(in), b zero."""
+    rng = random.Random(seed)
+    sizes = [nin] + hidden + [10]
+    return [([[rng.uniform(-1, 1) / math.sqrt(a) for _ in range(a)] for _ in range(b)], [0.0] * b)
+            for a, b in zip(sizes, sizes[1:])]
+
+
 def _numpy_step(nin, hidden, batch):
     np = pytest.importorskip("numpy")
-    rng = np.random.default_rng(0)
-    sizes = [nin] + hidden + [10]
-    ws = [rng.uniform(-1, 1, (b, a)) / math.sqrt(a) for a, b in zip(sizes, sizes[1:])]
-    bs = [np.zeros(b) for b in sizes[1:]]
+    layers = _init(nin, hidden)
+    ws, bs = [np.array(w) for w, _ in layers], [np.array(b) for _, b in layers]
     rows, labels = _data(nin, batch)
     x0, y = np.array(rows), np.array(labels)
 
@@ -97,21 +129,116 @@ def _numpy_step(nin, hidden, batch):
     return step
 
 
+def _torch_step(nin, hidden, batch):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install '.[bench]')")
+    params = []
+    for w, b in _init(nin, hidden):
+        params += [torch.tensor(w, dtype=torch.float64, requires_grad=True),
+                   torch.tensor(b, dtype=torch.float64, requires_grad=True)]
+    rows, labels = _data(nin, batch)
+    x0, y = torch.tensor(rows, dtype=torch.float64), torch.tensor(labels)
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def step():
+        z = x0
+        for k in range(0, len(params), 2):
+            z = z @ params[k].T + params[k + 1]
+            if k < len(params) - 2:
+                z = z.relu()
+        loss = cross_entropy(z, y)
+        for p in params:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p -= 0.01 * p.grad
+    return step
+
+
+def _jax_step(nin, hidden, batch):
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install '.[bench]')")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    params = [(jnp.array(w, dtype=jnp.float64), jnp.array(b, dtype=jnp.float64))
+              for w, b in _init(nin, hidden)]
+    rows, labels = _data(nin, batch)
+    x0, y = jnp.array(rows, dtype=jnp.float64), jnp.array(labels)
+
+    def loss(params):
+        z = x0
+        for k, (w, b) in enumerate(params):
+            z = z @ w.T + b
+            if k < len(params) - 1:
+                z = jnp.maximum(z, 0.0)
+        logp = z - jax.scipy.special.logsumexp(z, axis=1, keepdims=True)
+        return -jnp.mean(logp[jnp.arange(batch), y])
+
+    @jax.jit
+    def update(params):
+        grads = jax.grad(loss)(params)
+        return [(w - 0.01 * gw, b - 0.01 * gb) for (w, b), (gw, gb) in zip(params, grads)]
+
+    state = [update(params)]
+    state[0][0][0].block_until_ready()      # compiled outside the timing
+
+    def step():
+        state[0] = update(state[0])
+        state[0][0][0].block_until_ready()
+    return step
+
+
+@contextlib.contextmanager
+def _torch_threads(count):
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _record_gflops(benchmark, flops):
+    stats = getattr(benchmark, "stats", None)
+    benchmark.extra_info["flops"] = flops
+    if stats is not None and stats.stats.min > 0:
+        benchmark.extra_info["gflops"] = flops / stats.stats.min / 1e9
+
+
 @pytest.mark.parametrize("nin, hidden, batch", GRID,
                          ids=[f"{n}-{'-'.join(map(str, h))}-10-B{b}" for n, h, b in GRID])
-@pytest.mark.parametrize("who", ["cython", "cython-2-threads", "numpy"])
+@pytest.mark.parametrize("who", WHO)
 def test_scaling_step(benchmark, who, nin, hidden, batch):
     """who: the compiled core on 1 thread ("cython", the report's column) or
-    2, or numpy with BLAS on 1 thread."""
+    2, numpy with BLAS on 1 thread, PyTorch on 1 or 2 threads, JAX jit."""
     benchmark.group = f"MNIST-width step, MLP({nin}, {hidden + [10]}), batch {batch}"
     benchmark.extra_info.update(units=1, unit="step")
+    threads = 2 if who.endswith("-2-threads") else 1
     if who == "numpy":
         step = _numpy_step(nin, hidden, batch)
+        benchmark.extra_info["blas"] = _blas_kernel()
         with _one_blas_thread():
             benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    elif who.startswith("torch"):
+        step = _torch_step(nin, hidden, batch)
+        with _torch_threads(threads):
+            benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    elif who == "jax":
+        benchmark.pedantic(_jax_step(nin, hidden, batch), rounds=5, warmup_rounds=1)
     else:
-        step = _ours_step(nin, hidden, batch, 2 if who == "cython-2-threads" else 1)
-        benchmark.pedantic(step, rounds=5, warmup_rounds=1)
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None and stats.stats.min > 0:
-        benchmark.extra_info["gflops"] = _flops(nin, hidden, batch) / stats.stats.min / 1e9
+        benchmark.pedantic(_ours_step(nin, hidden, batch, threads), rounds=5, warmup_rounds=1)
+    _record_gflops(benchmark, _flops(nin, hidden, batch))
+
+
+def test_gemm_peak(benchmark):
+    """The machine's float64 GEMM peak: one numpy matmul the size of the
+    largest layer's forward (512 x 784 by 784 x 512, into a buffer made
+    once), BLAS on one thread."""
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(0)
+    a, b, c = rng.uniform(-1, 1, (512, 784)), rng.uniform(-1, 1, (784, 512)), np.empty((512, 512))
+    benchmark.group = "float64 GEMM peak, 512 x 784 by 784 x 512, one thread"
+    benchmark.extra_info.update(units=1, unit="matmul", blas=_blas_kernel())
+    with _one_blas_thread():
+        benchmark.pedantic(lambda: np.matmul(a, b, out=c), rounds=20, warmup_rounds=2)
+    _record_gflops(benchmark, 2.0 * 512 * 784 * 512)

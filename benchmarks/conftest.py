@@ -13,6 +13,13 @@ import sys
 
 import pytest
 
+# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, set on some machines, hold OpenBLAS
+# to an older kernel and a smaller cache: numpy, a peer, would run slower than
+# its users see.  Unset here, for this process only, before numpy is imported
+# (OpenBLAS reads them when it loads); bench_scaling records the kernel that ran.
+OPENBLAS_UNSET = [] if "numpy" in sys.modules else [
+    name for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.pop(name, None)]
+
 
 def _import_the_installed_package():
     """`python -m pytest benchmarks` from the repository root puts the root

@@ -1,6 +1,7 @@
 """Run the benchmark suite once and report it: a markdown table of medians
-and ratios, and a chart of the compiled core's speed-up against each peer
-(log scale) in images/benchmarks.png.
+and ratios, a chart of the compiled core's speed-up against each peer (log
+scale) in images/benchmarks.png, and the MNIST-width steps' GFLOP/s against
+model size for each contender in images/scaling.png.
 
     python benchmarks/report.py               # full run (several minutes)
     python benchmarks/report.py --json FILE   # report an earlier run's JSON
@@ -19,9 +20,13 @@ import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ["cython", "python", "micrograd", "torch", "numpy", "jax", "fused_c"]
-NAMES = {"cython": "compiled core", "python": "pure reference", "micrograd": "micrograd 0.1.0",
-         "torch": "PyTorch", "numpy": "numpy, by hand", "jax": "JAX jit", "fused_c": "C, fused by hand"}
+ORDER = ["cython", "cython-2-threads", "python", "micrograd", "torch", "torch-2-threads", "numpy",
+         "jax", "fused_c"]
+NAMES = {"cython": "compiled core", "cython-2-threads": "compiled core, 2 threads",
+         "python": "pure reference", "micrograd": "micrograd 0.1.0", "torch": "PyTorch",
+         "torch-2-threads": "PyTorch, 2 threads", "numpy": "numpy, by hand", "jax": "JAX jit (its own threads)",
+         "fused_c": "C, fused by hand"}
+OURS = {"cython", "cython-2-threads"}       # not a peer in the speed-up chart
 
 
 def run_suite(json_path):
@@ -112,7 +117,7 @@ def speedups(groups):
     for group, row in groups.items():
         if "cython" not in row or row["cython"][0] <= 0:
             continue
-        ratios = [(w, row[w][0] / row["cython"][0]) for w in ORDER if w != "cython" and w in row]
+        ratios = [(w, row[w][0] / row["cython"][0]) for w in ORDER if w not in OURS and w in row]
         if ratios:
             out.append((group, ratios))
     return out
@@ -165,11 +170,60 @@ def chart(groups, path):
     print(f"chart written to {path}")
 
 
+def scaling_points(data):
+    """{contender: [(flops per step, GFLOP/s)]} of the runs that recorded
+    both (bench_scaling.py), sorted by size; and the GEMM peak's GFLOP/s (or
+    None)."""
+    points, peak = {}, None
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if "gflops" not in info:
+            continue
+        if bench["name"].startswith("test_gemm_peak"):
+            peak = info["gflops"]
+        elif "flops" in info:
+            points.setdefault(who_of(bench), []).append((info["flops"], info["gflops"]))
+    return {w: sorted(p) for w, p in points.items()}, peak
+
+
+def scaling_chart(data, path):
+    """GFLOP/s against the flops of one step (the model's size times the
+    batch), a line per contender, with the GEMM peak as a dashed line."""
+    points, peak = scaling_points(data)
+    if not points:
+        return
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no scaling chart: matplotlib is not installed (pip install '.[plot]')")
+        return
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for k, who in enumerate(w for w in ORDER if w in points):
+        xs, ys = zip(*points[who])
+        ax.plot(xs, ys, marker="o", color=f"C{k}", label=NAMES[who])
+    if peak is not None:
+        ax.axhline(peak, color="black", linestyle="--", linewidth=0.8,
+                   label=f"float64 GEMM peak, 1 thread ({peak:.0f} GFLOP/s)")
+    ax.set_xscale("log")
+    ax.set_xlabel("flops per training step (6 x batch x weights)", fontsize=8)
+    ax.set_ylabel("GFLOP/s", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.set_title("One SGD step of an MLP at MNIST widths (float64, one run)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"scaling chart written to {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="report this pytest-benchmark JSON instead of running the suite")
     parser.add_argument("--chart", default=os.path.join(ROOT, "images", "benchmarks.png"),
                         help="where to write the bar chart (default images/benchmarks.png)")
+    parser.add_argument("--scaling-chart", default=os.path.join(ROOT, "images", "scaling.png"),
+                        help="where to write the GFLOP/s chart (default images/scaling.png)")
     parser.add_argument("--require-core", action="store_true",
                         help="fail if a workload has no compiled-core row (the core was not importable)")
     args = parser.parse_args(argv)
@@ -178,10 +232,12 @@ def main(argv=None):
         path = os.path.join(tempfile.mkdtemp(), "benchmarks.json")
         run_suite(path)
     with open(path) as f:
-        groups = collect(json.load(f))
+        data = json.load(f)
+    groups = collect(data)
     print(f"\nMachine: {machine()}\n")
     print(markdown(groups))
     chart(groups, args.chart)
+    scaling_chart(data, args.scaling_chart)
     missing = missing_core_rows(groups)
     if args.require_core and (missing or not groups):
         sys.exit("no compiled-core row for: " + ("; ".join(missing) or "any workload")

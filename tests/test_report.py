@@ -59,3 +59,28 @@ def test_the_chart_draws_each_peer_against_the_core(report, tmp_path):
 
 def test_a_workload_without_a_core_row_is_named(report):
     assert report.missing_core_rows(report.collect(DATA)) == ["pure only"]
+
+
+SCALING = {"benchmarks": [
+    bench("small", "scaling_step", "cython", 1e-3, flops=2e6, gflops=2.0),
+    bench("small", "scaling_step", "numpy", 5e-4, flops=2e6, gflops=4.0),
+    bench("large", "scaling_step", "cython", 0.1, flops=1e9, gflops=10.0),
+    bench("large", "scaling_step", "cython-2-threads", 0.05, flops=1e9, gflops=20.0),
+    bench("peak", "gemm_peak", "", 0.01, gflops=80.0),
+    bench("step", "step", "cython", 2e-6),
+]}
+
+
+def test_the_scaling_chart_draws_gflops_against_size_per_contender(report, tmp_path):
+    points, peak = report.scaling_points(SCALING)
+    assert points == {"cython": [(2e6, 2.0), (1e9, 10.0)], "numpy": [(2e6, 4.0)],
+                      "cython-2-threads": [(1e9, 20.0)]}
+    assert peak == 80.0
+    # our own second thread is a column of the table, not a peer of the speed-up chart
+    groups = report.collect(SCALING)
+    assert report.speedups(groups) == [("small", [("numpy", 0.5)])]
+    assert "compiled core, 2 threads" in report.markdown(groups)
+    pytest.importorskip("matplotlib", reason="the chart needs matplotlib (pip install '.[plot]')")
+    path = tmp_path / "scaling.png"
+    report.scaling_chart(SCALING, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
