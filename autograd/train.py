@@ -184,10 +184,11 @@ def _check_data(model, xs, ys, loss, what="xs and ys"):
 
 
 def _pair(xs, ys, what):
-    xs, ys = list(xs), list(ys)
+    xs = xs if _double_matrix(xs) is not None else list(xs)    # a matrix is read as it is
+    ys = list(ys)
     if len(xs) != len(ys):
         raise ValueError(f"{what}: xs has {len(xs)} samples but ys has {len(ys)}")
-    if not xs:
+    if len(xs) == 0:
         raise ValueError(f"{what} are empty: nothing to train on")
     return xs, ys
 
@@ -264,9 +265,30 @@ def _check_targets(ys, loss, k):
     return _binary_targets(loss, targets)
 
 
+def _double_matrix(xs):
+    """xs as a flat memoryview of doubles and its row width, where it is a
+    2-D C-contiguous buffer of doubles (a float64 numpy array, say) with at
+    least one row and column; else None."""
+    try:
+        view = memoryview(xs)
+    except TypeError:
+        return None
+    if view.ndim != 2 or view.format != "d" or not view.c_contiguous or 0 in view.shape:
+        return None
+    return view.cast("B").cast("d"), view.shape[1]
+
+
 def _check_rows(model, xs):
+    """xs as rows of floats: views into a matrix of doubles (no per-number
+    work), or private arrays of the numbers, checked (one C loop where they
+    are plain floats and ints)."""
     width = _model_width(model)
-    rows = _float_rows(xs) if _float_rows is not None else None
+    matrix = _double_matrix(xs)
+    if matrix is not None:      # NaN and inf are the loss check's to report, as for lists
+        flat, w = matrix
+        rows = [flat[i:i + w] for i in range(0, len(flat), w)]
+    else:
+        rows = _float_rows(xs) if _float_rows is not None else None
     if rows is None:            # not all plain: checked row by row, naming what is wrong
         rows = _checked_rows(xs)
     if width is not None and len(rows[0]) != width:
@@ -458,13 +480,13 @@ def _table(rows, targets=None, k=0):
     """The rows (and their targets) as one buffer of doubles, sample after
     sample: Replay.load()'s table."""
     table = array("d")
-    if targets is None:
-        for row in rows:
+    for i, row in enumerate(rows):          # one copy per row: array('d') or a view of doubles
+        if type(row) is array:
             table.extend(row)
-    else:
-        for row, target in zip(rows, targets):
-            table.extend(row)
-            table.extend(_target_row(target, k))
+        else:
+            table.frombytes(row.cast("B"))
+        if targets is not None:
+            table.extend(_target_row(targets[i], k))
     return table
 
 
@@ -516,8 +538,9 @@ def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> l
     a model with k > 1 outputs, else the output values.  No graph outlives
     the call; the rows run a batch at a time, as in evaluate()."""
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
-    xs = list(xs)
-    if not xs:
+    if _double_matrix(xs) is None:
+        xs = list(xs)
+    if len(xs) == 0:
         return []
     rows = _check_rows(model, xs)
     sample = _Sample(model, rows[0])

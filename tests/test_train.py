@@ -183,6 +183,48 @@ def test_rows_are_the_same_floats_on_the_quick_path_and_the_checked_one(xs, fast
         assert quick[0] is not xs[0]
 
 
+def _matrix_of_doubles(rows):
+    """rows as a 2-D buffer of doubles without numpy: a memoryview cast to
+    (n, width) over an array('d')."""
+    flat = array("d", [x for row in rows for x in row])
+    return memoryview(flat).cast("B").cast("d", [len(rows), len(rows[0])])
+
+
+@pytest.mark.parametrize("kind", ["buffer", "numpy", "numpy-fortran", "numpy-float32"])
+def test_a_matrix_of_numbers_trains_as_its_rows_do(engine, kind):
+    """A 2-D buffer of doubles is read as it is (no number by number work);
+    other arrays go the general way: all give the same bits as lists."""
+    xs, ys = make_moons(40, noise=0.1, seed=3)
+    if kind == "buffer":
+        matrix = _matrix_of_doubles(xs)
+    else:
+        np = pytest.importorskip("numpy")
+        matrix = {"numpy": np.array(xs), "numpy-fortran": np.asfortranarray(xs),
+                  "numpy-float32": np.array(xs, dtype=np.float32)}[kind]
+        if kind == "numpy-float32":         # the rows the model sees are the float32 values
+            xs = matrix.astype(np.float64).tolist()
+        ys = np.array(ys)
+    from autograd.train import _double_matrix, evaluate, predict
+    assert (_double_matrix(matrix) is not None) == (kind in ("buffer", "numpy"))
+    results = []
+    for data in (xs, matrix):
+        model = _model(engine, seed=4, sizes=(6, 1), nin=2)
+        history = train(model, data, ys, steps=4, lr=0.1, loss="hinge", batch_size=16, seed=2,
+                        validation=(data, ys), eval_every=2, progress=False, threads=1)
+        results.append((history.loss, history.accuracy, history.val_loss,
+                        [p.data for p in model.parameters()], evaluate(model, data, ys, "hinge"),
+                        predict(model, data)))
+    assert results[0] == results[1]
+    assert len(results[0][-1]) == 40
+
+
+def test_a_matrix_of_the_wrong_width_is_refused(engine):
+    model = _model(engine, nin=3)
+    with pytest.raises(ValueError, match="the model takes 3 inputs but the rows of xs have 2"):
+        train(model, _matrix_of_doubles([[1.0, 2.0], [3.0, 4.0]]), [1.0, -1.0], steps=1, lr=0.1,
+              progress=False)
+
+
 def test_a_nan_loss_stops_with_the_step_and_keeps_earlier_parameters(engine):
     xs, ys = lecture_example()
     model = _model(engine)
