@@ -14,6 +14,7 @@ imported, so the peer runs the kernel OpenBLAS picks for this CPU.
 """
 import contextlib
 import math
+import os
 import random
 from array import array
 
@@ -67,6 +68,7 @@ def _ours_step(nin, hidden, batch, threads):
         block.zero_grad()
         replay.backward(0, 1.0 / batch)
         block.sgd_step(0.01)
+    step.replay = replay
     return step
 
 
@@ -242,3 +244,30 @@ def test_gemm_peak(benchmark):
     with _one_blas_thread():
         benchmark.pedantic(lambda: np.matmul(a, b, out=c), rounds=20, warmup_rounds=2)
     _record_gflops(benchmark, 2.0 * 512 * 784 * 512)
+
+
+def _resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm (Linux)")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_resident_memory_is_flat_over_ten_thousand_steps(benchmark, threads):
+    """No allocation per step: 10^4 steps of MLP(64, [128, 10]) at batch 64
+    (the layer kernels, and with 2 threads their threads' start, in every
+    step) leave the resident memory where 1,000 warm-up steps left it."""
+    benchmark.group = "resident memory over 10^4 steps, MLP(64, [128, 10]), batch 64"
+    step = _ours_step(64, [128], 64, threads)
+    for _ in range(1000):
+        step()
+    assert step.replay._layers_info()["threads_used"] == threads
+    before = _resident_bytes()
+
+    def ten_thousand_steps():
+        for _ in range(10_000):
+            step()
+    benchmark.pedantic(ten_thousand_steps, rounds=1, iterations=1)
+    growth = _resident_bytes() - before
+    benchmark.extra_info.update(units=10_000, unit="step", resident_growth_bytes=growth)
+    assert growth < 64 * 1024, f"resident memory grew by {growth} bytes over 10^4 steps"

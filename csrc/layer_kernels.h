@@ -15,7 +15,8 @@
  *     order the caller lists them (the order of the backward sweep).
  *
  * No FMA (-ffp-contract=off, and AVX2 alone does not enable it), so the
- * baseline and AVX2 builds give the same bits, as in batch_kernels.h.
+ * baseline and AVX2 builds give the same bits, as in batch_kernels.h; the
+ * AVX-512 build (layer_kernels_avx512.h) keeps the same sums in larger tiles.
  *
  * Threads.  The work is split by neurons (forward, weight gradients) or by
  * inputs (input gradients) into contiguous ranges, one per thread; no sum is
@@ -93,12 +94,13 @@ LK_INLINE lk_v4 lk_madd(lk_v4 a, lk_v4 c, lk_v4 x) { return lk_add(a, lk_mul(c, 
 
 /* a block of rows of B doubles that fits in 256 KiB (the L2 cache), counted
  * in samples (forward, input gradients: `rows` rows of a block of samples)
- * or rows (weight gradients: rows of `rows` samples); a multiple of 8 */
+ * or rows (weight gradients: rows of `rows` samples); a multiple of 16 (the
+ * AVX-512 build's tiles) */
 LK_INLINE Py_ssize_t lk_block(Py_ssize_t rows)
 {
     Py_ssize_t count = 32768 / (rows > 0 ? rows : 1);
-    count -= count % 8;
-    return count > 8 ? count : 8;
+    count -= count % 16;
+    return count > 16 ? count : 16;
 }
 
 /* -- forward: four neurons by eight samples per pass over the inputs ------------ */
@@ -303,6 +305,7 @@ BK_AVX2 static void lk_forward_avx2(const lk_layer *L, Py_ssize_t a, Py_ssize_t 
 BK_AVX2 static void lk_weight_grads_avx2(const lk_layer *L, Py_ssize_t a, Py_ssize_t z) { lk_weight_grads_body(L, a, z); }
 BK_AVX2 static void lk_input_grads_avx2(const lk_layer *L, Py_ssize_t a, Py_ssize_t z) { lk_input_grads_body(L, a, z); }
 #endif
+#include "layer_kernels_avx512.h"       /* the AVX-512 build: larger tiles, the same sums */
 
 /* -- running a part over [0, count) on up to `threads` threads -------------------- */
 
@@ -378,25 +381,41 @@ static int lk_run(lk_part part, const lk_layer *L, Py_ssize_t count, double work
     return used;
 }
 
-/* the build in use, switched with the neuron kernels (batch_kernels_init) */
+/* the build in use: 0 baseline, 1 AVX2, 2 AVX-512 */
 static lk_part lk_forward = lk_forward_baseline;
 static lk_part lk_weight_grads = lk_weight_grads_baseline;
 static lk_part lk_input_grads = lk_input_grads_baseline;
+static int lk_level = 0;
 
-static void layer_kernels_init(int avx2)
+/* Use the highest build up to `level` that this CPU can run (level 1 needs
+ * the AVX2 neuron kernels in use: batch_kernels_init); returns its level. */
+static int layer_kernels_init(int level)
 {
+#if LK_HAVE_AVX512
+    if (level >= 2 && batch_kernels_avx2_in_use() && lk_have_avx512()) {
+        lk_forward = lk_forward_avx512;
+        lk_weight_grads = lk_weight_grads_avx512;
+        lk_input_grads = lk_input_grads_avx512;
+        return lk_level = 2;
+    }
+#endif
 #if BK_AVX2_BUILD
-    if (avx2) {
+    if (level >= 1 && batch_kernels_avx2_in_use()) {
         lk_forward = lk_forward_avx2;
         lk_weight_grads = lk_weight_grads_avx2;
         lk_input_grads = lk_input_grads_avx2;
-        return;
+        return lk_level = 1;
     }
 #endif
-    (void)avx2;
     lk_forward = lk_forward_baseline;
     lk_weight_grads = lk_weight_grads_baseline;
     lk_input_grads = lk_input_grads_baseline;
+    return lk_level = 0;
+}
+
+static int layer_kernels_level(void)
+{
+    return lk_level;
 }
 
 /* the three kernels of a layer; each returns the number of threads it used */

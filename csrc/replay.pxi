@@ -68,19 +68,26 @@ cdef extern from "layer_kernels.h":
     int layer_forward(const lk_layer* L, int threads) noexcept nogil
     int layer_weight_grads(const lk_layer* L, int threads) noexcept nogil
     int layer_input_grads(const lk_layer* L, int threads) noexcept nogil
-    void layer_kernels_init(int avx2) noexcept nogil
+    int layer_kernels_init(int level) noexcept nogil
+    int layer_kernels_level() noexcept nogil
 
 cdef class _Layers       # defined in layers.pxi
 
-layer_kernels_init(batch_kernels_init(1))
+_KERNEL_BUILDS = ("baseline", "avx2", "avx512")
+layer_kernels_init(2 if batch_kernels_init(1) else 0)
 
 
-def _batch_kernels(avx2=None):
-    """The build of the replay's neuron kernels in use: "avx2" or "baseline".
-    With avx2=True/False, switch first (tests compare the two builds)."""
-    if avx2 is not None:
-        layer_kernels_init(batch_kernels_init(1 if avx2 else 0))
-    return "avx2" if batch_kernels_avx2_in_use() else "baseline"
+def _batch_kernels(build=None):
+    """The build of the replay's kernels in use: "baseline", "avx2" (the
+    neuron and layer kernels) or "avx512" (AVX2 neuron kernels, AVX-512 layer
+    kernels); all give the same bits.  With a build named, switch first to
+    the highest build up to it that this CPU runs (tests compare them)."""
+    if build is not None:
+        if build not in _KERNEL_BUILDS:
+            raise ValueError("_batch_kernels(): the builds are %s, not %r" % (_KERNEL_BUILDS, build))
+        level = _KERNEL_BUILDS.index(build)
+        layer_kernels_init(level if batch_kernels_init(1 if level else 0) else 0)
+    return _KERNEL_BUILDS[layer_kernels_level()]
 
 
 cdef array.array _DOUBLES = array.array("d")     # the type of _float_rows' rows

@@ -48,23 +48,25 @@ def _replayed(engine, nin, sizes, batch, threads=1, seed=3, between=None):
     return values, [p.grad for p in params], replay
 
 
+# the last: sample and input blocks that fit the L2 cache (layer_kernels.h's
+# lk_block) end inside a tile, with tails of neurons, inputs and samples
 SHAPES = [(3, [4, 1], 5), (7, [9, 6, 3], 13), (16, [17, 10], 33), (5, [8, 8, 8, 2], 8),
-          (1, [5, 5], 1), (12, [4], 9), BIG]
+          (1, [5, 5], 1), (12, [4], 9), BIG, (300, [21, 11], 130)]
 
 
 @pytest.mark.parametrize("nin, sizes, batch", SHAPES)
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("kernels", ["avx2", "baseline"])
+@pytest.mark.parametrize("kernels", ["avx512", "avx2", "baseline"])
 def test_layers_give_the_neurons_bits_on_both_engines(engines, nin, sizes, batch, threads, kernels):
     core, pure = engines
     before = core._batch_kernels()
     try:
-        if core._batch_kernels(avx2=kernels == "avx2") != kernels:
-            pytest.skip("this CPU cannot run the AVX2 build")
+        if core._batch_kernels(kernels) != kernels:
+            pytest.skip(f"this CPU cannot run the {kernels} build")
         want_values, want_grads, _ = _replayed(pure, nin, sizes, batch)
         values, grads, replay = _replayed(core, nin, sizes, batch, threads)
     finally:
-        core._batch_kernels(avx2=before == "avx2")
+        core._batch_kernels(before)
     assert _bits(values) == _bits(want_values)
     assert _bits(grads) == _bits(want_grads)
     # every hidden layer of an MLP is one layer of the replay (a single

@@ -291,7 +291,7 @@ def run_action(world, action):
     elif kind == "block_step" and world.blocks:
         world.blocks[k % len(world.blocks)][0].sgd_step(0.125)
     elif kind == "kernels" and world.is_core:   # the replay's two builds agree bit for bit
-        engine._batch_kernels(avx2=k % 2 == 0)
+        engine._batch_kernels(("baseline", "avx2", "avx512")[k % 3])
 
 
 def _table(ninputs, rows, seed):
@@ -798,7 +798,7 @@ def injection_points(engines, monkeypatch):
         stop_timer_signal(old_handler)
         gc.callbacks.remove(gc_callback)
         gc.set_threshold(*threshold)
-        engines[0]._batch_kernels(avx2=kernels == "avx2")
+        engines[0]._batch_kernels(kernels)
         for injector in made:
             injector.enabled = False
 
