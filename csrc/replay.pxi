@@ -159,6 +159,8 @@ cdef class Replay:
     cdef Py_ssize_t* ka                 # child slots, or first edge and count (n-ary)
     cdef Py_ssize_t* kb
     cdef Py_ssize_t* edges              # child slots of n-ary nodes
+    cdef Py_ssize_t* interior           # the slots that are not leaves, ascending: what
+    cdef Py_ssize_t ninterior           # the sweeps visit (the parameters' slots are leaves)
     cdef Py_ssize_t nbatched, nshared, width   # width: the widest n-ary node
     cdef double* svals                  # shared values and grads
     cdef double* sgrad
@@ -191,7 +193,7 @@ cdef class Replay:
 
     def __dealloc__(self):
         free(self.op); free(self.kind); free(self.off); free(self.ka); free(self.kb)
-        free(self.edges); free(self.svals); free(self.sgrad); free(self.bvals)
+        free(self.edges); free(self.interior); free(self.svals); free(self.sgrad); free(self.bvals)
         free(self.bgrad); free(self.scratch); free(self.wbuf)
         free(self.gwbuf); free(self.xrows); free(self.gxrows)
         free(self.input_slot); free(self.param_slot); free(self.param_off); free(self.output_slot)
@@ -261,6 +263,9 @@ cdef class Replay:
                     continue
                 slot_of[i] = s
                 self.op[s] = A.op[i]
+                if A.op[i] != LEAF:
+                    self.interior[self.ninterior] = s
+                    self.ninterior += 1
                 if A.op[i] == LEAF:
                     if role[i] & 2:
                         self.kind[s] = BATCHED
@@ -349,12 +354,14 @@ cdef class Replay:
         self.ka = <Py_ssize_t*>calloc(n, sizeof(Py_ssize_t))
         self.kb = <Py_ssize_t*>calloc(n, sizeof(Py_ssize_t))
         self.edges = <Py_ssize_t*>calloc(nedges + 1, sizeof(Py_ssize_t))
+        self.interior = <Py_ssize_t*>calloc(n, sizeof(Py_ssize_t))
         self.input_slot = <Py_ssize_t*>calloc(self.ninputs + 1, sizeof(Py_ssize_t))
         self.param_slot = <Py_ssize_t*>calloc(self.nparams + 1, sizeof(Py_ssize_t))
         self.param_off = <Py_ssize_t*>calloc(self.nparams + 1, sizeof(Py_ssize_t))
         self.output_slot = <Py_ssize_t*>calloc(self.noutputs + 1, sizeof(Py_ssize_t))
         if (self.op == NULL or self.kind == NULL or self.off == NULL or self.ka == NULL
-                or self.kb == NULL or self.edges == NULL or self.input_slot == NULL
+                or self.kb == NULL or self.edges == NULL or self.interior == NULL
+                or self.input_slot == NULL
                 or self.param_slot == NULL or self.param_off == NULL or self.output_slot == NULL):
             raise MemoryError()
         return 0
@@ -494,9 +501,8 @@ cdef class Replay:
                 raise RuntimeError("Replay.forward(): load() a batch first")
             self.ready = False
             self._read_params(params)           # the parameters as they are now
-            for s in range(self.n):
-                if self.op[s] != LEAF:
-                    self._eval(s)
+            for k in range(self.ninterior):
+                self._eval(self.interior[k])
             self.ready = True
         finally:
             self.busy = False
@@ -699,9 +705,13 @@ cdef class Replay:
         try:
             if not self.ready:
                 raise RuntimeError("Replay.backward(): run forward() on the batch loaded first")
-            for s in range(self.n):
-                if self.kind[s] & NEEDS_GRAD:
-                    memset(self._grad(s), 0, self._len(s) * sizeof(double))
+            # the grads to zero: every shared one (one pass), and the rows of
+            # the batched slots that need one (interior: inputs need none)
+            memset(self.sgrad, 0, self.nshared * sizeof(double))
+            for k in range(self.ninterior):
+                s = self.interior[k]
+                if self.kind[s] & BATCHED and self.kind[s] & NEEDS_GRAD:
+                    memset(self._grad(s), 0, self.B * sizeof(double))
             if self.kind[root] & NEEDS_GRAD:
                 if self.kind[root] & BATCHED:
                     for k in range(self.B):
@@ -710,8 +720,9 @@ cdef class Replay:
                     for k in range(self.B):
                         self.scratch[k] = g0
                     self._grad(root)[0] = batch_sum(self.scratch, self.B)
-                for s in range(root, -1, -1):
-                    if not (self.kind[s] & NEEDS_GRAD) or self.op[s] == LEAF:
+                for k in range(self.ninterior - 1, -1, -1):     # slots root, root - 1, ...
+                    s = self.interior[k]
+                    if s > root or not (self.kind[s] & NEEDS_GRAD):
                         continue
                     if not (self.kind[s] & LAYER):
                         self._backprop(s)
