@@ -254,11 +254,11 @@ def _resident_bytes():
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm (Linux)")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_resident_memory_is_flat_over_ten_thousand_steps(benchmark, threads):
-    """No allocation per step: 10^4 steps of MLP(64, [128, 10]) at batch 64
-    (the layer kernels, and with 2 threads their threads' start, in every
+    """No allocation per step: 10^4 steps of MLP(256, [128, 10]) at batch
+    128 (the layer kernels, and with 2 threads their threads' start, in every
     step) leave the resident memory where 1,000 warm-up steps left it."""
-    benchmark.group = "resident memory over 10^4 steps, MLP(64, [128, 10]), batch 64"
-    step = _ours_step(64, [128], 64, threads)
+    benchmark.group = "resident memory over 10^4 steps, MLP(256, [128, 10]), batch 128"
+    step = _ours_step(256, [128], 128, threads)
     for _ in range(1000):
         step()
     assert step.replay._layers_info()["threads_used"] == threads

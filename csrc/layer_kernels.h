@@ -309,9 +309,20 @@ BK_AVX2 static void lk_input_grads_avx2(const lk_layer *L, Py_ssize_t a, Py_ssiz
 
 /* -- running a part over [0, count) on up to `threads` threads -------------------- */
 
-/* below this many multiply-adds a call runs on the calling thread: starting
- * a thread costs tens of microseconds */
-#define LK_MIN_WORK_PER_THREAD 200000.0
+/* below this many multiply-adds per thread a call runs on fewer threads:
+ * starting a thread costs tens of microseconds, the time of about a million
+ * multiply-adds in the AVX-512 build (measured: bench_scaling.py) */
+#define LK_MIN_WORK_PER_THREAD 2000000.0
+static double lk_min_work_per_thread = LK_MIN_WORK_PER_THREAD;    /* tests lower it */
+
+/* the multiply-adds a thread must get for a call to start it (value > 0
+ * sets it first); returns the setting in use */
+static double layer_kernels_min_work(double value)
+{
+    if (value > 0)
+        lk_min_work_per_thread = value;
+    return lk_min_work_per_thread;
+}
 
 typedef struct {
     lk_part part;
@@ -343,8 +354,8 @@ static int lk_run(lk_part part, const lk_layer *L, Py_ssize_t count, double work
         threads = LK_MAX_THREADS;
     if (threads > blocks)
         threads = (int)blocks;
-    if (threads > 1 && work / threads < LK_MIN_WORK_PER_THREAD)
-        threads = (int)(work / LK_MIN_WORK_PER_THREAD);
+    if (threads > 1 && work / threads < lk_min_work_per_thread)
+        threads = (int)(work / lk_min_work_per_thread);
     if (threads <= 1 || !LK_THREADS) {
         part(L, 0, count);
         return 1;

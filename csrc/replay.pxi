@@ -70,6 +70,7 @@ cdef extern from "layer_kernels.h":
     int layer_input_grads(const lk_layer* L, int threads) noexcept nogil
     int layer_kernels_init(int level) noexcept nogil
     int layer_kernels_level() noexcept nogil
+    double layer_kernels_min_work(double value) noexcept nogil
 
 cdef class _Layers       # defined in layers.pxi
 
@@ -88,6 +89,18 @@ def _batch_kernels(build=None):
         level = _KERNEL_BUILDS.index(build)
         layer_kernels_init(level if batch_kernels_init(1 if level else 0) else 0)
     return _KERNEL_BUILDS[layer_kernels_level()]
+
+
+def _layer_min_work(work=None):
+    """The multiply-adds each thread of a layer kernel must get for the call
+    to start it (2e6 by default: starting a thread costs about as much as a
+    million).  With a number, set it first: tests lower it to run small
+    layers on several threads."""
+    if work is not None:
+        if not _real(work, "work") > 0:
+            raise ValueError("_layer_min_work(): the work must be > 0, not %r" % (work,))
+        layer_kernels_min_work(_real(work, "work"))
+    return layer_kernels_min_work(0.0)
 
 
 cdef array.array _DOUBLES = array.array("d")     # the type of _float_rows' rows

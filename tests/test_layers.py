@@ -15,6 +15,21 @@ from autograd.train import default_threads, train
 from helpers import check_arena, is_core
 
 BIG = (60, [64, 7], 160)    # enough multiply-adds per layer for the kernels to start threads
+# (with the threshold lowered, below, for tests: 2e6 per thread by default)
+
+
+@pytest.fixture(autouse=True)
+def _threads_for_small_layers():
+    """Layers of these tests' sizes start threads as MNIST-sized ones do."""
+    try:
+        import autograd.core as core
+    except ImportError:
+        yield
+        return
+    before = core._layer_min_work()
+    core._layer_min_work(200_000)
+    yield
+    core._layer_min_work(before)
 
 
 def _bits(numbers):

@@ -290,8 +290,9 @@ def run_action(world, action):
         replay.load(_table(ninputs, rows + 1, k), [(k + r) % (rows + 1) for r in range(rows)])
     elif kind == "block_step" and world.blocks:
         world.blocks[k % len(world.blocks)][0].sgd_step(0.125)
-    elif kind == "kernels" and world.is_core:   # the replay's two builds agree bit for bit
-        engine._batch_kernels(("baseline", "avx2", "avx512")[k % 3])
+    elif kind == "kernels" and world.is_core:   # the replay's builds agree bit for bit, on
+        engine._batch_kernels(("baseline", "avx2", "avx512")[k % 3])    # any number of threads
+        engine._layer_min_work((1e3, 2e5, 2e6)[k % 3])
 
 
 def _table(ninputs, rows, seed):
@@ -690,6 +691,7 @@ ACTIONS = {
     "function": ["function_make"], "vsum": ["vsum"], "dot": ["dot"], "dense": ["dense"],
     "logsumexp": ["logsumexp"], "is_grad_enabled": ["no_grad"], "collect": ["num:compact"],
     "check_arena": ["after every step"], "arena_info": ["noise"], "_batch_kernels": ["num:kernels"],
+    "_layer_min_work": ["num:kernels"],
     "_float_rows": ["float_rows"], "_in_creation_order": ["gradients"], "_restore": ["inspect"],
 }
 
@@ -791,7 +793,7 @@ def injection_points(engines, monkeypatch):
     gc.set_threshold(1)
     old_handler = signal.signal(signal.SIGALRM, lambda signum, frame: current())
     signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
-    kernels = engines[0]._batch_kernels()
+    kernels, min_work = engines[0]._batch_kernels(), engines[0]._layer_min_work()
     try:
         yield make
     finally:
@@ -799,6 +801,7 @@ def injection_points(engines, monkeypatch):
         gc.callbacks.remove(gc_callback)
         gc.set_threshold(*threshold)
         engines[0]._batch_kernels(kernels)
+        engines[0]._layer_min_work(min_work)
         for injector in made:
             injector.enabled = False
 
