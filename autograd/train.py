@@ -179,40 +179,61 @@ def _check_data(model, xs, ys, loss, what="xs and ys"):
     training."""
     xs, ys = _pair(xs, ys, what)
     rows = _check_rows(model, xs)
-    sample = _Sample(model, rows[0])
+    sample = _Sample(model, rows)
     return rows, _check_targets(ys, loss, sample.k), sample
 
 
 def _pair(xs, ys, what):
-    xs = xs if _double_matrix(xs) is not None else list(xs)    # a matrix is read as it is
-    ys = list(ys)
+    xs, ys = _samples(xs), list(ys)
     if len(xs) != len(ys):
         raise ValueError(f"{what}: xs has {len(xs)} samples but ys has {len(ys)}")
     if len(xs) == 0:
-        raise ValueError(f"{what} are empty: nothing to train on")
+        raise ValueError(f"{what}: xs and ys are empty, no samples")
     return xs, ys
 
 
-class _Sample:
-    """The model run directly on one sample's inputs, recording no graph: how
-    many outputs it gives (k: 1 for a single Value), and their data, which a
-    replay of the model must give for that sample (see _Replayed.usable)."""
+def _samples(xs):
+    """xs as it is where it is a matrix of doubles (read through its buffer),
+    else as a list of its rows."""
+    if _double_matrix(xs) is not None:
+        return xs
+    if isinstance(xs, memoryview):      # list() cannot take a 2-D memoryview
+        return xs.tolist()
+    return list(xs)
 
-    def __init__(self, model, row):
+
+class _Sample:
+    """The model run directly, recording no graph, on the last of the rows
+    (`check`): how many outputs it gives (k: 1 for a single Value), and the
+    outputs, which a replay of the model must give for that sample (see
+    _Replayed.usable)."""
+
+    def __init__(self, model, rows):
         self.params = model.parameters()
         if not self.params:
             raise ValueError("the model has no parameters")
         self.engine = engine_of(self.params[0])
+        self.check = len(rows) - 1
         Value = self.engine.Value
         with self.engine.no_grad():
-            out = model([Value(x) for x in row])
-        if isinstance(out, Value):
-            out = [out]
-        elif not (isinstance(out, (list, tuple)) and out and all(isinstance(o, Value) for o in out)):
-            raise ValueError(f"the model must return a Value or a list of Values for a sample, "
-                             f"not {type(out).__name__}")
-        self.k = len(out)
-        self.data = [o.data for o in out]
+            self.out = model([Value(x) for x in rows[self.check]])
+        self.outputs = _output_list(self.out, Value)
+        self.k = len(self.outputs)
+
+    def loss(self, per_sample, target):
+        """The per-sample loss of the check sample, run directly."""
+        with self.engine.no_grad():
+            return per_sample(self.out, _target_leaves(self.engine.Value, target, self.k)).data
+
+
+def _output_list(out, Value):
+    """The model's outputs for one sample as a list, or a clear error."""
+    if isinstance(out, Value):
+        return [out]
+    if isinstance(out, (list, tuple)) and out and all(isinstance(o, Value) for o in out):
+        return list(out)
+    raise ValueError(f"the model must return a Value or a list of Values for a sample, "
+                     f"not {type(out).__name__}")
 
 
 def _check_targets(ys, loss, k):
@@ -400,49 +421,54 @@ def _data_of(out, k):
 
 class _Replayed:
     """The model's outputs (and, given a per-sample loss, that loss first)
-    recorded once over placeholder leaves, as an engine.Replay that runs them
-    for a batch of samples at a time: train()'s steps, its validation,
-    evaluate() and predict().
+    recorded once, on sample 0's inputs and target, as an engine.Replay that
+    runs them for a batch of samples at a time: train()'s steps, its
+    validation, evaluate() and predict().
 
-    The replay needs the model's graph not to depend on the data's values
-    (true of Neuron/Layer/MLP and micrograd-style models).  usable() is a
-    cheap guard, not a proof: the graph is recorded on zeros, and sample 0's
-    outputs replayed must be the bits of the model run directly on it."""
+    The replay needs the model's graph (and the loss's) not to depend on the
+    data's values (true of Neuron/Layer/MLP and micrograd-style models).
+    usable() is a cheap guard, not a proof: the last sample's outputs and
+    loss, replayed, must be the bits of the model run directly on it."""
 
     CHUNK = 512                 # samples per pass in evaluate() and predict(): bounds memory
 
-    def __init__(self, model, sample, width, per_sample=None, threads=1):
+    def __init__(self, model, sample, rows, per_sample=None, targets=None, threads=1):
         Value = sample.engine.Value
         self.sample = sample
         k = sample.k
-        inputs = [Value(0.0) for _ in range(width)]
-        targets = [Value(0.0) for _ in range(k)] if per_sample is not None else []
+        inputs = [Value(x) for x in rows[0]]
         out = model(inputs)
-        outputs = [out] if k == 1 else list(out)
-        losses = []
+        outputs = _output_list(out, Value)
+        target_leaves, losses = [], []
+        self.direct = [o.data for o in sample.outputs]      # what usable() compares
         if per_sample is not None:
-            losses = [per_sample(out, targets[0] if k == 1 else targets)]
+            target = _target_leaves(Value, targets[0], k)
+            target_leaves = [target] if k == 1 else target
+            losses = [per_sample(out, target)]
             if not isinstance(losses[0], Value):
                 raise TypeError(f"the loss must return a Value for a sample, "
                                 f"not {type(losses[0]).__name__}")
+            self.direct.append(sample.loss(per_sample, targets[sample.check]))
         self.loss_at = 0            # output numbers in the replay: the loss, if any,
         first = len(losses)         # then the k outputs, then for one output (0, output),
         self.output_at = range(first, first + k)    # whose argmax is 1 exactly where the
         # output is > 0: what the accuracy's argmax runs over (see _hit_rule)
         self.argmax_at = range(first + k, first + k + 2) if k == 1 else self.output_at
         extra = [Value(0.0), outputs[0]] if k == 1 else []
-        self.replay = sample.engine.Replay(losses + outputs + extra, inputs + targets,
+        self.replay = sample.engine.Replay(losses + outputs + extra, inputs + target_leaves,
                                            sample.params)
         self.replay.threads = threads
 
     def usable(self, table):
-        """Whether the replay gives sample 0's outputs, bit for bit, as the
-        model run directly did (False for a model whose graph depends on the
-        data's values, when sample 0 shows it)."""
-        self.replay.load(table, range(1))
+        """Whether the replay gives the check sample's outputs and loss, bit
+        for bit, as the model run directly did (False for a model whose graph
+        depends on the data's values, when that sample shows it)."""
+        self.replay.load(table, [self.sample.check])
         self.replay.forward()
-        return all(_same(self.replay.values(j)[0], d)
-                   for j, d in zip(self.output_at, self.sample.data))
+        replayed = [self.replay.values(j)[0] for j in self.output_at]
+        if len(self.direct) > len(replayed):
+            replayed.append(self.replay.values(self.loss_at)[0])
+        return all(_same(r, d) for r, d in zip(replayed, self.direct))
 
     def passes(self, table, n):
         """Load each chunk of the n rows of table and run it forward; yield
@@ -526,11 +552,21 @@ def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "m
     rows, targets, sample = _check_data(model, xs, ys, loss, "evaluate()")
     k = sample.k
     per_sample, hit = _per_sample_loss(loss, k), _hit_rule(loss, k, targets)
-    replayed = _Replayed(model, sample, len(rows[0]), per_sample, threads)
+    replayed = _replayed_if_possible(model, sample, rows, per_sample, targets, threads)
     table = _table(rows, targets, k)
-    if replayed.usable(table):
+    if replayed is not None and replayed.usable(table):
         return replayed.evaluate(table, len(rows), _labels(hit, targets, k))
     return _evaluate_one_by_one(model, sample.engine, rows, targets, per_sample, hit, k)
+
+
+def _replayed_if_possible(model, sample, rows, per_sample=None, targets=None, threads=1):
+    """_Replayed, or None where no Replay can run the model (a micrograd-style
+    op whose chain rule is a Python `_backward`): evaluate() and predict()
+    then go one sample at a time, as they need no derivatives."""
+    try:
+        return _Replayed(model, sample, rows, per_sample, targets, threads)
+    except RuntimeError:
+        return None
 
 
 def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> list[Any]:
@@ -538,15 +574,14 @@ def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> l
     a model with k > 1 outputs, else the output values.  No graph outlives
     the call; the rows run a batch at a time, as in evaluate()."""
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
-    if _double_matrix(xs) is None:
-        xs = list(xs)
+    xs = _samples(xs)
     if len(xs) == 0:
         return []
     rows = _check_rows(model, xs)
-    sample = _Sample(model, rows[0])
-    replayed = _Replayed(model, sample, len(rows[0]), threads=threads)
+    sample = _Sample(model, rows)
+    replayed = _replayed_if_possible(model, sample, rows, threads=threads)
     table = _table(rows)
-    if replayed.usable(table):
+    if replayed is not None and replayed.usable(table):
         return replayed.predict(table, len(rows))
     Value = sample.engine.Value
     with sample.engine.no_grad():
@@ -656,15 +691,15 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     # -- one sample's graph, built once over placeholder leaves, replayed over
     #    the batch (engine.Replay: the batch is the inner dimension) ---------------
     size = n if batch_size is None else batch_size
-    replayed = _Replayed(model, sample, len(rows[0]), per_sample, threads)
+    replayed = _Replayed(model, sample, rows, per_sample, targets, threads)
     replay = replayed.replay
     table = _table(rows, targets, k)        # sample i: its inputs, then its target
     if not replayed.usable(table):
-        raise ValueError("train() replays the graph the model builds for one sample over every "
-                         "sample, but this model's graph depends on the data's values (sample "
-                         "0's outputs replayed differ from the model's): build the same graph "
-                         "for every sample, as Neuron, Layer and MLP do (relu() rather than an "
-                         "`if` on .data)")
+        raise ValueError(f"train() replays the graph the model and loss build for sample 0 over "
+                         f"every sample, but this one depends on the data's values (sample "
+                         f"{sample.check}'s outputs or loss, replayed, differ from the model's "
+                         f"run on it): build the same graph for every sample, as Neuron, Layer "
+                         f"and MLP do (relu() rather than an `if` on .data)")
     labels = _labels(hit, targets, k)
     if validation is not None:
         val_table = _table(val_rows, val_targets, k)

@@ -220,13 +220,19 @@ def test_evaluate_and_predict_run_batched_and_agree_with_one_sample_at_a_time(en
     assert predict(single, xs) == [single([engine.Value(v) for v in x]).data for x in xs]
 
 
-def test_a_model_whose_graph_depends_on_the_data_is_evaluated_one_sample_at_a_time(engine):
-    """The replay records the model on placeholder zeros (the `down` path);
-    sample 0 takes the `up` path, so the check of sample 0 sees the replay
-    cannot run this model and evaluate() goes one sample at a time."""
+def _sign_gated_blobs():
+    """Blobs whose first and last samples have first inputs of opposite signs:
+    _SignGate takes one path for sample 0 (where the replay is recorded) and
+    the other for the last (where it is checked)."""
     xs, ys = _three_blobs(30, seed=7)
-    xs, ys = xs[1:] + xs[:1], ys[1:] + ys[:1]    # sample 0 with a first input > 0
-    assert min(x[0] for x in xs) < 0 < xs[0][0]
+    last = next(i for i in range(len(xs)) if (xs[i][0] > 0) != (xs[0][0] > 0))
+    xs.append(xs.pop(last))
+    ys.append(ys.pop(last))
+    return xs, ys
+
+
+def test_a_model_whose_graph_depends_on_the_data_is_evaluated_one_sample_at_a_time(engine):
+    xs, ys = _sign_gated_blobs()
     random.seed(3)
     model = _SignGate(engine)
     loss, accuracy = _one_by_one(engine, model, xs, ys)
@@ -237,14 +243,91 @@ def test_a_model_whose_graph_depends_on_the_data_is_evaluated_one_sample_at_a_ti
 
 
 def test_train_refuses_a_model_whose_graph_depends_on_the_data_before_any_step(engine):
-    xs, ys = _three_blobs(30, seed=7)
-    xs, ys = xs[1:] + xs[:1], ys[1:] + ys[:1]    # sample 0 takes the path zeros do not
+    xs, ys = _sign_gated_blobs()
     random.seed(3)
     model = _SignGate(engine)
     before = [p.data for p in model.parameters()]
-    with pytest.raises(ValueError, match="this model's graph depends on the data's values"):
+    with pytest.raises(ValueError, match="sample 29's outputs or loss, replayed, differ"):
         train(model, xs, ys, steps=3, lr=0.1, loss="cross_entropy", progress=False)
     assert [p.data for p in model.parameters()] == before
+
+
+def test_a_loss_whose_graph_depends_on_the_target_is_seen_by_the_check(engine):
+    """A loss that reads the target's .data bakes sample 0's target into the
+    graph: the last sample's loss shows it (evaluate() goes one sample at a
+    time, train() refuses)."""
+    xs, ys = _three_blobs(30, seed=8)
+    assert ys[0] != ys[-1]
+    random.seed(4)
+    model = MLP(2, [4, 3], engine=engine)
+
+    def baked(out, target):        # target.data, not target: a constant in the graph
+        return sum((o - t.data) * (o - t.data) for o, t in zip(out, target))
+
+    want = 0.0
+    for x, y in zip(xs, ys):
+        out = model([engine.Value(v) for v in x])
+        want += baked(out, [engine.Value(1.0 if c == y else 0.0) for c in range(3)]).data
+    ys_one_hot = [[1.0 if c == y else 0.0 for c in range(3)] for y in ys]
+    assert same_float(evaluate(model, xs, ys_one_hot, loss=baked).loss, want / len(xs))
+    with pytest.raises(ValueError, match="outputs or loss, replayed, differ"):
+        train(model, xs, ys_one_hot, steps=1, lr=0.1, loss=baked, progress=False)
+
+
+def test_evaluate_and_predict_run_a_model_no_replay_can_take(engine):
+    """A micrograd-style op (its chain rule a Python _backward) cannot be
+    replayed; evaluate() and predict() need no derivative and go one sample
+    at a time."""
+    def swish(v):
+        out = engine.Value(v.data / (1.0 + math.exp(-v.data)), (v,), "swish")
+        def _backward():
+            v.grad += out.grad
+        out._backward = _backward
+        return out
+
+    class Swished:
+        def __init__(self):
+            self.mlp = MLP(2, [4, 3], engine=engine)
+
+        def __call__(self, x):
+            return [swish(o) for o in self.mlp(x)]
+
+        def parameters(self):
+            return self.mlp.parameters()
+
+    xs, ys = _three_blobs(12, seed=9)
+    random.seed(5)
+    model = Swished()
+    loss, accuracy = _one_by_one(engine, model, xs, ys)
+    got = evaluate(model, xs, ys, loss="cross_entropy")
+    assert same_float(got.loss, loss) and got.accuracy == accuracy
+    assert len(predict(model, xs)) == 12
+    with pytest.raises(RuntimeError, match="cannot replay the custom node 'swish'"):
+        train(model, xs, ys, steps=1, lr=0.1, loss="cross_entropy", progress=False)
+
+
+def test_the_replay_is_recorded_on_sample_0_not_on_zeros(engine):
+    """A model that takes the log of its inputs works on positive data (a
+    graph recorded on zeros would raise a math domain error)."""
+    class Logs:
+        def __init__(self):
+            self.mlp = MLP(2, [3, 3], engine=engine)
+
+        def __call__(self, x):
+            return self.mlp([v.log() for v in x])
+
+        def parameters(self):
+            return self.mlp.parameters()
+
+    xs, ys = _three_blobs(20, seed=10)
+    xs = [[abs(a) + 0.5, abs(b) + 0.5] for a, b in xs]
+    random.seed(6)
+    model = Logs()
+    loss, accuracy = _one_by_one(engine, model, xs, ys)
+    got = evaluate(model, xs, ys, loss="cross_entropy")
+    assert same_float(got.loss, loss) and got.accuracy == accuracy
+    history = train(model, xs, ys, steps=2, lr=0.1, loss="cross_entropy", progress=False)
+    assert all(math.isfinite(v) for v in history.loss)
 
 
 @pytest.mark.parametrize("threads, error", [(0, ValueError), ("2", TypeError), (1.0, TypeError)])

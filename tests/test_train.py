@@ -218,6 +218,29 @@ def test_a_matrix_of_numbers_trains_as_its_rows_do(engine, kind):
     assert len(results[0][-1]) == 40
 
 
+def test_memoryviews_of_other_formats_are_read_row_by_row(engine):
+    """A 2-D memoryview that is not C-contiguous doubles (floats, a strided
+    view, no rows) goes the general way, as a list of rows."""
+    xs, ys = make_moons(12, noise=0.1, seed=5)
+    floats = memoryview(array("f", [x for row in xs for x in row])).cast("B").cast("f", [12, 2])
+    as_floats = floats.tolist()
+    wide = _matrix_of_doubles([row + [9.0] for row in xs])
+    from autograd.train import evaluate, predict
+    results = []
+    for data in (as_floats, floats):
+        model = _model(engine, seed=6, sizes=(4, 1), nin=2)
+        history = train(model, data, ys, steps=2, lr=0.1, loss="hinge", progress=False)
+        results.append((history.loss, predict(model, data), evaluate(model, data, ys, "hinge")))
+    assert results[0] == results[1]
+    model = _model(engine, seed=6, sizes=(4, 1), nin=3)
+    assert predict(model, wide[::2]) == predict(model, wide.tolist()[::2])
+    np = pytest.importorskip("numpy")       # (a memoryview cast cannot make a (0, 2) shape)
+    empty = memoryview(np.empty((0, 3)))
+    assert predict(model, empty) == []
+    with pytest.raises(ValueError, match="xs and ys are empty"):
+        evaluate(model, empty, [], "hinge")
+
+
 def test_a_matrix_of_the_wrong_width_is_refused(engine):
     model = _model(engine, nin=3)
     with pytest.raises(ValueError, match="the model takes 3 inputs but the rows of xs have 2"):
