@@ -87,6 +87,7 @@ import functools
 import math
 import numbers
 import operator
+import os
 
 cdef extern from "Python.h":
     int PyGC_Disable()

@@ -30,18 +30,6 @@
 
 #include "batch_kernels.h"
 
-/* Threads are started with CPython's own PyThread_start_new_thread (so the
- * module needs no newer C library than the interpreter has: pthread_create
- * would tie a Linux wheel to glibc 2.34), and a thread says it is done with an
- * atomic flag, its last access to its job.  GCC and clang only (the atomics);
- * elsewhere the work runs on the calling thread. */
-#if defined(__GNUC__) && !defined(_WIN32)
-#include <sched.h>
-#define LK_THREADS 1
-#else
-#define LK_THREADS 0
-#endif
-
 /* the arguments of one layer kernel call */
 typedef struct {
     Py_ssize_t J, n, B;
@@ -307,90 +295,7 @@ BK_AVX2 static void lk_input_grads_avx2(const lk_layer *L, Py_ssize_t a, Py_ssiz
 #endif
 #include "layer_kernels_avx512.h"       /* the AVX-512 build: larger tiles, the same sums */
 
-/* -- running a part over [0, count) on up to `threads` threads -------------------- */
-
-/* below this many multiply-adds per thread a call runs on fewer threads:
- * starting a thread costs tens of microseconds, the time of about a million
- * multiply-adds in the AVX-512 build (measured: bench_scaling.py) */
-#define LK_MIN_WORK_PER_THREAD 2000000.0
-static double lk_min_work_per_thread = LK_MIN_WORK_PER_THREAD;    /* tests lower it */
-
-/* the multiply-adds a thread must get for a call to start it (value > 0
- * sets it first); returns the setting in use */
-static double layer_kernels_min_work(double value)
-{
-    if (value > 0)
-        lk_min_work_per_thread = value;
-    return lk_min_work_per_thread;
-}
-
-typedef struct {
-    lk_part part;
-    const lk_layer *L;
-    Py_ssize_t lo, hi;
-    int done;                   /* set (atomically) by the thread, last */
-} lk_job;
-
-#if LK_THREADS
-static void lk_thread_main(void *arg)
-{
-    lk_job *job = (lk_job *)arg;
-    job->part(job->L, job->lo, job->hi);
-    __atomic_store_n(&job->done, 1, __ATOMIC_RELEASE);     /* job is not touched after */
-}
-#endif
-
-#define LK_MAX_THREADS 64
-
-/* part(L, lo, hi) over contiguous ranges of [0, count) whose bounds are
- * multiples of 4 (the kernels' block), one range per thread; the calling
- * thread takes the first.  If a thread cannot be started, its range runs on
- * the calling thread.  Returns the number of threads used. */
-static int lk_run(lk_part part, const lk_layer *L, Py_ssize_t count, double work, int threads)
-{
-    Py_ssize_t blocks = (count + 3) / 4, per, lo;
-    int used = 1, t;
-    if (threads > LK_MAX_THREADS)
-        threads = LK_MAX_THREADS;
-    if (threads > blocks)
-        threads = (int)blocks;
-    if (threads > 1 && work / threads < lk_min_work_per_thread)
-        threads = (int)(work / lk_min_work_per_thread);
-    if (threads <= 1 || !LK_THREADS) {
-        part(L, 0, count);
-        return 1;
-    }
-#if LK_THREADS
-    {
-        lk_job jobs[LK_MAX_THREADS];
-        int started[LK_MAX_THREADS];
-        per = (blocks + threads - 1) / threads;
-        for (t = 0, lo = 0; t < threads; t++) {
-            Py_ssize_t hi = (lo + per * 4 < count) ? lo + per * 4 : count;
-            jobs[t].part = part;
-            jobs[t].L = L;
-            jobs[t].lo = lo;
-            jobs[t].hi = hi;
-            jobs[t].done = 0;
-            lo = hi;
-        }
-        for (t = 1; t < threads; t++)
-            started[t] = jobs[t].lo < jobs[t].hi
-                         && PyThread_start_new_thread(lk_thread_main, &jobs[t]) != PYTHREAD_INVALID_THREAD_ID;
-        part(L, jobs[0].lo, jobs[0].hi);
-        for (t = 1; t < threads; t++) {
-            if (started[t]) {
-                while (!__atomic_load_n(&jobs[t].done, __ATOMIC_ACQUIRE))
-                    sched_yield();
-                used++;
-            } else if (jobs[t].lo < jobs[t].hi) {
-                part(L, jobs[t].lo, jobs[t].hi);
-            }
-        }
-    }
-#endif
-    return used;
-}
+#include "layer_threads.h"      /* lk_run: a part over [0, count) on up to `threads` threads */
 
 /* the build in use: 0 baseline, 1 AVX2, 2 AVX-512 */
 static lk_part lk_forward = lk_forward_baseline;

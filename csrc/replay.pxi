@@ -71,11 +71,28 @@ cdef extern from "layer_kernels.h":
     int layer_kernels_init(int level) noexcept nogil
     int layer_kernels_level() noexcept nogil
     double layer_kernels_min_work(double value) noexcept nogil
+    int layer_threads_init() noexcept
+    void layer_threads_after_fork() noexcept
 
 cdef class _Layers       # defined in layers.pxi
 
 _KERNEL_BUILDS = ("baseline", "avx2", "avx512")
 layer_kernels_init(2 if batch_kernels_init(1) else 0)
+layer_threads_init()
+
+
+def _register_at_fork():
+    """In a child process after fork(), the parent's pool of layer threads
+    does not exist (layer_threads.h): the child forgets it.  (Registered
+    once, here; no name of the module can call it.)"""
+    def forget_layer_threads():
+        layer_threads_after_fork()
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=forget_layer_threads)
+
+
+_register_at_fork()
+del _register_at_fork
 
 
 def _batch_kernels(build=None):

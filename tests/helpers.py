@@ -102,3 +102,15 @@ def stop_timer_signal(old_handler):
     signal.setitimer(signal.ITIMER_REAL, 0, 0)
     default = old_handler in (signal.SIG_DFL, None)
     signal.signal(signal.SIGALRM, signal.SIG_IGN if default else old_handler)
+
+
+@contextlib.contextmanager
+def python_handles_sigint():
+    """SIGINT raises KeyboardInterrupt meanwhile, whatever this process was
+    started with (a shell starts background jobs with SIGINT ignored: then a
+    test's Ctrl-C would be nothing and a loop waiting for it would run on)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -2,9 +2,12 @@
 blocked kernels on up to Replay.threads threads, with the same bits as the
 neurons one by one, on both engines, for any number of threads."""
 import gc
+import os
 import random
+import signal
 import struct
 import threading
+import time
 from array import array
 
 import pytest
@@ -94,6 +97,39 @@ def test_the_big_layer_really_runs_on_the_threads_it_is_given(core):
     for threads in (1, 2, 3):
         *_, replay = _replayed(core, *BIG, threads=threads)
         assert replay._layers_info()["threads_used"] == threads
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_layers_on_threads_of_its_own(core):
+    """The layer threads are a pool kept between calls; a child process made
+    by fork() (after the parent used the pool) starts its own, and gets the
+    same bits."""
+    want = _replayed(core, *BIG, threads=3)
+    assert want[2]._layers_info()["threads_used"] == 3
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                # the child: never returns into pytest
+        status = 1
+        try:
+            values, grads, replay = _replayed(core, *BIG, threads=3)
+            ok = (_bits(values) == _bits(want[0]) and _bits(grads) == _bits(want[1])
+                  and replay._layers_info()["threads_used"] == 3)
+            os.write(write, b"same" if ok else b"differ")
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    deadline = time.monotonic() + 120          # a child waiting on the parent's threads hangs
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish its layers in 120 s")
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read()
+    status = done[1]
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and said == b"same"
 
 
 def test_the_parameters_move_between_steps(engines):
@@ -212,6 +248,30 @@ def test_threads_are_checked(engine, monkeypatch):
         default_threads()
     monkeypatch.delenv("AUTOGRAD_THREADS")
     assert default_threads() >= 1
+
+
+def test_two_python_threads_running_layers_at_once_get_their_own_bits(core):
+    """The pool of layer threads serves one call at a time; a call made while
+    another Python thread's holds it runs alone, with the same bits."""
+    quiet = [_replayed(core, *BIG, threads=2, seed=seed)[:2] for seed in (3, 4)]
+    results, errors = {}, []
+
+    def run(seed):
+        try:
+            for _ in range(10):
+                got = _replayed(core, *BIG, threads=2, seed=seed)[:2]
+                results.setdefault(seed, set()).add((_bits(got[0]), _bits(got[1])))
+        except Exception as exc:    # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(seed,)) for seed in (3, 4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    for seed, (values, grads) in zip((3, 4), quiet):
+        assert results[seed] == {(_bits(values), _bits(grads))}
 
 
 def test_python_threads_meanwhile_cannot_reach_the_busy_replay(core):
