@@ -39,11 +39,15 @@ def _bits(numbers):
     return struct.pack(f"{len(numbers)}d", *numbers)
 
 
+_GLOBAL_RANDOM = threading.Lock()       # tests that build models on several threads take turns
+
+
 def _replayed(engine, nin, sizes, batch, threads=1, seed=3, between=None):
     """An MLP's loss and outputs replayed over a batch, one backward; returns
     (every output per sample, every parameter's grad, the Replay)."""
-    random.seed(seed)
-    model = MLP(nin, sizes, engine=engine)
+    with _GLOBAL_RANDOM:                # MLP draws its weights from the global generator
+        random.seed(seed)
+        model = MLP(nin, sizes, engine=engine)
     xs = [engine.Value(0.0) for _ in range(nin)]
     out = model(xs)
     outs = out if isinstance(out, list) else [out]
