@@ -104,6 +104,7 @@ def test_the_big_layer_really_runs_on_the_threads_it_is_given(core):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_runs_layers_on_threads_of_its_own(core):
     """The layer threads are a pool kept between calls; a child process made
     by fork() (after the parent used the pool) starts its own, and gets the
