@@ -35,9 +35,9 @@
 
 /* below this many multiply-adds per thread a call runs on fewer threads:
  * handing a job to a waiting worker and waiting for it costs some
- * microseconds, about the time of 500,000 multiply-adds in the AVX-512 build
+ * microseconds on a VM, about the time of 10^6 multiply-adds in the AVX-512 build
  * (measured: bench_scaling.py) */
-#define LK_MIN_WORK_PER_THREAD 500000.0
+#define LK_MIN_WORK_PER_THREAD 1000000.0
 static double lk_min_work_per_thread = LK_MIN_WORK_PER_THREAD;    /* tests lower it */
 
 /* the multiply-adds a thread must get for a call to use it (value > 0 sets

@@ -110,8 +110,8 @@ def _batch_kernels(build=None):
 
 def _layer_min_work(work=None):
     """The multiply-adds each thread of a layer kernel must get for the call
-    to start it (2e6 by default: starting a thread costs about as much as a
-    million).  With a number, set it first: tests lower it to run small
+    to use it (1e6 by default: handing a job to a waiting thread costs about
+    as much).  With a number, set it first: tests lower it to run small
     layers on several threads."""
     if work is not None:
         if not _real(work, "work") > 0:
