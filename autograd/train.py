@@ -526,7 +526,8 @@ def _labels(hit, targets, k):
 
 def _evaluate_one_by_one(model, engine, rows, targets, per_sample, hit, k):
     """Mean loss and accuracy over (rows, targets), one sample at a time,
-    recording no graph: for a model whose graph depends on the data."""
+    recording no graph: for a model whose graph depends on the data, or that
+    no Replay can run."""
     Value = engine.Value
     total, hits = 0.0, 0
     with engine.no_grad():
@@ -545,8 +546,9 @@ def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "m
     targets are as train() takes them for `loss`; no graph outlives the call.
     The samples run as train() runs them, a batch at a time on the engine's
     Replay (`threads` as in train()), so the model's graph must not depend
-    on the data's values, as in train(); where sample 0 shows that it does,
-    the samples run one at a time instead."""
+    on the data's values, as in train(); where the last sample shows that it
+    does, or where no Replay can run the model, the samples run one at a
+    time instead."""
     _check_loss(loss)
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
     rows, targets, sample = _check_data(model, xs, ys, loss, "evaluate()")
@@ -688,7 +690,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     per_sample = _per_sample_loss(loss, k)
     hit = _hit_rule(loss, k, targets)
 
-    # -- one sample's graph, built once over placeholder leaves, replayed over
+    # -- one sample's graph, built once (on sample 0's leaves), replayed over
     #    the batch (engine.Replay: the batch is the inner dimension) ---------------
     size = n if batch_size is None else batch_size
     replayed = _Replayed(model, sample, rows, per_sample, targets, threads)
