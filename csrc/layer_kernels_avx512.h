@@ -137,10 +137,10 @@ LK_AVX512 static void lk_weight_grads_tiles512(const lk_layer *L, Py_ssize_t j0,
     Py_ssize_t j, k, b;
     int r, p;
     double lanes[8];
-    for (j = j0; j < j1; j += 4) {
-        const double *const *g = L->g + j;
-        for (k = k0; k < k1; k += 8) {
-            const double *const *x = L->xs + k;
+    for (k = k0; k < k1; k += 8) {     /* eight input rows, kept in L1 while every */
+        const double *const *x = L->xs + k;         /* four neurons' rows pass by */
+        for (j = j0; j < j1; j += 4) {
+            const double *const *g = L->g + j;
             __m512d acc[4][4];          /* neuron j + r; inputs k + 2p (low) and k + 2p + 1 */
             for (r = 0; r < 4; r++)
                 for (p = 0; p < 4; p++)
