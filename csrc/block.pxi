@@ -26,7 +26,7 @@ cdef class Block:
     def __init__(self, values):
         if self.values is not None:
             raise RuntimeError("a Block is made once, with its Values: make a new Block")
-        cdef list items = list(values)          # private: nothing else can change it
+        cdef tuple items = tuple(values)        # private: nothing else can change it
         cdef Py_ssize_t k
         for k in range(len(items)):
             if not isinstance(items[k], Value):
@@ -34,7 +34,7 @@ cdef class Block:
                                 % (type(items[k]).__module__, type(items[k]).__qualname__, k))
             _check(<Value>items[k])
         self.runs = _Runs()
-        self.values = tuple(items)
+        self.values = items
 
     def __reduce__(self):
         return (Block, (self._owned(),))

@@ -236,12 +236,12 @@ cdef class Replay:
         if self.recorded or self.op != NULL:
             raise RuntimeError("a Replay is recorded once, when it is made")
         # 1. Python-level input: private lists of checked handles
-        cdef list outs = _replay_values(outputs, "outputs")
-        cdef list ins = _replay_values(inputs, "inputs")
-        cdef list ps = _replay_values(params, "params")
+        cdef tuple outs = _replay_values(outputs, "outputs")
+        cdef tuple ins = _replay_values(inputs, "inputs")
+        cdef tuple ps = _replay_values(params, "params")
         if not outs:
             raise ValueError("Replay() needs at least one output")
-        self.params = tuple(ps)
+        self.params = ps
         self.customs = {}
         self.ninputs, self.nparams, self.noutputs = len(ins), len(ps), len(outs)
         # 2./3. no Python code runs while the arena is read: the GC is paused
@@ -253,21 +253,36 @@ cdef class Replay:
                 PyGC_Enable()
         self.recorded = True
 
-    cdef int _record(self, list outs, list ins, list ps) except -1:
+    cdef int _record(self, tuple outs, tuple ins, tuple ps) except -1:
         cdef Py_ssize_t top = 0, i, k, e, s, c, first, count, nedges = 0
         cdef uint8_t* role = NULL          # per node: 1 reachable, 2 input, 4 parameter
         cdef Py_ssize_t* slot_of = NULL
+        # the inputs' and parameters' nodes, read from their handles once (a
+        # pass over 10^5 handles costs milliseconds: they are spread in memory)
+        cdef Py_ssize_t* at = <Py_ssize_t*>malloc((len(ins) + len(ps) + 1) * sizeof(Py_ssize_t))
+        cdef Py_ssize_t* in_at = at
+        cdef Py_ssize_t* param_at = at + len(ins)
         cdef _Custom info
-        for v in outs + ins + ps:
-            _check(<Value>v)
-            top = max(top, (<Value>v).idx + 1)
-        role = <uint8_t*>calloc(top, 1)
-        slot_of = <Py_ssize_t*>malloc(top * sizeof(Py_ssize_t))
         try:
+            if at == NULL:
+                raise MemoryError()
+            for v in outs:
+                _check(<Value>v)
+                top = max(top, (<Value>v).idx + 1)
+            for k in range(len(ins)):
+                _check(<Value>ins[k])
+                in_at[k] = (<Value>ins[k]).idx
+                top = max(top, in_at[k] + 1)
+            for k in range(len(ps)):
+                _check(<Value>ps[k])
+                param_at[k] = (<Value>ps[k]).idx
+                top = max(top, param_at[k] + 1)
+            role = <uint8_t*>calloc(top, 1)
+            slot_of = <Py_ssize_t*>malloc(top * sizeof(Py_ssize_t))
             if role == NULL or slot_of == NULL:
                 raise MemoryError()
-            _replay_roles(role, ins, 2, "inputs")
-            _replay_roles(role, ps, 4, "params")
+            _replay_roles(role, in_at, len(ins), 2, "inputs")
+            _replay_roles(role, param_at, len(ps), 4, "params")
             # reachable from the outputs: one downward sweep (children are below)
             for v in outs:
                 role[(<Value>v).idx] |= 1
@@ -360,10 +375,10 @@ cdef class Replay:
                 if role[i] & 1 and self.kind[slot_of[i]] & CONSTANT:
                     self.svals[self.off[slot_of[i]]] = A.data[i]
             for k in range(self.ninputs):
-                i = (<Value>ins[k]).idx
+                i = in_at[k]
                 self.input_slot[k] = slot_of[i] if role[i] & 1 else -1
             for k in range(self.nparams):
-                i = (<Value>ps[k]).idx
+                i = param_at[k]
                 self.param_slot[k] = slot_of[i] if role[i] & 1 else -1
                 self.param_off[k] = self.off[slot_of[i]] if role[i] & 1 else -1
             self.param_runs = _Runs()
@@ -374,6 +389,7 @@ cdef class Replay:
         finally:
             free(role)
             free(slot_of)
+            free(at)
         return 0
 
     cdef int _allocate(self, Py_ssize_t nedges) except -1:
@@ -908,9 +924,9 @@ cdef int _thread_count(object count) except -1:
     return n
 
 
-cdef list _replay_values(object values, str what):
-    """A private list of this engine's Values, or a clear error."""
-    cdef list items = list(values)
+cdef tuple _replay_values(object values, str what):
+    """A private tuple of this engine's Values, or a clear error."""
+    cdef tuple items = tuple(values)
     cdef Py_ssize_t k
     for k in range(len(items)):
         if not isinstance(items[k], Value):
@@ -920,11 +936,13 @@ cdef list _replay_values(object values, str what):
     return items
 
 
-cdef int _replay_roles(uint8_t* role, list values, uint8_t bit, str what) except -1:
-    """Mark inputs (or parameters): leaves, each listed once, in one list only."""
+cdef int _replay_roles(uint8_t* role, const Py_ssize_t* nodes, Py_ssize_t n, uint8_t bit,
+                       str what) except -1:
+    """Mark inputs (or parameters), given their nodes: leaves, each listed
+    once, in one list only."""
     cdef Py_ssize_t k, i
-    for k in range(len(values)):
-        i = (<Value>values[k]).idx
+    for k in range(n):
+        i = nodes[k]
         if A.op[i] != LEAF:
             raise ValueError("Replay(): %s[%d] is not a leaf: inputs and parameters are "
                              "leaves (placeholders for the data, the model's weights)" % (what, k))
