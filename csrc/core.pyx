@@ -62,6 +62,15 @@ marks nodes with its own flag bit, so sweeps may nest (a signal handler's
 backward()) or interleave (threads, when a handler releases the GIL).
 While any sweep is in progress nothing compacts or pops nodes: indices stay
 put, and collect() is carried out when the last sweep ends.
+
+Code that runs without the GIL: only the replay's layer kernels
+(layer_kernels.h, on a pool of threads: layer_threads.h).  While they run,
+other Python threads may do anything, the arena included (grow it, compact
+it), so the kernels never touch it: they read and write only the Replay's
+own buffers, which cannot be freed or resized meanwhile (the Replay is busy:
+load() and every other method refuse), and run no Python code.  The
+parameters are copied into those buffers before and their gradients added
+back after, with the GIL held.
 """
 
 cimport cython
