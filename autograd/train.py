@@ -576,10 +576,10 @@ def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> l
     a model with k > 1 outputs, else the output values.  No graph outlives
     the call; the rows run a batch at a time, as in evaluate()."""
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
-    xs = _samples(xs)
-    if len(xs) == 0:
+    samples = _samples(xs)
+    if len(samples) == 0:
         return []
-    rows = _check_rows(model, xs)
+    rows = _check_rows(model, samples)
     sample = _Sample(model, rows)
     replayed = _replayed_if_possible(model, sample, rows, threads=threads)
     table = _table(rows)
