@@ -56,7 +56,6 @@ typedef double lk_v4 __attribute__((vector_size(32)));
 LK_INLINE lk_v4 lk_add(lk_v4 a, lk_v4 b) { return a + b; }
 LK_INLINE lk_v4 lk_mul(lk_v4 a, lk_v4 b) { return a * b; }
 LK_INLINE lk_v4 lk_splat(double c) { lk_v4 v = {c, c, c, c}; return v; }
-#define LK_LANE(v, t) ((v)[t])
 #else
 typedef struct { double v[4]; } lk_v4;
 #define LK_INLINE BK_STATIC_INLINE
@@ -73,7 +72,6 @@ LK_INLINE lk_v4 lk_mul(lk_v4 a, lk_v4 b)
     return a;
 }
 LK_INLINE lk_v4 lk_splat(double c) { lk_v4 v; v.v[0] = v.v[1] = v.v[2] = v.v[3] = c; return v; }
-#define LK_LANE(v, t) ((v).v[t])
 #endif
 LK_INLINE lk_v4 lk_load(const double *p) { lk_v4 v; memcpy(&v, p, sizeof v); return v; }
 LK_INLINE void lk_store(double *p, lk_v4 v) { memcpy(p, &v, sizeof v); }
@@ -158,15 +156,25 @@ BK_INLINE void lk_forward_block(const lk_layer *L, Py_ssize_t j0, Py_ssize_t j1,
     }
 }
 
-/* the four lanes of a batch sum, with the tail samples b.. (fewer than four)
- * added to lanes 0, 1, 2, then (l0 + l1) + (l2 + l3): batch_dot's order */
-LK_INLINE double lk_lanes_sum(lk_v4 lanes, const double *x, const double *g, Py_ssize_t b, Py_ssize_t B)
+/* the four lanes of a batch sum (in memory), with the tail samples b..
+ * (fewer than four) added to lanes 0, 1, 2, then (l0 + l1) + (l2 + l3):
+ * batch_dot's order.  No vector in its signature: the AVX-512 build calls it
+ * too (clang refuses a vector argument across builds of different ISAs). */
+LK_INLINE double lk_lanes_sum_of(const double *lanes, const double *x, const double *g,
+                                 Py_ssize_t b, Py_ssize_t B)
 {
-    double l0 = LK_LANE(lanes, 0), l1 = LK_LANE(lanes, 1), l2 = LK_LANE(lanes, 2), l3 = LK_LANE(lanes, 3);
+    double l0 = lanes[0], l1 = lanes[1], l2 = lanes[2], l3 = lanes[3];
     if (b < B) l0 = l0 + x[b] * g[b];
     if (b + 1 < B) l1 = l1 + x[b + 1] * g[b + 1];
     if (b + 2 < B) l2 = l2 + x[b + 2] * g[b + 2];
     return (l0 + l1) + (l2 + l3);
+}
+
+LK_INLINE double lk_lanes_sum(lk_v4 lanes, const double *x, const double *g, Py_ssize_t b, Py_ssize_t B)
+{
+    double l[4];
+    lk_store(l, lanes);
+    return lk_lanes_sum_of(l, x, g, b, B);
 }
 
 /* -- weight gradients: gw[j][k] += batch_dot(x[k], g[j]), four neurons by two

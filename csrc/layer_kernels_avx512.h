@@ -159,9 +159,9 @@ LK_AVX512 static void lk_weight_grads_tiles512(const lk_layer *L, Py_ssize_t j0,
             for (r = 0; r < 4; r++)
                 for (p = 0; p < 4; p++) {
                     _mm512_storeu_pd(lanes, acc[r][p]);
-                    L->gw[j + r][k + 2 * p] += lk_lanes_sum(lk_load(lanes), x[2 * p], g[r], b, B);
-                    L->gw[j + r][k + 2 * p + 1] += lk_lanes_sum(lk_load(lanes + 4), x[2 * p + 1],
-                                                                g[r], b, B);
+                    L->gw[j + r][k + 2 * p] += lk_lanes_sum_of(lanes, x[2 * p], g[r], b, B);
+                    L->gw[j + r][k + 2 * p + 1] += lk_lanes_sum_of(lanes + 4, x[2 * p + 1],
+                                                                   g[r], b, B);
                 }
         }
     }
