@@ -130,6 +130,28 @@ LK_AVX512 static void lk_input_grads_avx512(const lk_layer *L, Py_ssize_t i0, Py
 /* -- weight gradients: gw[j][k] += batch_dot(x[k], g[j]), four neurons by
  *    eight inputs (four registers of two inputs) per pass over the batch;
  *    j1 - j0 a multiple of 4, k1 - k0 of 8 ------------------------------------ */
+/* eight batch sums at once: acc[p] holds the four lanes of input 2p (low
+ * half) and of input 2p + 1 (high half).  Transposed into L0..L3 (lane l of
+ * the eight inputs), each sum is (l0 + l1) + (l2 + l3), lk_lanes_sum_of's
+ * order without a tail.  Only AVX-512 code calls it (the vectors never cross
+ * builds of different ISAs: see lk_lanes_sum_of). */
+LK_AVX512 static inline __m512d lk_lanes_sums8(const __m512d *acc)
+{
+    const __m512i lo4 = _mm512_set_epi64(13, 9, 5, 1, 12, 8, 4, 0);    /* lanes 0, 1 */
+    const __m512i hi4 = _mm512_set_epi64(15, 11, 7, 3, 14, 10, 6, 2);  /* lanes 2, 3 */
+    const __m512i low = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+    const __m512i high = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+    const __m512d t01 = _mm512_permutex2var_pd(acc[0], lo4, acc[1]);   /* l0 of 0-3, l1 of 0-3 */
+    const __m512d t23 = _mm512_permutex2var_pd(acc[0], hi4, acc[1]);   /* l2 of 0-3, l3 of 0-3 */
+    const __m512d u01 = _mm512_permutex2var_pd(acc[2], lo4, acc[3]);   /* the same of 4-7 */
+    const __m512d u23 = _mm512_permutex2var_pd(acc[2], hi4, acc[3]);
+    const __m512d l0 = _mm512_permutex2var_pd(t01, low, u01);
+    const __m512d l1 = _mm512_permutex2var_pd(t01, high, u01);
+    const __m512d l2 = _mm512_permutex2var_pd(t23, low, u23);
+    const __m512d l3 = _mm512_permutex2var_pd(t23, high, u23);
+    return _mm512_add_pd(_mm512_add_pd(l0, l1), _mm512_add_pd(l2, l3));
+}
+
 LK_AVX512 static void lk_weight_grads_tiles512(const lk_layer *L, Py_ssize_t j0, Py_ssize_t j1,
                                                Py_ssize_t k0, Py_ssize_t k1)
 {
@@ -155,6 +177,14 @@ LK_AVX512 static void lk_weight_grads_tiles512(const lk_layer *L, Py_ssize_t j0,
                     for (p = 0; p < 4; p++)
                         acc[r][p] = LK_MADD8(acc[r][p], xs[p], h);
                 }
+            }
+            if (b == B) {               /* no tail: eight sums at once per neuron */
+                for (r = 0; r < 4; r++) {
+                    double *gw = L->gw[j + r] + k;
+                    _mm512_storeu_pd(gw, _mm512_add_pd(_mm512_loadu_pd(gw),
+                                                       lk_lanes_sums8(acc[r])));
+                }
+                continue;
             }
             for (r = 0; r < 4; r++)
                 for (p = 0; p < 4; p++) {

@@ -999,7 +999,12 @@ cdef void _map_dx(uint8_t op, double* t, const double* g, const double* out,
                   Py_ssize_t n) noexcept:
     """t[b] = the contribution to x (the first input) for each sample."""
     cdef Py_ssize_t b
-    cdef double xb, yb
+    cdef double xb, yb, gb
+    if op == RELU:          # a loop of its own: a select, not a branch (signs are random)
+        for b in range(n):
+            gb = g[b]
+            t[b] = gb if out[b] > 0.0 else 0.0
+        return
     for b in range(n):
         xb, yb = x[b * sx], y[b * sy]
         if op == ADD or op == SUB:
