@@ -24,7 +24,7 @@ try:                            # the data checked in one C loop where it is pla
     from autograd.core import _float_rows
 except ImportError:             # the pure engine alone: rows are checked one by one
     _float_rows = None  # type: ignore[assignment]
-from autograd.nn import _engine_of_values
+from autograd.nn import MLP, Layer, Neuron, _engine_of_values
 from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
@@ -203,27 +203,32 @@ def _samples(xs):
 
 
 class _Sample:
-    """The model run directly, recording no graph, on the last of the rows
-    (`check`): how many outputs it gives (k: 1 for a single Value), and the
-    outputs, which a replay of the model must give for that sample (see
-    _Replayed.usable)."""
+    """The model run on the first of the rows, building its graph on leaves
+    of its own (what _Replayed records): the parameters, the engine, and
+    how many outputs the model gives (k: 1 for a single Value)."""
 
     def __init__(self, model, rows):
+        self.model = model
         self.params = model.parameters()
         if not self.params:
             raise ValueError("the model has no parameters")
         self.engine = engine_of(self.params[0])
-        self.check = len(rows) - 1
         Value = self.engine.Value
-        with self.engine.no_grad():
-            self.out = model([Value(x) for x in rows[self.check]])
+        self.inputs = [Value(x) for x in rows[0]]
+        self.out = model(self.inputs)
         self.outputs = _output_list(self.out, Value)
         self.k = len(self.outputs)
 
-    def loss(self, per_sample, target):
-        """The per-sample loss of the check sample, run directly."""
+    def run_directly(self, row, per_sample=None, target=None):
+        """The model's output numbers on `row` (then its per-sample loss
+        against `target`, given per_sample), run directly, recording no graph."""
+        Value = self.engine.Value
         with self.engine.no_grad():
-            return per_sample(self.out, _target_leaves(self.engine.Value, target, self.k)).data
+            out = self.model([Value(x) for x in row])
+            numbers = [o.data for o in _output_list(out, Value)]
+            if per_sample is not None:
+                numbers.append(per_sample(out, _target_leaves(Value, target, self.k)).data)
+        return numbers
 
 
 def _output_list(out, Value):
@@ -436,39 +441,47 @@ class _Replayed:
         Value = sample.engine.Value
         self.sample = sample
         k = sample.k
-        inputs = [Value(x) for x in rows[0]]
-        out = model(inputs)
-        outputs = _output_list(out, Value)
+        outputs = sample.outputs
         target_leaves, losses = [], []
-        self.direct = [o.data for o in sample.outputs]      # what usable() compares
+        self.check = len(rows) - 1          # the sample usable() runs directly
+        self.check_row = rows[self.check]
+        self.per_sample = per_sample
+        self.check_target = targets[self.check] if per_sample is not None else None
         if per_sample is not None:
             target = _target_leaves(Value, targets[0], k)
             target_leaves = [target] if k == 1 else target
-            losses = [per_sample(out, target)]
+            losses = [per_sample(sample.out, target)]
             if not isinstance(losses[0], Value):
                 raise TypeError(f"the loss must return a Value for a sample, "
                                 f"not {type(losses[0]).__name__}")
-            self.direct.append(sample.loss(per_sample, targets[sample.check]))
         self.loss_at = 0            # output numbers in the replay: the loss, if any,
         first = len(losses)         # then the k outputs, then for one output (0, output),
         self.output_at = range(first, first + k)    # whose argmax is 1 exactly where the
         # output is > 0: what the accuracy's argmax runs over (see _hit_rule)
         self.argmax_at = range(first + k, first + k + 2) if k == 1 else self.output_at
         extra = [Value(0.0), outputs[0]] if k == 1 else []
-        self.replay = sample.engine.Replay(losses + outputs + extra, inputs + target_leaves,
+        self.replay = sample.engine.Replay(losses + outputs + extra, sample.inputs + target_leaves,
                                            sample.params)
         self.replay.threads = threads
+        sample.inputs = sample.out = sample.outputs = None     # recorded: the graph can go
 
     def usable(self, table):
-        """Whether the replay gives the check sample's outputs and loss, bit
-        for bit, as the model run directly did (False for a model whose graph
-        depends on the data's values, when that sample shows it)."""
-        self.replay.load(table, [self.sample.check])
+        """Whether the replay gives the last sample's outputs and loss, bit
+        for bit, as the model run directly does (False for a model whose
+        graph depends on the data's values, when that sample shows it).
+        This library's own models and losses build the same graph for any
+        data: for them there is nothing to check."""
+        if _same_graph_for_any_data(self.sample.model, self.per_sample):
+            return True
+        direct = self.sample.run_directly(self.check_row, self.per_sample, self.check_target)
+        if len(direct) != self.sample.k + (self.per_sample is not None):
+            return False
+        self.replay.load(table, [self.check])
         self.replay.forward()
         replayed = [self.replay.values(j)[0] for j in self.output_at]
-        if len(self.direct) > len(replayed):
+        if self.per_sample is not None:
             replayed.append(self.replay.values(self.loss_at)[0])
-        return all(_same(r, d) for r, d in zip(replayed, self.direct))
+        return all(_same(r, d) for r, d in zip(replayed, direct))
 
     def passes(self, table, n):
         """Load each chunk of the n rows of table and run it forward; yield
@@ -496,6 +509,19 @@ class _Replayed:
             out.extend(self.replay.values(self.output_at[0]) if self.sample.k == 1
                        else self.replay.argmax(self.output_at))
         return out
+
+
+def _same_graph_for_any_data(model, per_sample):
+    """Whether `model` is this library's MLP, Layer or Neuron (these very
+    classes: a subclass may branch on .data) and the loss a built-in one:
+    their graphs are the same ops for any data (relu is an op, not an `if`)."""
+    if per_sample not in (None, mse_loss, hinge_loss, bce_with_logits_loss,
+                          cross_entropy_loss, mse_vector_loss):
+        return False
+    if type(model) is Neuron:
+        return True
+    layers = model.layers if type(model) is MLP else [model]
+    return all(type(layer) is Layer for layer in layers)
 
 
 def _same(a, b):
@@ -699,7 +725,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     if not replayed.usable(table):
         raise ValueError(f"train() replays the graph the model and loss build for sample 0 over "
                          f"every sample, but this one depends on the data's values (sample "
-                         f"{sample.check}'s outputs or loss, replayed, differ from the model's "
+                         f"{replayed.check}'s outputs or loss, replayed, differ from the model's "
                          f"run on it): build the same graph for every sample, as Neuron, Layer "
                          f"and MLP do (relu() rather than an `if` on .data)")
     labels = _labels(hit, targets, k)

@@ -252,6 +252,25 @@ def test_train_refuses_a_model_whose_graph_depends_on_the_data_before_any_step(e
     assert [p.data for p in model.parameters()] == before
 
 
+def test_a_subclass_of_mlp_is_checked_like_any_model(engine):
+    """Only MLP, Layer and Neuron themselves skip the check (their graphs are
+    the same ops for any data); a subclass may branch on .data, and the last
+    sample shows it."""
+    class Gated(MLP):
+        def __call__(self, x):
+            out = super().__call__(x)
+            return out if x[0].data > 0 else [o * 2.0 for o in out]
+
+    xs, ys = _sign_gated_blobs()
+    random.seed(3)
+    model = Gated(2, [4, 3], engine=engine)
+    with pytest.raises(ValueError, match="sample 29's outputs or loss, replayed, differ"):
+        train(model, xs, ys, steps=1, lr=0.1, loss="cross_entropy", progress=False)
+    loss, accuracy = _one_by_one(engine, model, xs, ys)
+    got = evaluate(model, xs, ys, loss="cross_entropy")
+    assert same_float(got.loss, loss) and got.accuracy == accuracy
+
+
 def test_a_loss_whose_graph_depends_on_the_target_is_seen_by_the_check(engine):
     """A loss that reads the target's .data bakes sample 0's target into the
     graph: the last sample's loss shows it (evaluate() goes one sample at a
