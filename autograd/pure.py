@@ -1013,6 +1013,48 @@ def _replay_values(values, what):
     return items
 
 
+def _load_flat(table, width):
+    """Replay.load()'s flat table as [rows of `width` numbers], a 2-D view
+    ([] where it has no numbers)."""
+    try:
+        view = memoryview(table)
+    except TypeError:
+        view = None
+    if view is None or view.ndim != 1 or view.format not in ("d", "<d", "=d") or not view.c_contiguous:
+        raise TypeError(f"load() takes the table as a buffer of doubles (array('d') or a "
+                        f"float64 numpy array), not {type(table).__name__}")
+    if width and len(view) % width:
+        raise ValueError(f"load(): the table has {len(view)} numbers, not a whole number of "
+                         f"rows of {width} inputs")
+    if not width or not len(view):
+        return []
+    return [view.cast("B").cast("d", (len(view) // width, width))]
+
+
+def _load_parts(table, width):
+    """Replay.load()'s tuple of tables as 2-D views, checked as the compiled
+    core checks them."""
+    parts = []
+    for item in table:
+        try:
+            view = memoryview(item)
+        except TypeError:
+            view = None
+        if (view is None or view.ndim != 2 or view.format not in ("d", "<d", "=d")
+                or not view.c_contiguous):
+            raise TypeError(f"load() takes a tuple of 2-D C-contiguous buffers of doubles "
+                            f"(float64 numpy arrays, say), not one holding {type(item).__name__}")
+        if parts and view.shape[0] != parts[0].shape[0]:
+            raise ValueError(f"load(): the tables have {parts[0].shape[0]} and {view.shape[0]} "
+                             f"rows, not the same number")
+        parts.append(view)
+    columns = sum(part.shape[1] for part in parts)
+    if columns != width:
+        raise ValueError(f"load(): the tables have {columns} columns side by side, for {width} "
+                         f"inputs")
+    return parts
+
+
 class Replay:
     """One sample's graph, replayed over a batch of samples.
 
@@ -1126,31 +1168,26 @@ class Replay:
     def load(self, table: Any, rows: Iterable[SupportsIndex]) -> None:
         """Load a batch: sample b's inputs are row rows[b] of table, a buffer
         of doubles (array('d') or a float64 numpy array) holding
-        len(inputs) numbers per row."""
-        try:
-            view = memoryview(table)
-        except TypeError:
-            view = None
-        if view is None or view.ndim != 1 or view.format not in ("d", "<d", "=d") or not view.c_contiguous:
-            raise TypeError(f"load() takes the table as a buffer of doubles (array('d') or a "
-                            f"float64 numpy array), not {type(table).__name__}")
+        len(inputs) numbers per row; or a tuple of 2-D C-contiguous buffers
+        of doubles with the same number of rows, whose columns, side by
+        side, are the inputs (a data matrix and a matrix of targets, say,
+        each read where it is)."""
+        width = len(self._input_slots)
+        parts = _load_parts(table, width) if type(table) is tuple else _load_flat(table, width)
+        nrows = parts[0].shape[0] if parts else 0
         picks = [operator.index(r) for r in rows]
         if not picks:
             raise ValueError("load() needs at least one row")
-        width = len(self._input_slots)
-        if width and len(view) % width:
-            raise ValueError(f"load(): the table has {len(view)} numbers, not a whole number of "
-                             f"rows of {width} inputs")
-        nrows = len(view) // width if width else 0
         for r in picks:
             if width and not 0 <= r < nrows:
                 raise IndexError(f"load(): row {r} is out of the table's {nrows} rows")
+        columns = [(part, c) for part in parts for c in range(part.shape[1])]
         self._enter("load")
         try:
             self._B, self._ready = len(picks), False
-            for i, s in enumerate(self._input_slots):
+            for (part, c), s in zip(columns, self._input_slots):
                 if s is not None:
-                    self._values[s] = [view[r * width + i] for r in picks]
+                    self._values[s] = [part[r, c] for r in picks]
         finally:
             self._busy = False
 

@@ -184,12 +184,27 @@ def _check_data(model, xs, ys, loss, what="xs and ys"):
 
 
 def _pair(xs, ys, what):
-    xs, ys = _samples(xs), list(ys)
+    xs, ys = _samples(xs), _numbers(ys)
     if len(xs) != len(ys):
         raise ValueError(f"{what}: xs has {len(xs)} samples but ys has {len(ys)}")
     if len(xs) == 0:
         raise ValueError(f"{what}: xs and ys are empty, no samples")
     return xs, ys
+
+
+def _numbers(ys):
+    """ys as a list: a 1-D buffer of integers or doubles (a numpy array of
+    labels, say) is read in one C call as plain ints or floats."""
+    try:
+        view = memoryview(ys)
+    except TypeError:
+        return list(ys)
+    if view.ndim == 1 and view.format in _BUFFER_NUMBERS:     # native order: tolist() reads it
+        return view.tolist()
+    return list(ys)
+
+
+_BUFFER_NUMBERS = frozenset("bBhHiIlLqQnNfd")     # struct codes of ints and floats
 
 
 def _samples(xs):
@@ -209,7 +224,9 @@ class _Sample:
 
     def __init__(self, model, rows):
         self.model = model
-        self.params = model.parameters()
+        # one tuple, given as it is to Replay() and Block() (tuple() of a tuple
+        # is itself): a pass over 400k Values costs milliseconds
+        self.params = tuple(model.parameters())
         if not self.params:
             raise ValueError("the model has no parameters")
         self.engine = engine_of(self.params[0])
@@ -251,7 +268,7 @@ def _check_targets(ys, loss, k):
                              "(at least 2); for one output use 'bce' or 'hinge'")
         targets = []
         for i, y in enumerate(ys):
-            if isinstance(y, bool) or not isinstance(y, numbers.Integral):
+            if type(y) is not int and (isinstance(y, bool) or not isinstance(y, numbers.Integral)):
                 raise TypeError(f"ys[{i}] must be an integer class id from 0 to {k - 1}, "
                                 f"not {type(y).__name__} {y!r}")
             if not 0 <= y < k:
@@ -312,7 +329,8 @@ def _check_rows(model, xs):
     matrix = _double_matrix(xs)
     if matrix is not None:      # NaN and inf are the loss check's to report, as for lists
         flat, w = matrix
-        rows = [flat[i:i + w] for i in range(0, len(flat), w)]
+        rows = _MatrixRows(flat[i:i + w] for i in range(0, len(flat), w))
+        rows.matrix = flat.cast("B").cast("d", (len(rows), w))
     else:
         rows = _float_rows(xs) if _float_rows is not None else None
     if rows is None:            # not all plain: checked row by row, naming what is wrong
@@ -320,6 +338,12 @@ def _check_rows(model, xs):
     if width is not None and len(rows[0]) != width:
         raise ValueError(f"the model takes {width} inputs but the rows of xs have {len(rows[0])}")
     return rows
+
+
+class _MatrixRows(list):
+    """Rows that are views into one matrix of doubles, kept as `matrix` (2-D):
+    _table() gives it to the replay as it is."""
+    matrix: memoryview
 
 
 def _checked_rows(xs):
@@ -529,17 +553,22 @@ def _same(a, b):
 
 
 def _table(rows, targets=None, k=0):
-    """The rows (and their targets) as one buffer of doubles, sample after
-    sample: Replay.load()'s table."""
-    table = array("d")
-    for i, row in enumerate(rows):          # one copy per row: array('d') or a view of doubles
-        if type(row) is array:
-            table.extend(row)
-        else:
-            table.frombytes(row.cast("B"))
-        if targets is not None:
-            table.extend(_target_row(targets[i], k))
-    return table
+    """The rows (then their targets) as Replay.load()'s tuple of 2-D tables
+    of doubles, side by side: the data's own matrix where the rows are views
+    into one (no copy), else the rows copied one after another."""
+    parts = [rows.matrix if isinstance(rows, _MatrixRows) else _matrix(rows)]
+    if targets is not None:
+        parts.append(_matrix([_target_row(target, k) for target in targets]))
+    return tuple(part for part in parts if part is not None)
+
+
+def _matrix(rows):
+    """Rows of numbers copied into a 2-D view of doubles; None where they hold
+    none (a view of no columns cannot be made, and adds no inputs)."""
+    flat = array("d")
+    for row in rows:
+        flat.extend(row)
+    return memoryview(flat).cast("B").cast("d", (len(rows), len(flat) // len(rows))) if flat else None
 
 
 def _labels(hit, targets, k):
@@ -721,7 +750,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     size = n if batch_size is None else batch_size
     replayed = _Replayed(model, sample, rows, per_sample, targets, threads)
     replay = replayed.replay
-    table = _table(rows, targets, k)        # sample i: its inputs, then its target
+    table = _table(rows, targets, k)        # sample i: its inputs, then its target (side by side)
     if not replayed.usable(table):
         raise ValueError(f"train() replays the graph the model and loss build for sample 0 over "
                          f"every sample, but this one depends on the data's values (sample "

@@ -271,3 +271,34 @@ def test_resident_memory_is_flat_over_ten_thousand_steps(benchmark, threads):
     growth = _resident_bytes() - before
     benchmark.extra_info.update(units=10_000, unit="step", resident_growth_bytes=growth)
     assert growth < 64 * 1024, f"resident memory grew by {growth} bytes over 10^4 steps"
+
+
+@pytest.mark.parametrize("batch", [128, 512])
+def test_train_setup_in_steps(benchmark, batch):
+    """train()'s set-up (checking 2,048 MNIST-sized samples, a float64 numpy
+    matrix and integer labels, running the model on one, recording the
+    replay), in steps of the same model: train(steps=1) is benchmarked, and
+    a step is (train(steps=9) - train(steps=1)) / 8, best of three, in the
+    same process.  extra_info["setup_in_steps"] is the goal's number."""
+    np = pytest.importorskip("numpy")
+    core = pytest.importorskip("autograd.core", reason="the compiled core is not built")
+    import time
+    from autograd.nn import MLP
+    from autograd.train import train
+    benchmark.group = f"train() set-up, MLP(784, [512, 10]), 2,048 samples, batch {batch}"
+    benchmark.extra_info.update(units=1, unit="call")
+    rng = np.random.default_rng(0)
+    xs, ys = rng.uniform(-1, 1, (2048, 784)), rng.integers(0, 10, 2048)
+    random.seed(0)
+    model = MLP(784, [512, 10], engine=core)
+
+    def run(steps):
+        t = time.perf_counter()
+        train(model, xs, ys, steps=steps, lr=1e-3, loss="cross_entropy", batch_size=batch,
+              progress=False, threads=1)
+        return time.perf_counter() - t
+    benchmark.pedantic(run, args=(1,), rounds=5, warmup_rounds=1)
+    one = min(run(1) for _ in range(3))
+    step = (min(run(9) for _ in range(3)) - one) / 8
+    benchmark.extra_info.update(step_seconds=step, setup_seconds=one - step,
+                                setup_in_steps=(one - step) / step)

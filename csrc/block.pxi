@@ -35,6 +35,7 @@ cdef class Block:
             _check(<Value>items[k])
         self.runs = _Runs()
         self.values = items
+        self.runs.refresh(items, NULL)      # now, while the Values just read are in cache
 
     def __reduce__(self):
         return (Block, (self._owned(),))

@@ -166,6 +166,31 @@ def _float_rows(rows):
             PyGC_Enable()
 
 
+cdef list _load_parts(tuple table, Py_ssize_t ninputs):
+    """Replay.load()'s tuple of tables as typed 2-D views (rows, columns),
+    whose widths add up to ninputs and whose rows are as many."""
+    cdef const double[:, ::1] part
+    cdef list views = []
+    cdef Py_ssize_t width = 0, nrows = 0
+    for item in table:
+        try:
+            part = item
+        except (TypeError, ValueError, BufferError):
+            raise TypeError("load() takes a tuple of 2-D C-contiguous buffers of doubles "
+                            "(float64 numpy arrays, say), not one holding %s"
+                            % type(item).__name__) from None
+        if views and part.shape[0] != nrows:
+            raise ValueError("load(): the tables have %d and %d rows, not the same number"
+                             % (nrows, part.shape[0]))
+        nrows = part.shape[0]
+        views.append(part)
+        width += part.shape[1]
+    if width != ninputs:
+        raise ValueError("load(): the tables have %d columns side by side, for %d inputs"
+                         % (width, ninputs))
+    return views
+
+
 cdef class Replay:
     """One sample's graph, replayed over a batch of samples.
 
@@ -382,6 +407,7 @@ cdef class Replay:
                 self.param_slot[k] = slot_of[i] if role[i] & 1 else -1
                 self.param_off[k] = self.off[slot_of[i]] if role[i] & 1 else -1
             self.param_runs = _Runs()
+            self.param_runs.made_of(param_at, self.param_off, self.nparams)
             for k in range(self.noutputs):
                 self.output_slot[k] = slot_of[(<Value>outs[k]).idx]
             self.layers = _Layers()
@@ -479,46 +505,75 @@ cdef class Replay:
     def load(self, table, rows):
         """Load a batch: sample b's inputs are row rows[b] of table, a buffer
         of doubles (array('d') or a float64 numpy array) holding
-        len(inputs) numbers per row."""
-        # 1. Python-level input: the rows into a private array, the table as a view
-        cdef const double[::1] view
-        try:
-            view = table
-        except (TypeError, ValueError, BufferError):
-            raise TypeError("load() takes the table as a buffer of doubles (array('d') or a "
-                            "float64 numpy array), not %s" % type(table).__name__) from None
+        len(inputs) numbers per row; or a tuple of 2-D C-contiguous buffers
+        of doubles with the same number of rows, whose columns, side by
+        side, are the inputs (a data matrix and a matrix of targets, say,
+        each read where it is)."""
+        # 1. Python-level input: the tables as typed views, held until the
+        #    end (a buffer cannot be resized or freed while a view of it is
+        #    held), and the rows into a private array
+        cdef const double[::1] flat
+        cdef const double[:, ::1] part
+        cdef list parts = None
+        cdef Py_ssize_t nparts = 1, nrows = 0, p
+        if type(table) is tuple:
+            parts = _load_parts(table, self.ninputs)
+            nparts = len(parts)
+            if parts:
+                part = parts[0]
+                nrows = part.shape[0]
+        else:
+            try:
+                flat = table
+            except (TypeError, ValueError, BufferError):
+                raise TypeError("load() takes the table as a buffer of doubles (array('d') or "
+                                "a float64 numpy array), not %s" % type(table).__name__) from None
+            if self.ninputs and flat.shape[0] % self.ninputs:
+                raise ValueError("load(): the table has %d numbers, not a whole number of rows "
+                                 "of %d inputs" % (flat.shape[0], self.ninputs))
+            nrows = flat.shape[0] // self.ninputs if self.ninputs else 0
         cdef list picks = list(rows)
-        cdef Py_ssize_t B = len(picks), k, r, i, nrows
+        cdef Py_ssize_t B = len(picks), k, r, i, first
         if B < 1:
             raise ValueError("load() needs at least one row")
-        cdef Py_ssize_t* at = <Py_ssize_t*>malloc(B * sizeof(Py_ssize_t))
-        if at == NULL:
-            raise MemoryError()
+        cdef Py_ssize_t* at = <Py_ssize_t*>malloc((B + nparts) * sizeof(Py_ssize_t))
+        cdef const double** base = <const double**>malloc((nparts + 1) * sizeof(double*))
+        cdef Py_ssize_t* width = at + B
         try:
+            if at == NULL or base == NULL:
+                raise MemoryError()
             for k in range(B):
                 at[k] = operator.index(picks[k])
-            if self.ninputs and view.shape[0] % self.ninputs:
-                raise ValueError("load(): the table has %d numbers, not a whole number of rows "
-                                 "of %d inputs" % (view.shape[0], self.ninputs))
-            nrows = view.shape[0] // self.ninputs if self.ninputs else 0
             for k in range(B):
                 if self.ninputs and not 0 <= at[k] < nrows:
                     raise IndexError("load(): row %d is out of the table's %d rows"
                                      % (at[k], nrows))
+            if parts is None:                   # one part: rows of ninputs
+                width[0] = self.ninputs
+                base[0] = &flat[0] if nrows else NULL
+            else:                               # Cython's views: no Python code runs
+                for p in range(nparts):
+                    part = parts[p]
+                    width[p] = part.shape[1]
+                    base[p] = &part[0, 0] if nrows and width[p] else NULL
             # 2. no Python code from here on
             self._enter("load")
             try:
                 self._resize(B)
-                for i in range(self.ninputs):
-                    if self.input_slot[i] < 0:
-                        continue
-                    r = self.off[self.input_slot[i]] * self.stride
-                    for k in range(B):
-                        self.bvals[r + k] = view[at[k] * self.ninputs + i]
+                first = 0
+                for p in range(nparts):
+                    for i in range(width[p]):
+                        if self.input_slot[first + i] < 0:
+                            continue
+                        r = self.off[self.input_slot[first + i]] * self.stride
+                        for k in range(B):
+                            self.bvals[r + k] = base[p][at[k] * width[p] + i]
+                    first += width[p]
             finally:
                 self.busy = False
         finally:
             free(at)
+            free(base)
 
     cdef int _resize(self, Py_ssize_t B) except -1:
         if B != self.B:

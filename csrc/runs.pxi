@@ -33,9 +33,29 @@ cdef class _Runs:
     cdef int refresh(self, tuple values, const Py_ssize_t* numbers) except -1:
         """Make the runs again if the arena was compacted since: values[k]
         has number numbers[k] (k if NULL; -1: leave it out)."""
-        cdef Py_ssize_t n = len(values), k, i, number, r = -1
+        cdef Py_ssize_t n = len(values), k, r = -1
         if self.valid and self.made == A.compactions:
             return 0
+        self._start(n)
+        for k in range(n):
+            r = self._add(r, (<Value>values[k]).idx, k if numbers == NULL else numbers[k])
+        self._finish(r)
+        return 0
+
+    cdef int made_of(self, const Py_ssize_t* nodes, const Py_ssize_t* numbers,
+                     Py_ssize_t n) except -1:
+        """The runs of the n nodes given (node k has number numbers[k], -1:
+        leave it out), read from the handles by the caller since the last
+        compaction: a Replay records its parameters' nodes, and this spares
+        a second pass over their handles, spread in memory."""
+        cdef Py_ssize_t k, r = -1
+        self._start(n)
+        for k in range(n):
+            r = self._add(r, nodes[k], numbers[k])
+        self._finish(r)
+        return 0
+
+    cdef int _start(self, Py_ssize_t n) except -1:
         self.valid = False
         if self.node == NULL:
             self.node = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
@@ -43,17 +63,20 @@ cdef class _Runs:
             self.length = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
             if self.node == NULL or self.at == NULL or self.length == NULL:
                 raise MemoryError()
-        for k in range(n):
-            i = (<Value>values[k]).idx
-            number = k if numbers == NULL else numbers[k]
-            if number < 0:
-                continue
-            if r >= 0 and i == self.node[r] + self.length[r] and number == self.at[r] + self.length[r]:
-                self.length[r] += 1
-            else:
-                r += 1
-                self.node[r], self.at[r], self.length[r] = i, number, 1
+        return 0
+
+    cdef inline Py_ssize_t _add(self, Py_ssize_t r, Py_ssize_t i, Py_ssize_t number) noexcept:
+        """Node i, number `number`, after run r: the run it extends or starts."""
+        if number < 0:
+            return r
+        if r >= 0 and i == self.node[r] + self.length[r] and number == self.at[r] + self.length[r]:
+            self.length[r] += 1
+            return r
+        r += 1
+        self.node[r], self.at[r], self.length[r] = i, number, 1
+        return r
+
+    cdef void _finish(self, Py_ssize_t r) noexcept:
         self.count = r + 1
         self.made = A.compactions
         self.valid = True
-        return 0

@@ -69,6 +69,23 @@ def test_parameters_and_named_parameters_agree(engine):
     assert named[-1][0] == "layers.2.neurons.0.b"
 
 
+def test_an_mlp_asks_a_layer_of_its_own_class_for_its_parameters(engine):
+    """MLP.parameters() reads a Layer's neurons directly (one list, no list
+    per layer), but a layer of another class is asked, as micrograd does."""
+    from autograd.nn import Layer
+
+    class Frozen(Layer):            # trains no bias
+        def parameters(self):
+            return [w for n in self.neurons for w in n.w]
+
+    random.seed(9)
+    model = MLP(3, [4, 2], engine=engine)
+    plain = [p for layer in model.layers for n in layer.neurons for p in n.w + [n.b]]
+    assert model.parameters() == plain and all(a is b for a, b in zip(model.parameters(), plain))
+    model.layers[0].__class__ = Frozen
+    assert model.parameters() == [w for n in model.layers[0].neurons for w in n.w] + plain[16:]
+
+
 def test_zero_grad(engine):
     random.seed(4)
     model = MLP(2, [2, 1], engine=engine)

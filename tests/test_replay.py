@@ -431,6 +431,86 @@ def test_row_numbers_that_run_code_cannot_corrupt_the_batch(engine):
     assert replay.values(0) == [6.0, 4.0]
 
 
+def matrix(rows):
+    """rows as a 2-D buffer of doubles (a memoryview of an array('d'))."""
+    return memoryview(table_of(rows)).cast("B").cast("d", (len(rows), len(rows[0])))
+
+
+def test_load_reads_tables_side_by_side_as_the_flat_table_of_their_rows(engine):
+    outs, xs, ps = every_op_graph(engine)           # inputs x0, x1, x2
+    rows = sample_rows(9, seed=4)
+    picks = [8, 0, 3, 3, 5]
+    flat = engine.Replay(outs, xs, ps)
+    flat.load(table_of(rows), picks)
+    flat.forward()
+    want = [flat.values(j) for j in range(len(outs))]
+    for split in (1, 2):        # x0 | x1 x2, and x0 x1 | x2
+        parts = (matrix([r[:split] for r in rows]), matrix([r[split:] for r in rows]))
+        replay = engine.Replay(outs, xs, ps)
+        replay.load(parts, picks)
+        replay.forward()
+        assert [replay.values(j) for j in range(len(outs))] == want
+    np = pytest.importorskip("numpy")
+    replay = engine.Replay(outs, xs, ps)
+    replay.load((np.array(rows)[:, :2].copy(), np.array(rows)[:, 2:].copy()), picks)
+    replay.forward()
+    assert [replay.values(j) for j in range(len(outs))] == want
+
+
+def test_tables_side_by_side_that_do_not_fit_are_refused(engine):
+    x, y, p = engine.Value(0.0), engine.Value(0.0), engine.Value(1.0)
+    replay = engine.Replay([x * p + y], [x, y], [p])
+    one, two = matrix([[1.0], [2.0]]), matrix([[1.0], [2.0], [3.0]])
+    with pytest.raises(ValueError, match="the tables have 2 and 3 rows, not the same number"):
+        replay.load((one, two), [0])
+    with pytest.raises(ValueError, match="the tables have 1 columns side by side, for 2 inputs"):
+        replay.load((one,), [0])
+    with pytest.raises(ValueError, match="the tables have 3 columns side by side, for 2 inputs"):
+        replay.load((one, matrix([[1.0, 2.0], [3.0, 4.0]])), [0])
+    with pytest.raises(TypeError, match="2-D C-contiguous buffers of doubles .* not one holding array"):
+        replay.load((one, array("d", [1.0, 2.0])), [0])
+    with pytest.raises(TypeError, match="not one holding list"):
+        replay.load((one, [[1.0], [2.0]]), [0])
+    with pytest.raises(IndexError, match="row 2 is out of the table's 2 rows"):
+        replay.load((one, one), [0, 2])
+    np = pytest.importorskip("numpy")
+    strided = np.arange(8.0).reshape(2, 4)[:, ::2]          # not C-contiguous
+    with pytest.raises(TypeError, match="not one holding ndarray"):
+        replay.load((strided[:, :1], strided[:, 1:]), [0])
+    replay.load((np.ones((2, 1)), np.full((2, 1), 2.0)), [1])
+    replay.forward()
+    assert replay.values(0) == [3.0]
+
+
+def test_row_numbers_that_run_code_cannot_free_or_resize_the_tables(engine):
+    """The tables are held while the rows are read: a row number's __index__
+    cannot resize the array under them (BufferError: the release of the view
+    given to load() leaves it exported), and what it writes into them is
+    what is loaded."""
+    x, y, p = engine.Value(0.0), engine.Value(0.0), engine.Value(2.0)
+    replay = engine.Replay([x * p + y], [x, y], [p])
+    data, target = array("d", [1.0, 2.0, 3.0]), array("d", [10.0, 20.0, 30.0])
+    parts = (memoryview(data).cast("B").cast("d", (3, 1)), memoryview(target).cast("B").cast("d", (3, 1)))
+    seen = []
+
+    class Meddling:
+        def __index__(self):
+            if is_core(engine):
+                engine.collect()
+            for meddle in (parts[0].release, lambda: data.append(4.0)):
+                try:                # the view given to load() is released, then resized
+                    meddle()
+                except BufferError as exc:
+                    seen.append(exc)
+            target[2] = 300.0
+            return 2
+
+    replay.load(parts, [Meddling(), 0])
+    replay.forward()
+    assert "resize" in str(seen[-1]) and list(data) == [1.0, 2.0, 3.0]     # still exported
+    assert replay.values(0) == [3.0 * 2.0 + 300.0, 1.0 * 2.0 + 10.0]
+
+
 def test_the_replay_creates_no_nodes_and_keeps_only_one_sample(engine):
     from autograd.nn import MLP
     random.seed(0)

@@ -218,6 +218,32 @@ def test_a_matrix_of_numbers_trains_as_its_rows_do(engine, kind):
     assert len(results[0][-1]) == 40
 
 
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", ">i4"])
+def test_labels_in_a_buffer_of_integers_train_as_a_list_does(engine, dtype):
+    """A 1-D buffer of integers (numpy labels) is read in one call; other
+    byte orders go item by item; both give the list's bits.  Booleans and
+    floats are still refused as class ids."""
+    np = pytest.importorskip("numpy")
+    xs = _matrix_of_doubles([[math.sin(i), math.cos(3 * i)] for i in range(30)])
+    ys = [i % 3 for i in range(30)]
+    results = []
+    for labels in (ys, np.array(ys, dtype=dtype)):
+        model = _model(engine, seed=8, sizes=(5, 3), nin=2)
+        history = train(model, xs, labels, steps=3, lr=0.2, loss="cross_entropy", batch_size=8,
+                        seed=1, progress=False, threads=1)
+        results.append((history.loss, history.accuracy, [p.data for p in model.parameters()]))
+    assert results[0] == results[1]
+    model = _model(engine, seed=8, sizes=(5, 3), nin=2)
+    with pytest.raises(TypeError, match=r"ys\[0\] must be an integer class id from 0 to 2, not float 0.0"):
+        train(model, xs, np.zeros(30), steps=1, lr=0.1, loss="cross_entropy", progress=False)
+    with pytest.raises(TypeError, match=r"ys\[0\] must be an integer class id .* not bool"):
+        train(model, xs, np.zeros(30, dtype=bool), steps=1, lr=0.1, loss="cross_entropy",
+              progress=False)
+    with pytest.raises(ValueError, match=r"ys\[1\] = 7 is not a class id"):
+        train(model, xs, np.array([0, 7] + [0] * 28, dtype=dtype), steps=1, lr=0.1,
+              loss="cross_entropy", progress=False)
+
+
 def test_memoryviews_of_other_formats_are_read_row_by_row(engine):
     """A 2-D memoryview that is not C-contiguous doubles (floats, a strided
     view, no rows) goes the general way, as a list of rows."""
