@@ -296,9 +296,18 @@ def run_action(world, action):
 
 
 def _table(ninputs, rows, seed):
-    """A table of `rows` rows of `ninputs` numbers, the same on both engines."""
-    return array.array("d", [round(math.sin(seed + 1.7 * i), 3) for i in range(max(ninputs, 1) * rows)]
-                       if ninputs else [])
+    """A table of `rows` rows of `ninputs` numbers, the same on both engines:
+    flat for an even seed, for an odd one the same columns in two 2-D tables
+    side by side (Replay.load's other form)."""
+    numbers = [round(math.sin(seed + 1.7 * i), 3) for i in range(max(ninputs, 1) * rows)]
+    if not ninputs:
+        return array.array("d", [])
+    if seed % 2 == 0 or ninputs < 2:
+        return array.array("d", numbers)
+    split = ninputs // 2
+    return tuple(memoryview(array.array("d", [x for r in range(rows)
+                                              for x in numbers[r * ninputs + a:r * ninputs + b]]))
+                 .cast("B").cast("d", (rows, b - a)) for a, b in ((0, split), (split, ninputs)))
 
 
 # -- the program --------------------------------------------------------------------------
