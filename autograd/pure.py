@@ -662,6 +662,21 @@ class Value:
             for v, g in zip(nodes, saved):
                 v._grad = g
 
+    def _uses(self, inputs):
+        """(for each of `inputs` whether this Value depends on it, itself
+        included; whether it depends on a node made before every one of
+        them): grad() asks which of its arguments a function used and whether
+        the result involves Values from outside the call (autograd/higher.py)."""
+        inputs = list(inputs)
+        for x in inputs:
+            if not isinstance(x, Value):
+                raise TypeError(f"an input must be a Value, not {type(x).__name__}")
+        nodes = list(self._reverse_topological_order())     # newest first
+        below = {id(v) for v in nodes}
+        oldest = min((x._id for x in inputs), default=None)
+        return ([id(x) in below for x in inputs],
+                oldest is not None and nodes[-1]._id < oldest)
+
     def _gradient_values(self, inputs):
         """_gradients_of(inputs) as new leaf Values."""
         return [Value(g) for g in self._gradients_of(inputs)]

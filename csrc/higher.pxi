@@ -239,3 +239,37 @@ cdef Py_ssize_t* _grow_terms(Py_ssize_t* terms, Py_ssize_t* small, Py_ssize_t* c
         free(terms)
     cap[0] *= 2
     return grown
+
+
+cdef tuple _uses_of(Value output, list inputs):
+    """Value._uses: one discovery sweep from the output; an input is used if
+    its index lies in one of the reachable runs, and a node older than every
+    input is used if the lowest reachable index is below theirs (creation
+    order is index order, and compaction keeps it)."""
+    cdef Py_ssize_t nin = len(inputs), root, nruns = 0, k, i, lo, hi, mid, oldest = -1
+    cdef list used = _nones(nin)           # the last GC point before the sweep
+    cdef bint older = False
+    cdef idx_t* runs = NULL
+    root = _index(output)
+    _sweep_begin()
+    try:
+        runs = _reachable(root, &nruns, False)
+        # indices read after the sweep's signal checks; nothing moves until _sweep_end
+        for k in range(nin):
+            i = _index(<Value?>inputs[k])
+            if oldest < 0 or i < oldest:
+                oldest = i
+            # runs are (hi, lo) pairs, highest first: find the first run with lo <= i
+            lo, hi = 0, nruns
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if runs[2 * mid + 1] <= i:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            used[k] = lo < nruns and i <= runs[2 * lo]
+        older = nin > 0 and runs[2 * nruns - 1] < oldest
+    finally:
+        free(runs)
+        _sweep_end()
+    return used, older

@@ -375,6 +375,13 @@ cdef class Value:
         None where autograd.higher builds them itself."""
         return _derivative_graph(self, list(inputs))
 
+    def _uses(self, inputs):
+        """(for each of `inputs` whether this Value depends on it, itself
+        included; whether it depends on a node made before every one of
+        them): grad() asks which of its arguments a function used and whether
+        the result involves Values from outside the call (autograd/higher.py)."""
+        return _uses_of(self, list(inputs))
+
     def _gradients_of(self, inputs):
         """backward()'s gradients of this Value for each of `inputs` (0.0 for
         one it does not use), as floats, touching no grad."""

@@ -556,7 +556,8 @@ def _run_step(world, step, injector):
         out = values[k % len(values)]
         inputs = [values[i % len(values)] for i in step[2]]
         got = gradients(out, inputs, create_graph=step[3])
-        return [g.data for g in got]
+        used, older = out._uses(inputs)             # what grad() asks of a result
+        return [g.data for g in got] + used + [older]
     elif kind == "chain":
         y = values[k % len(values)]
         for _ in range(70_000):
@@ -683,6 +684,7 @@ ACTIONS = {
     "Value._rule": ["inspect", "gradients"], "Value._backward": ["inspect", "assign_backward"],
     "Value._local_backward": ["inspect"], "Value._gradients_of": ["gradients"],
     "Value._gradient_values": ["gradients"], "Value._derivatives": ["gradients"],
+    "Value._uses": ["gradients"],
     "Block.__init__": ["block_make"], "Block.__len__": ["block_use"], "Block.__iter__": ["block_use"],
     "Block.__reduce__": ["block_use"], "Block.data": ["block_use"], "Block.grad": ["block_use"],
     "Block.set_data": ["block_use"], "Block.zero_grad": ["block_use"], "Block.sgd_step": ["block_use"],
