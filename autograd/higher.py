@@ -21,7 +21,10 @@ bit.  No recursion: the graph is walked with an explicit stack.
 """
 from __future__ import annotations
 
+import operator
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -204,85 +207,251 @@ def _checked_inputs(output, inputs):
     return engine, inputs
 
 
-# -- the functional API over numbers (HIPS autograd's names) -------------------------------
+# -- the functional API (HIPS autograd's names) ------------------------------------------
+#
+# Each call of a grad'ed function differentiates with respect to leaves of its own: a number
+# in the differentiated argument becomes a fresh leaf, a Value a fresh identity node over it
+# (a one-input vsum: the same bits, derivative 1).  The identity node is what keeps nested
+# calls apart (no "perturbation confusion"): the inner call differentiates with respect to its
+# own node, so the outer Value's other uses are constants for it, while the node still hangs
+# below the outer Value, so the outer call's derivative flows through it.
+#
+# The leaves are made first, so a node made before the first of them comes from outside the
+# call (an argument not differentiated, a closure over an outer Value, an outer call's leaf).
+# Creation order is a topological order in both engines, so one discovery sweep from the
+# output (Value._uses) tells whether the output involves anything from outside and which
+# leaves it used.  Outside Values involved: the gradients are built with create_graph=True and
+# returned as Values in the graph, so an outer call can differentiate them again.  Nothing
+# from outside: the result is plain floats, backward()'s numbers, as over plain numbers always.
 
-def value_and_grad(f: Callable[..., Any], argnum: int = 0) -> Callable[..., tuple[Any, Any]]:
-    """A function giving (f(*args), d f / d args[argnum]).
+_active = threading.local()     # .engines: the engines of the calls in progress, innermost last
 
-    args[argnum] is a number, a Value, or a list of them (then the gradient
-    is a list).  Numbers in give floats out; Values in give Values out,
-    nodes of the graph, so that grad(grad(f)) works."""
-    def value_and_gradient(*args):
-        out, leaves, nested, many = _call_at(f, args, argnum)
-        grads = gradients(out, leaves, create_graph=nested)
-        if not nested:
-            out, grads = out.data, [g.data for g in grads]
-        return out, (grads if many else grads[0])
+
+def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
+                   ) -> Callable[..., tuple[Any, Any]]:
+    """A function giving (f(*args, **kwargs), d f / d args[argnum]).
+
+    args[argnum] is a number, a Value, or a list of them (then its gradient
+    is a list).  `argnum` may be a tuple of ints (negative ones count from
+    the end): the gradients then come as a tuple, one per argument.
+    Keyword arguments go to f as they are and are not differentiated.
+
+    The results are floats when f's output involves no Value from outside
+    the call.  They are Values in the graph, built so that they can be
+    differentiated again, when args[argnum] holds Values, or when the output
+    depends on a Value from outside (another argument, a closure over a
+    Value, an enclosing grad's argument): so grad(grad(f)), grad(grad(f, 0),
+    1) and grad of a function that calls grad all give true derivatives.
+
+    An argument the output does not depend on gets a zero gradient (0.0, or
+    zeros in a list), and f returning a plain number (a constant) gives
+    zeros for all; both with a UserWarning naming the arguments, as HIPS
+    autograd warns.  A result that is neither a Value nor a number is a
+    TypeError."""
+    positions, as_tuple = _argnums(argnum)
+
+    def value_and_gradient(*args, **kwargs):
+        call = _Call(f, positions, args, kwargs)
+        out = call.run()
+        value, nested, const = call.finish(out, "value_and_grad")
+        if const:
+            grads = call.zeros(nested)
+        elif nested:
+            grads = gradients(out, call.leaves, create_graph=True)
+        else:
+            grads = [g.data for g in gradients(out, call.leaves)]
+        return value, call.shaped(grads, as_tuple)
     return value_and_gradient
 
 
-def grad(f: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
-    """A function giving d f / d args[argnum] (see value_and_grad)."""
-    value_and_gradient = value_and_grad(f, argnum)
+def grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+    """A function giving d f / d args[argnum]: the gradient of
+    value_and_grad(f, argnum), with the same rules (floats, or Values in the
+    graph when Values from outside are involved; a tuple of gradients for a
+    tuple argnum; zero, with a UserWarning, for an argument f does not use
+    or a constant output)."""
+    positions, as_tuple = _argnums(argnum)
 
-    def gradient(*args):
-        return value_and_gradient(*args)[1]
+    def gradient(*args, **kwargs):
+        call = _Call(f, positions, args, kwargs)
+        out = call.run()
+        _, nested, const = call.finish(out, "grad")
+        if const:
+            grads = call.zeros(nested)
+        elif nested:
+            grads = gradients(out, call.leaves, create_graph=True)
+        else:
+            grads = [g.data for g in gradients(out, call.leaves)]
+        return call.shaped(grads, as_tuple)
     return gradient
 
 
-def hessian(f: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
-    """A function giving the matrix of second derivatives of f in
-    args[argnum] (a list of rows for a list of inputs; a number for one)."""
-    def hess(*args):
-        out, leaves, nested, many = _call_at(f, args, argnum)
-        rows = [gradients(g, leaves, create_graph=nested)
-                for g in gradients(out, leaves, create_graph=True)]
-        if not nested:
-            rows = [[h.data for h in row] for row in rows]
-        return rows if many else rows[0][0]
+def hessian(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+    """A function giving the second derivatives of f in args[argnum]: a
+    number for one number, a list of rows for a list.  For a tuple argnum,
+    a tuple of tuples of blocks, block [i][j] holding d2 f / d args[argnum[i]]
+    d args[argnum[j]] (as JAX's hessian).  The same rules as grad: floats, or
+    Values in the graph when Values from outside are involved; zeros, with a
+    UserWarning, for an argument f does not use or a constant output."""
+    positions, as_tuple = _argnums(argnum)
+
+    def hess(*args, **kwargs):
+        call = _Call(f, positions, args, kwargs)
+        out = call.run()
+        _, nested, const = call.finish(out, "hessian")
+        if const:
+            rows = [call.zeros(nested) for _ in call.leaves]
+        else:
+            rows = [gradients(g, call.leaves, create_graph=nested)
+                    for g in gradients(out, call.leaves, create_graph=True)]
+            if not nested:
+                rows = [[h.data for h in row] for row in rows]
+        return call.blocks(rows, as_tuple)
     return hess
 
 
-def _call_at(f, args, argnum):
-    """f(*args) with args[argnum] made of leaves to differentiate in: (its
-    output, the leaves, whether they came in as Values, whether args[argnum]
-    is a list)."""
-    if not -len(args) <= argnum < len(args):
-        raise IndexError(f"argnum {argnum} is out of range for {len(args)} arguments")
-    x = args[argnum]
-    many = isinstance(x, (list, tuple))
-    leaves, nested = _leaves(x)
-    new = list(args)
-    new[argnum] = leaves if many else leaves[0]
-    out = f(*new)
-    _check_scalar(out, f)
-    return out, leaves, nested, many
+def _argnums(argnum):
+    """(the argument positions as a tuple, whether argnum was a tuple); a
+    TypeError for anything but an int or a non-empty tuple of ints."""
+    as_tuple = isinstance(argnum, tuple)
+    items = argnum if as_tuple else (argnum,)
+    if as_tuple and not items:
+        raise ValueError("argnum=() names no argument to differentiate in")
+    positions = []
+    for a in items:
+        if isinstance(a, bool):             # an int to Python, but surely a mistake here
+            raise TypeError(f"argnum must be an int or a tuple of ints, not bool ({argnum!r})")
+        try:
+            positions.append(operator.index(a))
+        except TypeError:
+            raise TypeError(f"argnum must be an int or a tuple of ints, not "
+                            f"{type(a).__name__} ({argnum!r})") from None
+    return tuple(positions), as_tuple
 
 
-def _leaves(x):
-    """The Values to differentiate in, and whether they came in as Values
-    (then the results stay in the graph)."""
+class _Call:
+    """One call of f with fresh leaves in its differentiated arguments."""
+
+    def __init__(self, f, positions, args, kwargs):
+        self.f, self.kwargs = f, kwargs
+        self.positions = _in_range(positions, len(args))
+        self.engine = _engine_of_call([args[p] for p in self.positions], args, kwargs)
+        self.values_in = False          # a Value among the differentiated arguments
+        self.leaves = []                # every argument's leaves, in order: leaves[0] is the oldest
+        self.spans = []                 # per argument: (its first leaf, its last + 1, is it a list)
+        self.args = list(args)
+        for p in self.positions:
+            x = args[p]
+            many = isinstance(x, (list, tuple))
+            items = list(x) if many else [x]
+            if not items:
+                raise ValueError(f"cannot differentiate in an empty list (argument {p})")
+            first = len(self.leaves)
+            self.leaves += [self._leaf(v) for v in items]
+            self.spans.append((first, len(self.leaves), many))
+            self.args[p] = self.leaves[first:] if many else self.leaves[first]
+
+    def _leaf(self, v):
+        engine = self.engine
+        if isinstance(v, engine.Value):
+            self.values_in = True
+            return engine.vsum([v])     # an identity node of this call's own (see above)
+        if _engine_for(v) is not None:
+            raise TypeError(f"cannot differentiate in Values of two engines "
+                            f"({_engine_for(v).__name__} and {engine.__name__})")
+        if not _is_plain_number(v):
+            raise TypeError(f"cannot differentiate in a {type(v).__name__}: give numbers or Values")
+        return engine.Value(float(v))
+
+    def run(self):
+        """f's output, with this call's engine the one nested calls default to."""
+        stack = _active.__dict__.setdefault("engines", [])
+        stack.append(self.engine)
+        try:
+            return self.f(*self.args, **self.kwargs)
+        finally:
+            stack.pop()
+
+    def finish(self, out, who):
+        """(the value to return, whether the results stay in the graph, whether
+        f returned a constant), warning about arguments f did not use."""
+        name = getattr(self.f, "__name__", repr(self.f))
+        if _is_plain_number(out):
+            _warn(f"{who}: {name} returned a constant ({type(out).__name__}), not a Value "
+                  f"computed from its arguments: its derivatives are zero")
+            return float(out), self.values_in, True
+        if _engine_for(out) is not self.engine:
+            if _engine_for(out) is not None:
+                raise TypeError(f"{name} returned a Value of {_engine_for(out).__name__}, but its "
+                                f"arguments are Values of {self.engine.__name__}")
+            raise TypeError(f"{name} must return one Value (a scalar) to be differentiated, "
+                            f"not {type(out).__name__}")
+        used, outside = out._uses(self.leaves)
+        unused = [p for p, (first, last, _) in zip(self.positions, self.spans)
+                  if not any(used[first:last])]
+        if unused:
+            which = ", ".join(str(p) for p in unused)
+            _warn(f"{who}: the output of {name} does not depend on argument"
+                  f"{'s' if len(unused) > 1 else ''} {which}: its derivatives are zero")
+        nested = outside or self.values_in
+        return (out if nested else out.data), nested, False
+
+    def zeros(self, nested):
+        """A zero per leaf: Values when the results stay in the graph."""
+        return [self.engine.Value(0.0) if nested else 0.0 for _ in self.leaves]
+
+    def shaped(self, grads, as_tuple):
+        """Per-leaf results as the arguments were: a list for a list, a tuple
+        for a tuple argnum."""
+        out = tuple(grads[first:last] if many else grads[first] for first, last, many in self.spans)
+        return out if as_tuple else out[0]
+
+    def blocks(self, rows, as_tuple):
+        """A matrix over all leaves cut into blocks per pair of arguments."""
+        def block(si, sj):
+            (fi, li, mi), (fj, lj, mj) = si, sj
+            cut = [row[fj:lj] if mj else row[fj] for row in rows[fi:li]]
+            return cut if mi else cut[0]
+        out = tuple(tuple(block(si, sj) for sj in self.spans) for si in self.spans)
+        return out if as_tuple else out[0][0]
+
+
+def _in_range(positions, nargs):
+    """The positions counted from 0; a ValueError for one out of range or named twice."""
+    out = []
+    for a in positions:
+        p = a + nargs if a < 0 else a
+        if not 0 <= p < nargs:
+            raise ValueError(f"argnum {a} is out of range for {nargs} positional "
+                             f"argument{'s' if nargs != 1 else ''}")
+        if p in out:
+            raise ValueError(f"argnum {a} names argument {p} a second time")
+        out.append(p)
+    return out
+
+
+def _engine_of_call(differentiated, args, kwargs):
+    """The engine whose leaves the call makes: that of the first Value among the
+    differentiated arguments, else among the others (an inner grad given an
+    outer Value), else the enclosing call's (an inner grad over numbers that
+    closes over outer Values), else the engine in use."""
+    for group in (differentiated, list(args) + list(kwargs.values())):
+        for x in group:
+            for v in (x if isinstance(x, (list, tuple)) else [x]):
+                engine = _engine_for(v)
+                if engine is not None:
+                    return engine
+    stack = getattr(_active, "engines", None)
+    if stack:
+        return stack[-1]
     from autograd import engine as default
-    items = list(x) if isinstance(x, (list, tuple)) else [x]
-    if not items:
-        raise ValueError("cannot differentiate in an empty list")
-    values = [v for v in items if not _is_plain_number(v)]
-    if not values:
-        return [default.Value(_number(v, "the argument")) for v in items], False
-    engine = _engine_for(values[0])
-    if engine is None:
-        raise TypeError(f"cannot differentiate in a {type(values[0]).__name__}: "
-                        f"give numbers or Values")
-    return [v if isinstance(v, engine.Value) else engine.Value(_number(v, "the argument"))
-            for v in items], True
+    return sys.modules[default.Value.__module__]
+
+
+def _warn(message):
+    # stacklevel 4: the user's call, through gradient() / hess() and finish()
+    warnings.warn(message, UserWarning, stacklevel=4)
 
 
 def _is_plain_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _check_scalar(out, f):
-    if _engine_for(out) is None:
-        name = getattr(f, "__name__", repr(f))
-        raise TypeError(f"{name} must return one Value (a scalar) to be differentiated, "
-                        f"not {type(out).__name__}")
