@@ -1,5 +1,5 @@
 """Derivatives of derivatives: `gradients`, and HIPS autograd's `grad`,
-`value_and_grad` and `hessian` over plain numbers.
+`value_and_grad` and `hessian`, which nest as HIPS autograd's do.
 
     from autograd import Value, gradients, grad
     x = Value(0.5)
@@ -7,6 +7,7 @@
     [dy] = gradients(y, [x], create_graph=True)    # 1 - tanh(x)**2, as a node
     [d2y] = gradients(dy, [x])                      # -2 tanh(x) (1 - tanh(x)**2)
     grad(grad(lambda x: x.tanh()))(0.5)             # the same, over numbers
+    grad(grad(lambda x, y: x * x * y, 0), 1)(3.0, 2.0)      # 2x = 6, across arguments
 
 With create_graph=True the backward sweep emits nodes instead of numbers:
 each op's derivative is written with ops (below, one rule per op, next to
