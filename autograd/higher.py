@@ -179,7 +179,14 @@ def _built_with_ops(output, inputs, engine):
     nodes, rules = _nodes_below(output, engine)
     pending = {output: [engine.Value(1.0)]}           # each node's contributions, in order
     adjoint = {}
+    # A node older than every input the output uses cannot lead to one: the sweep stops
+    # after the oldest of them, so a grad inside a grad does not emit adjoints for the
+    # outer graph below it.  The core's sweep stops at the same node (csrc/higher.pxi).
+    left = {x for x in inputs if x in rules}
     for node in nodes:
+        if not left:
+            break
+        left.discard(node)
         terms = pending.pop(node, None)
         if terms is None:
             continue

@@ -162,8 +162,9 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
 cdef list _derivative_graph(Value output, list inputs):
     """The adjoints of `inputs` (handles, None where output does not use
     one), emitted as nodes; or None where higher.py must build them (a
-    custom node below the output, or inside no_grad())."""
-    cdef Py_ssize_t nin = len(inputs), root, nruns = 0, r, i, k, count, g, term
+    custom node between the output and the oldest input it uses, or inside
+    no_grad())."""
+    cdef Py_ssize_t nin = len(inputs), root, nruns = 0, r, i, k, count, g, term, lowest, stop
     cdef list out = _nones(nin)            # the last GC point before the sweep
     cdef _Terms t
     cdef Py_ssize_t* adj = NULL
@@ -178,8 +179,19 @@ cdef list _derivative_graph(Value output, list inputs):
     _sweep_begin()
     try:
         runs = _reachable(root, &nruns, False)
+        # A node older than every input the output uses cannot lead to one: the sweep
+        # stops at the oldest of them, so a grad inside a grad does not visit (and emit
+        # adjoints for) the outer graph below it.  _built_with_ops stops at the same node.
+        lowest = root + 1
+        for k in range(nin):
+            i = _index(<Value?>inputs[k])
+            if i < lowest and _in_runs(runs, nruns, i):
+                lowest = i
         for r in range(nruns):
-            for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+            if runs[2 * r] < lowest:
+                break
+            stop = runs[2 * r + 1] if runs[2 * r + 1] > lowest else lowest
+            for i in range(runs[2 * r], stop - 1, -1):
                 if A.op[i] == CUSTOM or A.flags[i] & KEEP:
                     return None
         t.first = <Py_ssize_t*>malloc((root + 1) * sizeof(Py_ssize_t))
@@ -196,7 +208,10 @@ cdef list _derivative_graph(Value output, list inputs):
             adj[i] = -1
         _add_term(&t, root, _emit_leaf(1.0))            # the seed
         for r in range(nruns):
-            for i in range(runs[2 * r], runs[2 * r + 1] - 1, -1):
+            if runs[2 * r] < lowest:
+                break
+            stop = runs[2 * r + 1] if runs[2 * r + 1] > lowest else lowest
+            for i in range(runs[2 * r], stop - 1, -1):
                 if t.first[i] < 0:
                     continue
                 count = 0
@@ -241,12 +256,25 @@ cdef Py_ssize_t* _grow_terms(Py_ssize_t* terms, Py_ssize_t* small, Py_ssize_t* c
     return grown
 
 
+cdef bint _in_runs(const idx_t* runs, Py_ssize_t nruns, Py_ssize_t i) noexcept:
+    """Whether node i is in the runs _reachable gave: (hi, lo) pairs, highest
+    first, so a binary search finds the first run with lo <= i."""
+    cdef Py_ssize_t lo = 0, hi = nruns, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if runs[2 * mid + 1] <= i:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo < nruns and i <= runs[2 * lo]
+
+
 cdef tuple _uses_of(Value output, list inputs):
     """Value._uses: one discovery sweep from the output; an input is used if
     its index lies in one of the reachable runs, and a node older than every
     input is used if the lowest reachable index is below theirs (creation
     order is index order, and compaction keeps it)."""
-    cdef Py_ssize_t nin = len(inputs), root, nruns = 0, k, i, lo, hi, mid, oldest = -1
+    cdef Py_ssize_t nin = len(inputs), root, nruns = 0, k, i, oldest = -1
     cdef list used = _nones(nin)           # the last GC point before the sweep
     cdef bint older = False
     cdef idx_t* runs = NULL
@@ -259,15 +287,7 @@ cdef tuple _uses_of(Value output, list inputs):
             i = _index(<Value?>inputs[k])
             if oldest < 0 or i < oldest:
                 oldest = i
-            # runs are (hi, lo) pairs, highest first: find the first run with lo <= i
-            lo, hi = 0, nruns
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if runs[2 * mid + 1] <= i:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            used[k] = lo < nruns and i <= runs[2 * lo]
+            used[k] = _in_runs(runs, nruns, i)
         older = nin > 0 and runs[2 * nruns - 1] < oldest
     finally:
         free(runs)
