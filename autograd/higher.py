@@ -232,7 +232,16 @@ def _checked_inputs(output, inputs):
 # returned as Values in the graph, so an outer call can differentiate them again.  Nothing
 # from outside: the result is plain floats, backward()'s numbers, as over plain numbers always.
 
-_active = threading.local()     # .engines: the engines of the calls in progress, innermost last
+_active = threading.local()
+
+
+def _active_engines():
+    """This thread's calls in progress, by their engines, innermost last: an
+    inner call over plain numbers makes its leaves in its enclosing call's
+    engine, so that they mix with the outer Values its function closes over."""
+    if not hasattr(_active, "engines"):
+        _active.engines = []
+    return _active.engines
 
 
 def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
@@ -262,12 +271,7 @@ def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
         call = _Call(f, positions, args, kwargs)
         out = call.run()
         value, nested, const = call.finish(out, "value_and_grad")
-        if const:
-            grads = call.zeros(nested)
-        elif nested:
-            grads = gradients(out, call.leaves, create_graph=True)
-        else:
-            grads = [g.data for g in gradients(out, call.leaves)]
+        grads = call.first_derivatives(out, nested, const)
         return value, call.shaped(grads, as_tuple)
     return value_and_gradient
 
@@ -284,12 +288,7 @@ def grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[.
         call = _Call(f, positions, args, kwargs)
         out = call.run()
         _, nested, const = call.finish(out, "grad")
-        if const:
-            grads = call.zeros(nested)
-        elif nested:
-            grads = gradients(out, call.leaves, create_graph=True)
-        else:
-            grads = [g.data for g in gradients(out, call.leaves)]
+        grads = call.first_derivatives(out, nested, const)
         return call.shaped(grads, as_tuple)
     return gradient
 
@@ -373,7 +372,7 @@ class _Call:
 
     def run(self):
         """f's output, with this call's engine the one nested calls default to."""
-        stack = _active.__dict__.setdefault("engines", [])
+        stack = _active_engines()
         stack.append(self.engine)
         try:
             return self.f(*self.args, **self.kwargs)
@@ -390,8 +389,8 @@ class _Call:
             return float(out), self.values_in, True
         if _engine_for(out) is not self.engine:
             if _engine_for(out) is not None:
-                raise TypeError(f"{name} returned a Value of {_engine_for(out).__name__}, but its "
-                                f"arguments are Values of {self.engine.__name__}")
+                raise TypeError(f"{name} returned a Value of {_engine_for(out).__name__}, but it "
+                                f"is differentiated in Values of {self.engine.__name__}")
             raise TypeError(f"{name} must return one Value (a scalar) to be differentiated, "
                             f"not {type(out).__name__}")
         used, outside = out._uses(self.leaves)
@@ -400,9 +399,18 @@ class _Call:
         if unused:
             which = ", ".join(str(p) for p in unused)
             _warn(f"{who}: the output of {name} does not depend on argument"
-                  f"{'s' if len(unused) > 1 else ''} {which}: its derivatives are zero")
+                  f"{'s' if len(unused) > 1 else ''} {which}: the derivatives in "
+                  f"{'them' if len(unused) > 1 else 'it'} are zero")
         nested = outside or self.values_in
         return (out if nested else out.data), nested, False
+
+    def first_derivatives(self, out, nested, const):
+        """d out / d leaf for every leaf: floats, or Values in the graph."""
+        if const:
+            return self.zeros(nested)
+        if nested:
+            return gradients(out, self.leaves, create_graph=True)
+        return [g.data for g in gradients(out, self.leaves)]
 
     def zeros(self, nested):
         """A zero per leaf: Values when the results stay in the graph."""
@@ -449,7 +457,7 @@ def _engine_of_call(differentiated, args, kwargs):
                 engine = _engine_for(v)
                 if engine is not None:
                     return engine
-    stack = getattr(_active, "engines", None)
+    stack = _active_engines()
     if stack:
         return stack[-1]
     from autograd import engine as default
