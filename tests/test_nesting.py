@@ -310,3 +310,25 @@ def test_an_inner_grad_stops_at_its_own_leaves(E):
         before = E.arena_info()["nodes"]
         slope = grad(lambda t: (t * h).tanh())(0.3)
         assert E.arena_info()["nodes"] - before < 100
+
+
+def test_an_inner_grad_over_numbers_makes_its_leaves_in_the_enclosing_calls_engine(engines, monkeypatch):
+    """Numbers in, with no Value among the arguments: an inner call makes its
+    leaves in its enclosing call's engine (so they mix with the Values its
+    function closes over), the outermost one in the engine in use."""
+    for engine, other in (engines, engines[::-1]):
+        monkeypatch.setattr(autograd.engine, "Value", other.Value)     # the engine in use
+        seen = []
+
+        def inner(y):
+            seen.append(type(y))
+            return y * y
+
+        def outer(x):                       # d/dx [x * d/dy (x y)(2)] = d/dx x^2 = 2x
+            return x * grad(lambda y: x * y)(2.0) + grad(inner)(1.0)
+        assert grad(outer)(engine.Value(3.0)).data == 6.0
+        assert seen == [engine.Value]
+        with pytest.raises(ZeroDivisionError):          # a call that fails leaves no trace
+            grad(lambda x: grad(lambda y: y / 0.0)(x))(engine.Value(1.0))
+        grad(inner)(1.0)
+        assert seen == [engine.Value, other.Value]
