@@ -119,9 +119,14 @@ def _contributions(rule, node, g, engine):
     raise AssertionError(f"no derivative rule for {kind!r}")
 
 
+class _FirstOrderOnly(TypeError):
+    """A custom node whose derivative cannot be written with ops: backward()
+    goes through it, create_graph=True cannot."""
+
+
 def _custom_contributions(kids, partials, op, g, engine):
     if partials is None:
-        raise TypeError(f"cannot differentiate through the custom node '{op}' with "
+        raise _FirstOrderOnly(f"cannot differentiate through the custom node '{op}' with "
                         f"create_graph=True: its `_backward` adds numbers into .grad. Make it "
                         f"with autograd.function(forward, *partials), with partials written "
                         f"with Value ops, to differentiate it again")
@@ -130,7 +135,7 @@ def _custom_contributions(kids, partials, op, g, engine):
         try:
             d = partial(*kids)
         except Exception as exc:
-            raise TypeError(f"cannot differentiate the custom node '{op}' again: its partial "
+            raise _FirstOrderOnly(f"cannot differentiate the custom node '{op}' again: its partial "
                             f"derivative {k} does not take Values ({type(exc).__name__}: {exc}); "
                             f"write it with Value ops (x.exp(), x * y, ...) rather than math "
                             f"functions") from exc
@@ -259,6 +264,9 @@ def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
     depends on a Value from outside (another argument, a closure over a
     Value, an enclosing grad's argument): so grad(grad(f)), grad(grad(f, 0),
     1) and grad of a function that calls grad all give true derivatives.
+    (Numbers in, outside Values involved, and a custom node on the way whose
+    derivative is not written with ops: backward()'s numbers, with a
+    UserWarning that their dependence on the outside Values is not kept.)
 
     An argument the output does not depend on gets a zero gradient (0.0, or
     zeros in a list), and f returning a plain number (a constant) gives
@@ -270,9 +278,9 @@ def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
     def value_and_gradient(*args, **kwargs):
         call = _Call(f, positions, args, kwargs)
         out = call.run()
-        value, nested, const = call.finish(out, "value_and_grad")
-        grads = call.first_derivatives(out, nested, const)
-        return value, call.shaped(grads, as_tuple)
+        call.finish(out, "value_and_grad")
+        grads = call.first_derivatives(out, "value_and_grad")
+        return call.value(out), call.shaped(grads, as_tuple)
     return value_and_gradient
 
 
@@ -287,9 +295,8 @@ def grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[.
     def gradient(*args, **kwargs):
         call = _Call(f, positions, args, kwargs)
         out = call.run()
-        _, nested, const = call.finish(out, "grad")
-        grads = call.first_derivatives(out, nested, const)
-        return call.shaped(grads, as_tuple)
+        call.finish(out, "grad")
+        return call.shaped(call.first_derivatives(out, "grad"), as_tuple)
     return gradient
 
 
@@ -305,13 +312,13 @@ def hessian(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callabl
     def hess(*args, **kwargs):
         call = _Call(f, positions, args, kwargs)
         out = call.run()
-        _, nested, const = call.finish(out, "hessian")
-        if const:
-            rows = [call.zeros(nested) for _ in call.leaves]
+        call.finish(out, "hessian")
+        if call.const:
+            rows = [call.zeros() for _ in call.leaves]
         else:
-            rows = [gradients(g, call.leaves, create_graph=nested)
+            rows = [gradients(g, call.leaves, create_graph=call.nested)
                     for g in gradients(out, call.leaves, create_graph=True)]
-            if not nested:
+            if not call.nested:
                 rows = [[h.data for h in row] for row in rows]
         return call.blocks(rows, as_tuple)
     return hess
@@ -344,6 +351,7 @@ class _Call:
         self.positions = _in_range(positions, len(args))
         self.engine = _engine_of_call([args[p] for p in self.positions], args, kwargs)
         self.values_in = False          # a Value among the differentiated arguments
+        self.const = self.nested = False    # set by finish()
         self.leaves = []                # every argument's leaves, in order: leaves[0] is the oldest
         self.spans = []                 # per argument: (its first leaf, its last + 1, is it a list)
         self.args = list(args)
@@ -380,13 +388,16 @@ class _Call:
             stack.pop()
 
     def finish(self, out, who):
-        """(the value to return, whether the results stay in the graph, whether
-        f returned a constant), warning about arguments f did not use."""
+        """Check f's output, and warn about the arguments it did not use.  Sets
+        self.const (f returned a plain number) and self.nested (the results
+        stay in the graph: Values came in, or the output involves Values from
+        outside the call)."""
         name = getattr(self.f, "__name__", repr(self.f))
         if _is_plain_number(out):
             _warn(f"{who}: {name} returned a constant ({type(out).__name__}), not a Value "
                   f"computed from its arguments: its derivatives are zero")
-            return float(out), self.values_in, True
+            self.const, self.nested = True, self.values_in
+            return
         if _engine_for(out) is not self.engine:
             if _engine_for(out) is not None:
                 raise TypeError(f"{name} returned a Value of {_engine_for(out).__name__}, but it "
@@ -401,20 +412,37 @@ class _Call:
             _warn(f"{who}: the output of {name} does not depend on argument"
                   f"{'s' if len(unused) > 1 else ''} {which}: the derivatives in "
                   f"{'them' if len(unused) > 1 else 'it'} are zero")
-        nested = outside or self.values_in
-        return (out if nested else out.data), nested, False
+        self.const, self.nested = False, outside or self.values_in
 
-    def first_derivatives(self, out, nested, const):
+    def value(self, out):
+        """f's output as value_and_grad gives it: a float, or the Value itself
+        when the results stay in the graph."""
+        if self.const:
+            return float(out)
+        return out if self.nested else out.data
+
+    def first_derivatives(self, out, who):
         """d out / d leaf for every leaf: floats, or Values in the graph."""
-        if const:
-            return self.zeros(nested)
-        if nested:
-            return gradients(out, self.leaves, create_graph=True)
+        if self.const:
+            return self.zeros()
+        if self.nested:
+            try:
+                return gradients(out, self.leaves, create_graph=True)
+            except _FirstOrderOnly as exc:
+                # Numbers came in, and the output involves outside Values only as constants
+                # of a function with a lecture-style custom node (a model's parameters,
+                # say): backward()'s numbers, as before nesting existed, and a warning
+                # that derivatives with respect to those outside Values are not kept.
+                if self.values_in:
+                    raise
+                _warn(f"{who}: the output involves Values from outside the call, but the "
+                      f"gradient is returned as numbers, without its dependence on them: {exc}")
+                self.nested = False
         return [g.data for g in gradients(out, self.leaves)]
 
-    def zeros(self, nested):
+    def zeros(self):
         """A zero per leaf: Values when the results stay in the graph."""
-        return [self.engine.Value(0.0) if nested else 0.0 for _ in self.leaves]
+        return [self.engine.Value(0.0) if self.nested else 0.0 for _ in self.leaves]
 
     def shaped(self, grads, as_tuple):
         """Per-leaf results as the arguments were: a list for a list, a tuple

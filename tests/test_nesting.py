@@ -332,3 +332,26 @@ def test_an_inner_grad_over_numbers_makes_its_leaves_in_the_enclosing_calls_engi
             grad(lambda x: grad(lambda y: y / 0.0)(x))(engine.Value(1.0))
         grad(inner)(1.0)
         assert seen == [engine.Value, other.Value]
+
+
+def test_a_lecture_style_custom_node_inside_a_grad_over_outside_values(E):
+    """Numbers in, an output that involves an outside Value w, and a custom node
+    whose _backward adds numbers: no derivative graph can pass through it, so
+    the gradient comes as numbers (backward()'s), with a warning; with Values
+    in, where the result must be in the graph, it is the TypeError it was."""
+    def square(x):
+        out = E.Value(x.data ** 2, (x,), "square")
+
+        def backward():
+            x.grad += 2 * x.data * out.grad
+        out._backward = backward
+        return out
+    w = E.Value(2.0)
+    with pytest.warns(UserWarning, match="without its dependence on them: cannot differentiate "
+                                         "through the custom node 'square'"):
+        slope = grad(lambda x: square(x) * w)(3.0)
+    assert is_float(slope) and slope == 12.0                           # 2 x w
+    with pytest.warns(UserWarning, match="custom node 'square'"):
+        assert value_and_grad(lambda x: square(x) * w)(3.0) == (18.0, 12.0)
+    with pytest.raises(TypeError, match="custom node 'square' with create_graph=True"):
+        grad(lambda x: square(x) * w)(E.Value(3.0))
