@@ -127,18 +127,18 @@ class _FirstOrderOnly(TypeError):
 def _custom_contributions(kids, partials, op, g, engine):
     if partials is None:
         raise _FirstOrderOnly(f"cannot differentiate through the custom node '{op}' with "
-                        f"create_graph=True: its `_backward` adds numbers into .grad. Make it "
-                        f"with autograd.function(forward, *partials), with partials written "
-                        f"with Value ops, to differentiate it again")
+                              f"create_graph=True: its `_backward` adds numbers into .grad. Make "
+                              f"it with autograd.function(forward, *partials), with partials "
+                              f"written with Value ops, to differentiate it again")
     out = []
     for k, (kid, partial) in enumerate(zip(kids, partials)):
         try:
             d = partial(*kids)
         except Exception as exc:
-            raise _FirstOrderOnly(f"cannot differentiate the custom node '{op}' again: its partial "
-                            f"derivative {k} does not take Values ({type(exc).__name__}: {exc}); "
-                            f"write it with Value ops (x.exp(), x * y, ...) rather than math "
-                            f"functions") from exc
+            raise _FirstOrderOnly(f"cannot differentiate the custom node '{op}' again: its "
+                                  f"partial derivative {k} does not take Values "
+                                  f"({type(exc).__name__}: {exc}); write it with Value ops "
+                                  f"(x.exp(), x * y, ...) rather than math functions") from exc
         if not isinstance(d, engine.Value):
             d = engine.Value(_number(d, f"the partial derivative {k} of '{op}'"))
         out.append((kid, d * g))
@@ -226,8 +226,8 @@ def _checked_inputs(output, inputs):
 # in the differentiated argument becomes a fresh leaf, a Value a fresh identity node over it
 # (a one-input vsum: the same bits, derivative 1).  The identity node is what keeps nested
 # calls apart (no "perturbation confusion"): the inner call differentiates with respect to its
-# own node, so the outer Value's other uses are constants for it, while the node still hangs
-# below the outer Value, so the outer call's derivative flows through it.
+# own node, so the outer Value's other uses are constants for it; and the node is computed
+# from the outer Value, so the outer call's derivative flows through it.
 #
 # The leaves are made first, so a node made before the first of them comes from outside the
 # call (an argument not differentiated, a closure over an outer Value, an outer call's leaf).
