@@ -992,6 +992,21 @@ def is_grad_enabled() -> bool:
     return _grad_mode.depth == 0
 
 
+class _enable_grad:
+    """Context manager: ops inside record their graph even within no_grad()
+    (the graph train(), evaluate() and predict() record is theirs, whatever
+    the caller's mode); the caller's mode comes back on exit."""
+
+    def __enter__(self):
+        self.depth = _grad_mode.depth
+        _grad_mode.depth = 0
+        return self
+
+    def __exit__(self, *exc):
+        _grad_mode.depth = self.depth
+        return False
+
+
 # ---------------------------------------------------------------------------
 # Batched replay: one sample's graph, evaluated for a whole batch at once
 # (csrc/replay.pxi).  A slot that depends on an input holds B values (one
@@ -1062,6 +1077,8 @@ def _load_parts(table, width):
         if parts and view.shape[0] != parts[0].shape[0]:
             raise ValueError(f"load(): the tables have {parts[0].shape[0]} and {view.shape[0]} "
                              f"rows, not the same number")
+        if view.format != "d" and 0 not in view.shape:      # '<d', '=d': read as 'd'
+            view = view.cast("B").cast("d", view.shape)
         parts.append(view)
     columns = sum(part.shape[1] for part in parts)
     if columns != width:
@@ -1197,12 +1214,13 @@ class Replay:
             if width and not 0 <= r < nrows:
                 raise IndexError(f"load(): row {r} is out of the table's {nrows} rows")
         columns = [(part, c) for part in parts for c in range(part.shape[1])]
+        loaded = [(s, [part[r, c] for r in picks])          # read before any state changes
+                  for (part, c), s in zip(columns, self._input_slots) if s is not None]
         self._enter("load")
         try:
             self._B, self._ready = len(picks), False
-            for (part, c), s in zip(columns, self._input_slots):
-                if s is not None:
-                    self._values[s] = [part[r, c] for r in picks]
+            for s, numbers in loaded:
+                self._values[s] = numbers
         finally:
             self._busy = False
 

@@ -195,12 +195,13 @@ def _pair(xs, ys, what):
 def _numbers(ys):
     """ys as a list: a 1-D buffer of integers or doubles (a numpy array of
     labels, say) is read in one C call as plain ints or floats."""
-    try:
-        view = memoryview(ys)
-    except TypeError:
+    view = _buffer_of(ys)
+    if view is None:
         return list(ys)
     if view.ndim == 1 and view.format in _BUFFER_NUMBERS:     # native order: tolist() reads it
         return view.tolist()
+    if isinstance(ys, memoryview) and view.ndim > 1:         # list() cannot take it
+        return ys.tolist()
     return list(ys)
 
 
@@ -232,7 +233,8 @@ class _Sample:
         self.engine = engine_of(self.params[0])
         Value = self.engine.Value
         self.inputs = [Value(x) for x in rows[0]]
-        self.out = model(self.inputs)
+        with self.engine._enable_grad():    # the graph is recorded, even within no_grad()
+            self.out = model(self.inputs)
         self.outputs = _output_list(self.out, Value)
         self.k = len(self.outputs)
 
@@ -258,19 +260,31 @@ def _output_list(out, Value):
                      f"not {type(out).__name__}")
 
 
+def _loss_name(loss):
+    """The built-in loss's name, None for a callable (compared by name only:
+    a callable's __eq__ may say it equals anything)."""
+    return loss if isinstance(loss, str) else None
+
+
 def _check_targets(ys, loss, k):
     """ys checked for the loss: floats (one output; -1/+1 for hinge, 0/1 for
     bce), one-hot rows from class ids (cross_entropy), or float rows of
     length k (vector targets)."""
+    loss = _loss_name(loss)
     if loss == "cross_entropy":
         if k < 2:
             raise ValueError("the cross_entropy loss needs a model with one output per class "
                              "(at least 2); for one output use 'bce' or 'hinge'")
         targets = []
         for i, y in enumerate(ys):
-            if type(y) is not int and (isinstance(y, bool) or not isinstance(y, numbers.Integral)):
-                raise TypeError(f"ys[{i}] must be an integer class id from 0 to {k - 1}, "
-                                f"not {type(y).__name__} {y!r}")
+            if type(y) is not int:
+                try:
+                    if isinstance(y, bool) or not isinstance(y, numbers.Integral):
+                        raise TypeError
+                    y = operator.index(y)       # (numpy's timedelta64 is Integral, not an index)
+                except TypeError:
+                    raise TypeError(f"ys[{i}] must be an integer class id from 0 to {k - 1}, "
+                                    f"not {type(y).__name__} {y!r}") from None
             if not 0 <= y < k:
                 raise ValueError(f"ys[{i}] = {y} is not a class id of a model with {k} outputs "
                                  f"(0 to {k - 1})")
@@ -308,13 +322,26 @@ def _check_targets(ys, loss, k):
     return _binary_targets(loss, targets)
 
 
+def _buffer_of(data):
+    """A memoryview of data where its buffer holds what its items are; None
+    for an object with no buffer, and for a subclass of numpy's ndarray (a
+    masked array's buffer holds its masked entries too; a matrix's rows are
+    matrices): those go item by item, as any sequence."""
+    for cls in type(data).__mro__[1:]:
+        if cls.__name__ == "ndarray" and cls.__module__ == "numpy":
+            return None
+    try:
+        return memoryview(data)
+    except (TypeError, ValueError):     # (ValueError: numpy's datetimes have no buffer)
+        return None
+
+
 def _double_matrix(xs):
     """xs as a flat memoryview of doubles and its row width, where it is a
     2-D C-contiguous buffer of doubles (a float64 numpy array, say) with at
     least one row and column; else None."""
-    try:
-        view = memoryview(xs)
-    except TypeError:
+    view = _buffer_of(xs)
+    if view is None:
         return None
     if view.ndim != 2 or view.format != "d" or not view.c_contiguous or 0 in view.shape:
         return None
@@ -415,6 +442,7 @@ def _hit_rule(loss, k, targets):
     """hit(output data, target) -> bool for the accuracy, or None where an
     accuracy has no meaning: the sign for one output with -1/+1 (0/1)
     targets, the argmax for k outputs with class ids or one-hot targets."""
+    loss = _loss_name(loss)
     if k == 1:
         if loss in ("hinge", "bce") or (loss == "mse" and all(t in (-1.0, 1.0) for t in targets)):
             return lambda out, t: (out > 0) == (t > 0)
@@ -427,6 +455,7 @@ def _hit_rule(loss, k, targets):
 
 def _binary_targets(loss, targets):
     """hinge and bce targets as -1/+1 and 0/1 (either spelling is accepted)."""
+    loss = _loss_name(loss)
     if loss not in ("hinge", "bce"):
         return targets
     if any(t not in (-1.0, 0.0, 1.0) for t in targets):
@@ -474,7 +503,8 @@ class _Replayed:
         if per_sample is not None:
             target = _target_leaves(Value, targets[0], k)
             target_leaves = [target] if k == 1 else target
-            losses = [per_sample(sample.out, target)]
+            with sample.engine._enable_grad():
+                losses = [per_sample(sample.out, target)]
             if not isinstance(losses[0], Value):
                 raise TypeError(f"the loss must return a Value for a sample, "
                                 f"not {type(losses[0]).__name__}")
@@ -539,9 +569,9 @@ def _same_graph_for_any_data(model, per_sample):
     """Whether `model` is this library's MLP, Layer or Neuron (these very
     classes: a subclass may branch on .data) and the loss a built-in one:
     their graphs are the same ops for any data (relu is an op, not an `if`)."""
-    if per_sample not in (None, mse_loss, hinge_loss, bce_with_logits_loss,
-                          cross_entropy_loss, mse_vector_loss):
-        return False
+    if not any(per_sample is known for known in (None, mse_loss, hinge_loss, bce_with_logits_loss,
+                                                 cross_entropy_loss, mse_vector_loss)):
+        return False                # (`is`: a callable's __eq__ may say anything)
     if type(model) is Neuron:
         return True
     layers = model.layers if type(model) is MLP else [model]
@@ -687,6 +717,11 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
           eval_every: int | None = None, threads: int | None = None) -> History:
     """Train `model` on (xs, ys) for `steps` steps; return the History.
 
+    xs: rows of numbers, or a 2-D buffer of doubles (a C-contiguous float64
+      numpy array), which is read where it is, not copied: what a callback
+      writes into it reaches the later steps' batches.  ys: as `loss` takes
+      them, in a list or a 1-D buffer (numpy labels).
+
     lr: a float, or a callable of the step number giving the rate.
     loss: for a model with one output, "mse", "hinge" (targets -1/+1) or
       "bce" (a logit; targets 0/1 or -1/+1); for a model with k outputs,
@@ -761,7 +796,8 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     if validation is not None:
         val_table = _table(val_rows, val_targets, k)
         val_labels = _labels(_hit_rule(loss, k, val_targets), val_targets, k)
-    penalty = reg * engine.vsum(p * p for p in params) if reg else None
+    with engine._enable_grad():             # a graph, forward() and backward() each step
+        penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
     step_block = getattr(stepper, "step_block", None)
     loaded = False                          # the full batch is in the replay

@@ -308,6 +308,23 @@ def is_grad_enabled():
     return _no_grad_depth == 0
 
 
+class _enable_grad:
+    """Context manager: ops inside record their graph even within no_grad()
+    (the graph train(), evaluate() and predict() record is theirs, whatever
+    the caller's mode); the caller's mode comes back on exit."""
+
+    def __enter__(self):
+        global _no_grad_depth
+        self.depth = _no_grad_depth
+        _no_grad_depth = 0
+        return self
+
+    def __exit__(self, *exc):
+        global _no_grad_depth
+        _no_grad_depth = self.depth
+        return False
+
+
 include "value.pxi"
 include "higher.pxi"
 include "runs.pxi"

@@ -173,7 +173,9 @@ cdef list _load_parts(tuple table, Py_ssize_t ninputs):
     cdef list views = []
     cdef Py_ssize_t width = 0, nrows = 0
     for item in table:
-        try:
+        try:            # (None would be an empty view, and a record of one double a double)
+            if item is None or memoryview(item).format not in ("d", "<d", "=d"):
+                raise TypeError()
             part = item
         except (TypeError, ValueError, BufferError):
             raise TypeError("load() takes a tuple of 2-D C-contiguous buffers of doubles "
@@ -524,6 +526,8 @@ cdef class Replay:
                 nrows = part.shape[0]
         else:
             try:
+                if table is None:       # (None would be an empty view)
+                    raise TypeError()
                 flat = table
             except (TypeError, ValueError, BufferError):
                 raise TypeError("load() takes the table as a buffer of doubles (array('d') or "
@@ -543,11 +547,12 @@ cdef class Replay:
             if at == NULL or base == NULL:
                 raise MemoryError()
             for k in range(B):
-                at[k] = operator.index(picks[k])
-            for k in range(B):
-                if self.ninputs and not 0 <= at[k] < nrows:
+                picks[k] = operator.index(picks[k])
+            for k in range(B):          # compared as Python ints: 2**63 is out, not an overflow
+                if self.ninputs and not 0 <= picks[k] < nrows:
                     raise IndexError("load(): row %d is out of the table's %d rows"
-                                     % (at[k], nrows))
+                                     % (picks[k], nrows))
+                at[k] = picks[k] if self.ninputs else 0     # (no inputs: no row is read)
             if parts is None:                   # one part: rows of ninputs
                 width[0] = self.ninputs
                 base[0] = &flat[0] if nrows else NULL

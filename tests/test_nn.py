@@ -84,6 +84,9 @@ def test_an_mlp_asks_a_layer_of_its_own_class_for_its_parameters(engine):
     assert model.parameters() == plain and all(a is b for a, b in zip(model.parameters(), plain))
     model.layers[0].__class__ = Frozen
     assert model.parameters() == [w for n in model.layers[0].neurons for w in n.w] + plain[16:]
+    model.layers[0].__class__ = Layer
+    model.layers[1].parameters = lambda: []     # an instance's own, as micrograd code may do
+    assert model.parameters() == plain[:16]
 
 
 def test_zero_grad(engine):

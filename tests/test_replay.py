@@ -482,6 +482,43 @@ def test_tables_side_by_side_that_do_not_fit_are_refused(engine):
     assert replay.values(0) == [3.0]
 
 
+def test_both_engines_take_and_refuse_the_same_tables(engine):
+    """None is no table (a typed view would make it an empty one); a record
+    of one double is not a double; a little-endian ctypes matrix ('<d') is
+    read as doubles; a row past 2**63 is out of the table; a load that fails
+    leaves the batch loaded before."""
+    import ctypes
+    xs, w = [engine.Value(0.0) for _ in range(3)], engine.Value(2.0)
+    replay = engine.Replay([engine.vsum([x * w for x in xs])], xs, [w])
+    replay.load(table_of([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), [1, 0])
+    replay.forward()
+    want = replay.values(0)
+    refused = [None, (None,), (None, matrix([[1.0, 2.0, 3.0]]))]
+    np = None
+    try:
+        import numpy as np
+        refused.append((np.zeros((2, 3), dtype=[("a", "<f8")]),))
+    except ImportError:
+        pass
+    for table in refused:
+        with pytest.raises(TypeError, match="buffer"):
+            replay.load(table, [0])
+    with pytest.raises(IndexError, match="row 9223372036854775808 is out of the table's 2 rows"):
+        replay.load(table_of([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), [2 ** 63])
+    replay.forward()
+    assert replay.values(0) == want                  # the batch loaded before
+    rows = ((ctypes.c_double * 3) * 2)((ctypes.c_double * 3)(4.0, 5.0, 6.0),
+                                       (ctypes.c_double * 3)(1.0, 2.0, 3.0))
+    assert memoryview(rows).format == "<d"
+    replay.load((rows,), [0, 1])
+    replay.forward()
+    assert replay.values(0) == want
+    none = engine.Replay([w * 3.0], [], [w])         # no inputs: no row is read
+    none.load(array("d"), [2 ** 63])
+    none.forward()
+    assert none.values(0) == [6.0]
+
+
 def test_row_numbers_that_run_code_cannot_free_or_resize_the_tables(engine):
     """The tables are held while the rows are read: a row number's __index__
     cannot resize the array under them (BufferError: the release of the view

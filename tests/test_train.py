@@ -298,3 +298,90 @@ def test_progress_bar_prints_loss(engine, capsys):
     assert "3/3" in err and "loss=" in err
     train(_model(engine), xs, ys, steps=3, lr=0.1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_train_evaluate_and_predict_record_their_graph_inside_no_grad(engine):
+    """The graph the replay records is train()'s own: inside the caller's
+    no_grad() the results are those from outside it (the L2 term included),
+    and the caller's mode is as it was afterwards."""
+    from autograd.train import evaluate, predict
+    xs, ys = make_moons(24, noise=0.1, seed=11)
+    results = []
+    for inside in (False, True):
+        model = _model(engine, seed=5, sizes=(5, 1), nin=2)
+        with engine.no_grad() if inside else _nothing():
+            got = (predict(model, xs), evaluate(model, xs, ys, "hinge"),
+                   train(model, xs, ys, steps=3, lr=0.1, loss="hinge", reg=1e-3, progress=False).loss,
+                   [p.data for p in model.parameters()])
+            assert engine.is_grad_enabled() is not inside
+        results.append(got)
+    assert results[0] == results[1]
+    assert len(set(results[0][0])) == len(xs)          # one prediction per sample, not sample 0's
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_masked_arrays_are_read_item_by_item(engine):
+    """A subclass of numpy's ndarray is not read through its buffer (a masked
+    array's buffer holds the masked numbers too): its masked entries are
+    refused as they are in a list."""
+    np = pytest.importorskip("numpy")
+    xs = [[0.5, -1.0], [1.0, 2.0], [-0.3, 0.7], [2.0, 0.1]]
+    model = _model(engine, seed=1, sizes=(3, 1), nin=2)
+    masked_ys = np.ma.array([1.0, 1e6, 3.0, 4.0], mask=[0, 1, 0, 0])
+    with pytest.raises(TypeError, match=r"ys\[1\] must be a number, not MaskedConstant"):
+        train(model, xs, masked_ys, steps=1, lr=0.1, progress=False)
+    masked_xs = np.ma.array(xs, mask=[[0, 0], [0, 1], [0, 0], [0, 0]])
+    with pytest.raises(TypeError, match=r"xs\[1\]\[1\] must be a number, not MaskedConstant"):
+        train(model, masked_xs, [1.0, 2.0, 3.0, 4.0], steps=1, lr=0.1, progress=False)
+    unmasked = np.ma.array(xs)                  # nothing masked: the same as the list
+    random.seed(2)
+    a = train(_model(engine, seed=1, sizes=(3, 1), nin=2), unmasked, np.ma.array([1.0, 2.0, 3.0, 4.0]),
+              steps=2, lr=0.1, progress=False).loss
+    b = train(_model(engine, seed=1, sizes=(3, 1), nin=2), xs, [1.0, 2.0, 3.0, 4.0],
+              steps=2, lr=0.1, progress=False).loss
+    assert a == b
+
+
+def test_odd_label_containers_get_clear_errors_or_work(engine):
+    np = pytest.importorskip("numpy")
+    xs = [[0.5, -1.0], [1.0, 2.0], [-0.3, 0.7]]
+    model = _model(engine, seed=1, sizes=(3, 2), nin=2)
+    with pytest.raises(TypeError, match=r"ys\[0\] must be an integer class id .* not timedelta64"):
+        train(model, xs, np.array([1, 0, 1], dtype="m8[s]"), steps=1, lr=0.1,
+              loss="cross_entropy", progress=False)
+    vectors = memoryview(array("d", [1.0, 0.0, 0.0, 1.0, 0.5, 0.5])).cast("B").cast("d", (3, 2))
+    a = train(model, xs, vectors, steps=1, lr=0.1, loss="mse", progress=False).loss
+    b = train(_model(engine, seed=1, sizes=(3, 2), nin=2), xs, vectors.tolist(), steps=1, lr=0.1,
+              loss="mse", progress=False).loss
+    assert a == b
+
+
+def test_a_loss_is_known_by_identity_not_by_equality(engine):
+    """A callable that compares equal to anything (a mock) is a user's loss:
+    the check that the graph does not depend on the data runs for it."""
+    from autograd.train import evaluate
+
+    def branchy(out, t):
+        return (out - t) * (out - t) if t.data > 0 else (out - t).abs()
+
+    class Loss:
+        def __eq__(self, other):
+            return True
+        __hash__ = object.__hash__
+
+        def __call__(self, out, t):
+            return branchy(out, t)
+
+    xs, ys = [[0.1, 0.2], [0.3, -0.4], [0.5, 0.6]], [1.0, 1.0, -1.0]
+    model = _model(engine, seed=3, sizes=(3, 1), nin=2)
+    with engine.no_grad():
+        want = sum(branchy(model([engine.Value(a) for a in r]), engine.Value(t)).data
+                   for r, t in zip(xs, ys)) / 3
+    assert evaluate(model, xs, ys, Loss()).loss == want == evaluate(model, xs, ys, branchy).loss
