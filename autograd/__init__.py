@@ -9,11 +9,11 @@
 `autograd.BACKEND` says which engine is in use: "cython" (the compiled core,
 autograd.core) or "python" (the pure reference, autograd.pure).
 """
-from autograd.engine import (BACKEND, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp,
-                             no_grad, vsum)
+from autograd.engine import (BACKEND, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
+                             logsumexp, no_grad, vsum)
 from autograd.higher import grad, gradients, hessian, value_and_grad
 
-__all__ = ["BACKEND", "Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp",
+__all__ = ["BACKEND", "Value", "no_grad", "enable_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp",
            "log_softmax", "softmax", "function", "Replay", "Graph", "draw_dot",
            "gradients", "grad", "value_and_grad", "hessian"]
 

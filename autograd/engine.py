@@ -10,17 +10,21 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:       # one API on both engines: type checkers read autograd/core.pyi
-    from autograd.core import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+    from autograd.core import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
+                                   logsumexp, no_grad, vsum)
     BACKEND: str
 elif os.environ.get("AUTOGRAD_PUREPYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
-    from autograd.pure import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+    from autograd.pure import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
+                                   logsumexp, no_grad, vsum)
     BACKEND = "python"
 else:
     try:
-        from autograd.core import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+        from autograd.core import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
+                                   logsumexp, no_grad, vsum)
         BACKEND = "cython"
     except ImportError:  # installed without a compiler: the pure engine serves
-        from autograd.pure import Block, Replay, Value, dense, dot, function, is_grad_enabled, logsumexp, no_grad, vsum
+        from autograd.pure import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
+                                   logsumexp, no_grad, vsum)
         BACKEND = "python"
         _here = os.path.dirname(os.path.abspath(__file__))
         if os.path.isdir(os.path.join(_here, "..", "csrc")):
@@ -39,5 +43,5 @@ def engine_of(value):
     return sys.modules[type(value).__module__]
 
 
-__all__ = ["Value", "Block", "Replay", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
+__all__ = ["Value", "Block", "Replay", "no_grad", "enable_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
            "BACKEND", "engine_of"]

@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, SupportsIndex
 
-__all__ = ["Value", "no_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
+__all__ = ["Value", "no_grad", "enable_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",
            "Function", "Block", "Replay"]
 
 _creation_counter = itertools.count()  # creation order == the arena's index order
@@ -992,10 +992,11 @@ def is_grad_enabled() -> bool:
     return _grad_mode.depth == 0
 
 
-class _enable_grad:
-    """Context manager: ops inside record their graph even within no_grad()
-    (the graph train(), evaluate() and predict() record is theirs, whatever
-    the caller's mode); the caller's mode comes back on exit."""
+class enable_grad:
+    """Context manager: ops inside record their graph even within no_grad(),
+    as torch.enable_grad (train(), evaluate() and predict() record their
+    graph so, whatever the caller's mode); the mode comes back on exit.
+    It applies to the thread that entered it."""
 
     def __enter__(self):
         self.depth = _grad_mode.depth

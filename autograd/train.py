@@ -233,7 +233,7 @@ class _Sample:
         self.engine = engine_of(self.params[0])
         Value = self.engine.Value
         self.inputs = [Value(x) for x in rows[0]]
-        with self.engine._enable_grad():    # the graph is recorded, even within no_grad()
+        with self.engine.enable_grad():    # the graph is recorded, even within no_grad()
             self.out = model(self.inputs)
         self.outputs = _output_list(self.out, Value)
         self.k = len(self.outputs)
@@ -503,7 +503,7 @@ class _Replayed:
         if per_sample is not None:
             target = _target_leaves(Value, targets[0], k)
             target_leaves = [target] if k == 1 else target
-            with sample.engine._enable_grad():
+            with sample.engine.enable_grad():
                 losses = [per_sample(sample.out, target)]
             if not isinstance(losses[0], Value):
                 raise TypeError(f"the loss must return a Value for a sample, "
@@ -796,7 +796,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     if validation is not None:
         val_table = _table(val_rows, val_targets, k)
         val_labels = _labels(_hit_rule(loss, k, val_targets), val_targets, k)
-    with engine._enable_grad():             # a graph, forward() and backward() each step
+    with engine.enable_grad():             # a graph, forward() and backward() each step
         penalty = reg * engine.vsum(p * p for p in params) if reg else None
     param_block = engine.Block(params)
     step_block = getattr(stepper, "step_block", None)

@@ -308,10 +308,11 @@ def is_grad_enabled():
     return _no_grad_depth == 0
 
 
-class _enable_grad:
-    """Context manager: ops inside record their graph even within no_grad()
-    (the graph train(), evaluate() and predict() record is theirs, whatever
-    the caller's mode); the caller's mode comes back on exit."""
+class enable_grad:
+    """Context manager: ops inside record their graph even within no_grad(),
+    as torch.enable_grad (train(), evaluate() and predict() record their
+    graph so, whatever the caller's mode); the mode comes back on exit.
+    It applies to the thread that entered it."""
 
     def __enter__(self):
         global _no_grad_depth

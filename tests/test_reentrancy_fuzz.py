@@ -512,8 +512,13 @@ def _run_step(world, step, injector):
         with engine.no_grad():
             enabled = engine.is_grad_enabled()
             out = compute()
+            with engine.enable_grad():      # a graph again, inside no_grad
+                recorded = compute()
+                inner = engine.is_grad_enabled()
+            after = engine.is_grad_enabled()
         values.append(out)
-        return [enabled, engine.is_grad_enabled(), out._op]
+        values.append(recorded)
+        return [enabled, inner, after, engine.is_grad_enabled(), out._op, recorded._op]
     if kind == "unary":
         x = values[k % len(values)]
         values.append(-x if step[1] == "neg" else abs(x) if step[1] == "abs()" else getattr(x, step[1])())
@@ -699,6 +704,7 @@ ACTIONS = {
     "Function.forward": ["function_make"], "Function.name": ["function_make"],
     "Function.partials": ["function_make"],
     "no_grad.__enter__": ["no_grad"], "no_grad.__exit__": ["no_grad"],
+    "enable_grad.__enter__": ["no_grad"], "enable_grad.__exit__": ["no_grad"],
     "function": ["function_make"], "vsum": ["vsum"], "dot": ["dot"], "dense": ["dense"],
     "logsumexp": ["logsumexp"], "is_grad_enabled": ["no_grad"], "collect": ["num:compact"],
     "check_arena": ["after every step"], "arena_info": ["noise"], "_batch_kernels": ["num:kernels"],

@@ -194,6 +194,28 @@ def test_no_grad_records_no_graph(engine):
     assert a.grad == 0.0
 
 
+def test_enable_grad_records_a_graph_inside_no_grad_and_restores_the_mode(engine):
+    a = engine.Value(2.0)
+    with engine.no_grad():
+        with engine.no_grad():
+            with engine.enable_grad():
+                assert engine.is_grad_enabled()
+                c = (a * 3.0).tanh()
+                with engine.no_grad():          # nests inside it as anywhere
+                    leaf = a * 3.0
+                assert engine.is_grad_enabled()
+            assert not engine.is_grad_enabled()
+        assert not engine.is_grad_enabled()
+        with pytest.raises(ZeroDivisionError):
+            with engine.enable_grad():
+                a / 0.0
+        assert not engine.is_grad_enabled()     # the mode comes back after an error too
+    assert engine.is_grad_enabled()
+    assert c._op == "tanh" and leaf._op == ""
+    c.backward()
+    assert a.grad == 3.0 * (1.0 - math.tanh(6.0) ** 2)
+
+
 def test_no_grad_is_per_thread(engine):
     import threading
     a = engine.Value(2.0)
