@@ -490,7 +490,7 @@ class _Replayed:
 
     CHUNK = 512                 # samples per pass in evaluate() and predict(): bounds memory
 
-    def __init__(self, model, sample, rows, per_sample=None, targets=None, threads=1):
+    def __init__(self, sample, rows, per_sample=None, targets=None, threads=1):
         Value = sample.engine.Value
         self.sample = sample
         k = sample.k
@@ -639,19 +639,19 @@ def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "m
     rows, targets, sample = _check_data(model, xs, ys, loss, "evaluate()")
     k = sample.k
     per_sample, hit = _per_sample_loss(loss, k), _hit_rule(loss, k, targets)
-    replayed = _replayed_if_possible(model, sample, rows, per_sample, targets, threads)
+    replayed = _replayed_if_possible(sample, rows, per_sample, targets, threads)
     table = _table(rows, targets, k)
     if replayed is not None and replayed.usable(table):
         return replayed.evaluate(table, len(rows), _labels(hit, targets, k))
     return _evaluate_one_by_one(model, sample.engine, rows, targets, per_sample, hit, k)
 
 
-def _replayed_if_possible(model, sample, rows, per_sample=None, targets=None, threads=1):
+def _replayed_if_possible(sample, rows, per_sample=None, targets=None, threads=1):
     """_Replayed, or None where no Replay can run the model (a micrograd-style
     op whose chain rule is a Python `_backward`): evaluate() and predict()
     then go one sample at a time, as they need no derivatives."""
     try:
-        return _Replayed(model, sample, rows, per_sample, targets, threads)
+        return _Replayed(sample, rows, per_sample, targets, threads)
     except RuntimeError:
         return None
 
@@ -666,7 +666,7 @@ def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> l
         return []
     rows = _check_rows(model, samples)
     sample = _Sample(model, rows)
-    replayed = _replayed_if_possible(model, sample, rows, threads=threads)
+    replayed = _replayed_if_possible(sample, rows, threads=threads)
     table = _table(rows)
     if replayed is not None and replayed.usable(table):
         return replayed.predict(table, len(rows))
@@ -783,7 +783,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     # -- one sample's graph, built once (on sample 0's leaves), replayed over
     #    the batch (engine.Replay: the batch is the inner dimension) ---------------
     size = n if batch_size is None else batch_size
-    replayed = _Replayed(model, sample, rows, per_sample, targets, threads)
+    replayed = _Replayed(sample, rows, per_sample, targets, threads)
     replay = replayed.replay
     table = _table(rows, targets, k)        # sample i: its inputs, then its target (side by side)
     if not replayed.usable(table):
