@@ -3,8 +3,8 @@
     autograd                      train micrograd's moons demo (the main job)
     autograd --example digits     classify handwritten digits (needs the data extra)
     autograd train --example lecture
-    autograd graph --output images/graph.png
-    autograd derivatives --output images/tanh_derivatives.png
+    autograd graph --output docs/images/graph.png
+    autograd derivatives --output docs/images/tanh_derivatives.png
     autograd --help
 """
 import argparse

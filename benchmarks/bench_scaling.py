@@ -7,7 +7,7 @@ The same step everywhere: MLP(nin, hidden + [10]), ReLU, softmax
 cross-entropy, the mean over a batch of synthetic samples, plain SGD, in
 float64.  Each benchmark records in extra_info its GFLOP/s (6 * batch *
 weights per step: forward, weight gradients, input gradients) and that flop
-count, which report.py draws (images/scaling.png).  numpy's BLAS kernel is
+count, which report.py draws (docs/images/scaling.png).  numpy's BLAS kernel is
 recorded too: benchmarks/conftest.py unsets OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE (set on some machines, they slow OpenBLAS) before numpy is
 imported, so the peer runs the kernel OpenBLAS picks for this CPU.

@@ -1,7 +1,7 @@
 """Run the benchmark suite once and report it: a markdown table of medians
 and ratios, a chart of the compiled core's speed-up against each peer (log
-scale) in images/benchmarks.png, and the MNIST-width steps' GFLOP/s against
-model size for each contender in images/scaling.png.
+scale) in docs/images/benchmarks.png, and the MNIST-width steps' GFLOP/s against
+model size for each contender in docs/images/scaling.png.
 
     python benchmarks/report.py               # full run (several minutes)
     python benchmarks/report.py --json FILE   # report an earlier run's JSON
@@ -220,10 +220,10 @@ def scaling_chart(data, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="report this pytest-benchmark JSON instead of running the suite")
-    parser.add_argument("--chart", default=os.path.join(ROOT, "images", "benchmarks.png"),
-                        help="where to write the bar chart (default images/benchmarks.png)")
-    parser.add_argument("--scaling-chart", default=os.path.join(ROOT, "images", "scaling.png"),
-                        help="where to write the GFLOP/s chart (default images/scaling.png)")
+    parser.add_argument("--chart", default=os.path.join(ROOT, "docs", "images", "benchmarks.png"),
+                        help="where to write the bar chart (default docs/images/benchmarks.png)")
+    parser.add_argument("--scaling-chart", default=os.path.join(ROOT, "docs", "images", "scaling.png"),
+                        help="where to write the GFLOP/s chart (default docs/images/scaling.png)")
     parser.add_argument("--require-core", action="store_true",
                         help="fail if a workload has no compiled-core row (the core was not importable)")
     args = parser.parse_args(argv)

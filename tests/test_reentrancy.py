@@ -687,7 +687,7 @@ def test_one_nan_in_gives_the_same_bits_in_both_engines(engines, op):
     # infinities, invalid inputs: these make the machine's default NaN) and
     # no NaN put in.  Data and grads bitwise equal, NaN signs included.  (Where
     # two different NaNs meet in one operation, IEEE 754 leaves open which
-    # comes out, and C compilers differ; README, "Semantics".)
+    # comes out, and C compilers differ; docs/micrograd.md, "Semantics".)
     build = _NAN_CASE_OPS[op]
     nans = (math.nan, -math.nan)
     one_nan = [(x, y, g) for x in nans + (0.5, 1.5) for y in nans + (-2.0, 3.0) for g in nans + (0.5,)
