@@ -366,7 +366,43 @@ def _restore(data, grad, label, cls=None):
 
 
 class Value:
-    """A scalar with a gradient."""
+    """A scalar with a gradient: one node of a computation graph.
+
+    `+ - * / **`, unary `-` and `abs()`, with a Value or a real number on
+    either side, each make a new node; the methods below add activations and
+    elementary functions.  An op raises where the same operation on floats,
+    or the `math` function of the same name, raises: ZeroDivisionError for
+    `x / 0`; ValueError for `log` or `sqrt` out of their domain and for `**`
+    where `math.pow` refuses (a negative number to a fractional power, 0 to
+    a negative one); OverflowError where the result overflows.  An operand
+    that is not a real number gives TypeError.  Backward formulas never
+    raise: a pole gives inf, a hole NaN.
+
+    With `_children`, this is micrograd's constructor of a custom node: its
+    data is what the caller computed, and backward() runs the function
+    assigned to its `_backward` when it reaches it (under no_grad() the node
+    is a leaf).  Calling `__init__` again on an existing Value turns it into
+    a leaf holding `data`, in place: the nodes that used it now use the leaf.
+
+    Args:
+        data: The number held: a real number (int, float, bool, numpy scalar).
+        _children: The Values a custom node was computed from; empty for a leaf.
+        _op: A custom node's name, as autograd.graph draws it.
+        label: A name for pictures and debugging.
+
+    Raises:
+        TypeError: `data` is not a real number, `label` or `_op` is not a
+            str, or `_children` is not an iterable of Values of this engine.
+        OverflowError: `data` is an int too large for a float.
+        RuntimeError: `__init__` is called again on a Value, with `_children`.
+
+    Example:
+        >>> a, b = Value(2.0), Value(-3.0)
+        >>> c = a * b + a
+        >>> c.backward()
+        >>> c.data, a.grad, b.grad
+        (-4.0, -2.0, 2.0)
+    """
 
     __slots__ = ("_data", "_grad", "_label", "_args", "_kind", "_id", "_order", "_custom",
                  "__dict__", "__weakref__")
@@ -382,9 +418,7 @@ class Value:
 
     def __init__(self, data: float, _children: Iterable[Value] = (), _op: str = "",
                  label: str = "") -> None:
-        """A leaf holding `data`, or with `_children` a custom node (micrograd's
-        signature): its data is what the caller computed, its chain rule the
-        function assigned to its `_backward`."""
+        """A leaf holding `data`, or with `_children` a custom node (see the class)."""
         data = _real(data, "Value data")
         label = _exact_str(label, "Value label")
         if type(_children) is tuple and not _children and _op == "":   # a plain leaf
@@ -445,6 +479,11 @@ class Value:
     # -- attributes ------------------------------------------------------------
     @property
     def data(self) -> float:
+        """The number this Value holds.
+
+        Setting a leaf's data changes what the next forward() computes from
+        it.  Setting it to anything but a real number raises TypeError.
+        """
         return self._data
 
     @data.setter
@@ -455,6 +494,13 @@ class Value:
 
     @property
     def grad(self) -> float:
+        """The derivative of the last backward() root with respect to this Value.
+
+        0.0 until a backward() reaches it.  backward() resets interior nodes'
+        grads and adds into leaves' grads, so leaves accumulate over calls
+        until zeroed.  Setting it to anything but a real number raises
+        TypeError.
+        """
         return self._grad
 
     @grad.setter
@@ -465,6 +511,10 @@ class Value:
 
     @property
     def label(self) -> str:
+        """A name for pictures (autograd.graph) and debugging; '' by default.
+
+        Setting it to anything but a str raises TypeError.
+        """
         return self._label
 
     @label.setter
@@ -591,16 +641,79 @@ class Value:
 
     def __neg__(self) -> Value: return self._unary("neg")
     def __abs__(self) -> Value: return self._unary("abs")
-    def relu(self) -> Value: return self._unary("relu")
-    def tanh(self) -> Value: return self._unary("tanh")
-    def sigmoid(self) -> Value: return self._unary("sigmoid")
-    def exp(self) -> Value: return self._unary("exp")
-    def log(self) -> Value: return self._unary("log")
-    def sqrt(self) -> Value: return self._unary("sqrt")
-    def abs(self) -> Value: return self._unary("abs")
+    def relu(self) -> Value:
+        """The rectified linear unit, max(0, x), as micrograd's.
+
+        Its derivative is 1 where the result is above 0, else 0.
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("relu")
+
+    def tanh(self) -> Value:
+        """The hyperbolic tangent.
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("tanh")
+
+    def sigmoid(self) -> Value:
+        """The logistic function 1 / (1 + exp(-x)), without overflow for any x.
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("sigmoid")
+
+    def exp(self) -> Value:
+        """e to the power of this Value, as math.exp.
+
+        Returns:
+            A new Value.
+
+        Raises:
+            OverflowError: The result is too large for a float (x > 709.78...).
+        """
+        return self._unary("exp")
+
+    def log(self) -> Value:
+        """The natural logarithm, as math.log.
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is 0 or negative.
+        """
+        return self._unary("log")
+
+    def sqrt(self) -> Value:
+        """The square root, as math.sqrt.
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is negative.
+        """
+        return self._unary("sqrt")
+
+    def abs(self) -> Value:
+        """The absolute value, as `abs(v)`; its derivative is 0 at 0.
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("abs")
 
     def detach(self) -> Value:
-        """A new leaf with this Value's data, outside any graph."""
+        """A new leaf with this Value's data, outside any graph.
+
+        Returns:
+            A new leaf Value (of class Value, with grad 0 and no label).
+        """
         return Value(self._data)
 
     # -- sweeps ----------------------------------------------------------------------
@@ -631,7 +744,12 @@ class Value:
         """Gradients of this Value with respect to every node of its graph.
 
         Interior grads are reset first; this Value's grad becomes 1; leaves
-        accumulate, so two calls give twice the leaf grads.
+        accumulate, so two calls give twice the leaf grads.  The results are
+        in each node's `grad`.
+
+        Raises:
+            Exception: Whatever a custom node's `_backward` or a function()'s
+                partial derivative raises, with a note naming the node.
         """
         with _sweep_lock:
             for node in self._reverse_topological_order():
@@ -682,7 +800,21 @@ class Value:
         return [Value(g) for g in self._gradients_of(inputs)]
 
     def forward(self) -> Value:
-        """Recompute every interior node of this graph from the leaves' data."""
+        """Recompute every interior node of this graph from the leaves' data.
+
+        Returns:
+            This Value, so that `loss.forward().data` reads the new result.
+
+        Raises:
+            RuntimeError: A custom node made by Value(data, _children, _op)
+                has no forward formula (checked before anything is
+                recomputed; make the op with function() to replay it).
+            ValueError: An op is out of its domain on the new data (`log`,
+                `sqrt`, `**`), as it would be when built; likewise a
+                division by zero raises ZeroDivisionError and an overflow
+                OverflowError.
+        """
+
         order = list(self._reverse_topological_order())
         for node in order:      # refuse before anything is recomputed
             custom = node._custom
@@ -719,8 +851,20 @@ def _in_creation_order(values):
 def vsum(values: Iterable[Value | float]) -> Value:
     """The sum v0 + v1 + ... + vn, left to right, as one fused node.
 
-    Bitwise equal to adding the values with `+` one by one; an empty
-    sequence gives Value(0.0).
+    Bitwise equal to adding the values with `+` one by one.
+
+    Args:
+        values: Values or real numbers (numbers become constant leaves).
+
+    Returns:
+        A new Value (a `sum` node); Value(0.0) for an empty iterable.
+
+    Raises:
+        TypeError: An item is neither a Value nor a real number.
+
+    Example:
+        >>> vsum([Value(1.0), 2.0, Value(3.5)]).data
+        6.5
     """
     items = list(values)
     if not items:
@@ -729,10 +873,26 @@ def vsum(values: Iterable[Value | float]) -> Value:
 
 
 def logsumexp(values: Iterable[Value | float]) -> Value:
-    """log(exp(v0) + exp(v1) + ...) as one fused node, stable for any values:
-    the max is subtracted whenever the node is evaluated, so forward()
+    """log(exp(v0) + exp(v1) + ...) as one fused node, stable for any values.
+
+    The max is subtracted whenever the node is evaluated, so forward()
     replays stay exact (logits of +-1000 are fine).  Its derivative is the
-    softmax, exp(v_k - out)."""
+    softmax, exp(v_k - out).
+
+    Args:
+        values: Values or real numbers (numbers become constant leaves).
+
+    Returns:
+        A new Value (a `logsumexp` node).
+
+    Raises:
+        ValueError: `values` is empty.
+        TypeError: An item is neither a Value nor a real number.
+
+    Example:
+        >>> logsumexp([Value(1000.0), Value(1000.0)]).data == 1000.0 + math.log(2.0)
+        True
+    """
     items = list(values)
     if not items:
         raise ValueError("logsumexp() of an empty sequence")
@@ -743,6 +903,22 @@ def dot(weights: Iterable[Value | float], inputs: Iterable[Value | float], bias:
     """bias + w0*x0 + w1*x1 + ..., left to right, as one fused node.
 
     Bitwise equal to micrograd's `sum((wi*xi for wi, xi in zip(w, x)), b)`.
+
+    Args:
+        weights: Values or real numbers w0, w1, ...
+        inputs: Values or real numbers x0, x1, ..., as many as the weights.
+        bias: A Value or a real number added first.
+
+    Returns:
+        A new Value (a `dot` node).
+
+    Raises:
+        ValueError: `weights` and `inputs` differ in length.
+        TypeError: An item is neither a Value nor a real number.
+
+    Example:
+        >>> dot([Value(2.0), Value(3.0)], [1.0, -1.0], bias=0.5).data
+        -0.5
     """
     ws, xs = list(weights), list(inputs)
     if len(ws) != len(xs):
@@ -757,7 +933,22 @@ def dense(weights: Sequence[Sequence[Value | float]], inputs: Sequence[Value | f
           activation: str = "relu") -> list[Value]:
     """One layer of neurons: [act(b_j + w_j . x) for each j], in one call.
 
-    Each neuron is a dot node, then (unless "linear") its activation node.
+    Each neuron is a dot node, then (unless "linear") its activation node:
+    the same nodes as calling dot() and the activation neuron by neuron.
+
+    Args:
+        weights: One row of Values per neuron, each as long as `inputs`.
+        inputs: The layer's input Values.
+        biases: One Value per neuron.
+        activation: "relu", "tanh", "sigmoid" or "linear".
+
+    Returns:
+        One new Value per neuron, in order.
+
+    Raises:
+        ValueError: `activation` is not one of the four, or the numbers of
+            rows, biases and inputs do not fit together.
+        TypeError: An item is not a Value (unlike dot(), numbers are refused).
     """
     name = str.__str__(activation) if isinstance(activation, str) else None
     if name not in _ACTIVATIONS:
@@ -785,13 +976,30 @@ def dense(weights: Sequence[Sequence[Value | float]], inputs: Sequence[Value | f
 
 
 class Function:
-    """A custom op: `forward(*inputs)` computes the result from numbers and
-    `partials[k](*inputs)` its derivative with respect to input k.
+    """A custom op, as function() makes it.
 
-    Calling it on Values (or numbers) makes one custom node, which
-    backward() differentiates with the partials (child k's grad gets
-    partial_k(*inputs) * grad, in order) and forward() recomputes with the
-    forward formula.  Made by function(forward, *partials, name=...).
+    `forward(*inputs)` computes the result from numbers and
+    `partials[k](*inputs)` its derivative with respect to input k.  Calling
+    it on Values (or numbers) makes one custom node, which backward()
+    differentiates with the partials (child k's grad gets
+    partial_k(*inputs) * grad, in order) and forward() and Replay recompute
+    with the forward formula.
+
+    Args:
+        forward: A function of numbers giving the result.
+        *partials: One function of the same numbers per input, giving the
+            derivative with respect to that input.
+        name: The node's `_op`; forward's `__name__` by default.
+
+    Attributes:
+        name: The node's `_op`.
+        forward: The forward formula.
+        partials: The partial derivatives, a tuple.
+
+    Raises:
+        TypeError: `forward` or a partial is not callable, no partial is
+            given, or `name` is not a str.
+        RuntimeError: `__init__` is called again on a Function.
     """
 
     def __init__(self, forward: Callable[..., float], *partials: Callable[..., float],
@@ -814,6 +1022,20 @@ class Function:
         self._info = _Custom(self.name, None, forward, partials)
 
     def __call__(self, *args: Value | float) -> Value:
+        """One custom node computed from `args`.
+
+        Args:
+            *args: One Value or real number per partial derivative.
+
+        Returns:
+            A new Value (a leaf under no_grad()).
+
+        Raises:
+            TypeError: The number of arguments is not the number of partials,
+                an argument is neither a Value nor a real number, or forward
+                returns something other than a real number.
+            Exception: Whatever `forward` raises, with a note naming the op.
+        """
         if "_info" not in self.__dict__:
             raise RuntimeError("this function was never made (Function.__new__ without __init__)")
         name, n = self.name, len(self.partials)
@@ -842,11 +1064,34 @@ class Function:
 
 def function(forward: Callable[..., float], *partials: Callable[..., float],
              name: str | None = None) -> Function:
-    """A custom op from its forward formula and one partial derivative per
-    input, all functions of numbers:
+    """A custom op from its forward formula and one partial derivative per input.
 
-        mul3 = function(lambda x, y: 3*x*y, lambda x, y: 3*y, lambda x, y: 3*x, name="mul3")
-        z = mul3(a, b)          # one node; backward() and forward() both work
+    All are functions of numbers.  The op makes one node per call, which
+    backward(), forward() and Replay all handle (unlike a node whose
+    `_backward` is assigned by hand).  For gradients(..., create_graph=True)
+    the partials must also work on Values (write them with Value ops).
+
+    Args:
+        forward: A function of numbers giving the result.
+        *partials: One function of the same numbers per input, giving the
+            derivative with respect to that input.
+        name: The nodes' `_op`; forward's `__name__` by default.
+
+    Returns:
+        The op, a Function: call it on Values or numbers.
+
+    Raises:
+        TypeError: `forward` or a partial is not callable, no partial is
+            given, or `name` is not a str.
+
+    Example:
+        >>> mul3 = function(lambda x, y: 3 * x * y, lambda x, y: 3 * y,
+        ...                 lambda x, y: 3 * x, name="mul3")
+        >>> a, b = Value(2.0), Value(5.0)
+        >>> z = mul3(a, b)
+        >>> z.backward()
+        >>> z.data, a.grad, b.grad
+        (30.0, 15.0, 6.0)
     """
     return Function(forward, *partials, name=name)
 
@@ -857,7 +1102,16 @@ class Block:
         params = Block(model.parameters())
         params.zero_grad(); loss.backward(); params.sgd_step(0.01)
 
-    A Block is made once: a second __init__ raises.
+    `len()` and iteration give the Values.  A Block pickles with its Values
+    (as leaves, as Values pickle).
+
+    Args:
+        values: The Values, of this engine.
+
+    Raises:
+        TypeError: An item is not a Value of this engine.
+        RuntimeError: `__init__` is called again on a Block (a Block is made
+            once), or a Value was never initialized.
     """
 
     def __init__(self, values: Iterable[Value]) -> None:
@@ -896,7 +1150,17 @@ class Block:
         return [v._grad for v in self._owned()]
 
     def set_data(self, numbers: Iterable[float]) -> None:
-        """Set every Value's data: `numbers` is a sequence of as many real numbers."""
+        """Set every Value's data.
+
+        Nothing is changed unless every number is accepted.
+
+        Args:
+            numbers: One real number per Value, in order.
+
+        Raises:
+            ValueError: `numbers` has a different length.
+            TypeError: An item is not a real number.
+        """
         values = self._owned()
         items = list(numbers)
         if len(items) != len(values):
@@ -916,14 +1180,33 @@ class Block:
             v._grad = 0.0
 
     def sgd_step(self, lr: float) -> None:
-        """data -= lr * grad, for every Value."""
+        """data -= lr * grad, for every Value.
+
+        Args:
+            lr: The learning rate, a real number.
+
+        Raises:
+            TypeError: `lr` is not a real number.
+        """
         lr = _real(lr, "lr")
         for v in self._owned():
             v._data = v._data - lr * v._grad
 
     def momentum_step(self, lr: float, momentum: float, velocity: Any) -> None:
-        """v = momentum * v + grad; data -= lr * v (PyTorch's SGD momentum).
-        `velocity` is a writable buffer of doubles, one per Value."""
+        """One step of SGD with momentum, as PyTorch's: v = momentum * v + grad; data -= lr * v.
+
+        Args:
+            lr: The learning rate, a real number.
+            momentum: The momentum, a real number.
+            velocity: The state v, updated in place: a writable buffer of
+                doubles (array('d') or a float64 numpy array), one per Value,
+                zeros before the first step.
+
+        Raises:
+            TypeError: `lr` or `momentum` is not a real number, or
+                `velocity` is not a writable 1-D buffer of doubles.
+            ValueError: `velocity` does not hold one number per Value.
+        """
         lr, momentum = _real(lr, "lr"), _real(momentum, "momentum")
         values = self._owned()
         velocity = _state(velocity, len(values), "velocity")
@@ -933,8 +1216,29 @@ class Block:
 
     def adam_step(self, lr: float, beta1: float, beta2: float, eps: float, c1: float, c2: float,
                   m: Any, v: Any) -> None:
-        """Adam with bias corrections c1 = 1 - beta1**t and c2 = 1 - beta2**t.
-        `m` and `v` are writable buffers of doubles, one per Value."""
+        """One step of Adam: data -= lr * (m / c1) / (sqrt(v / c2) + eps).
+
+        m and v are first updated with the grads: m = beta1 * m + (1 - beta1)
+        * grad, v = beta2 * v + (1 - beta2) * grad**2.  Nothing is changed
+        when an argument is refused.
+
+        Args:
+            lr: The learning rate, a real number.
+            beta1: The decay of the first moments, in [0, 1).
+            beta2: The decay of the second moments, in [0, 1).
+            eps: A positive number added to the denominator.
+            c1: The bias correction 1 - beta1**t at step t (from 1), in (0, 1].
+            c2: The bias correction 1 - beta2**t, in (0, 1].
+            m: The first moments, updated in place: a writable buffer of
+                doubles (array('d') or a float64 numpy array), one per Value.
+            v: The second moments, likewise; none may be negative.
+
+        Raises:
+            TypeError: A setting is not a real number, or `m` or `v` is not
+                a writable 1-D buffer of doubles.
+            ValueError: A setting is out of its range, `m` or `v` does not
+                hold one number per Value, or `v` holds a negative number.
+        """
         lr, beta1, beta2, eps, c1, c2 = (_real(x, "Adam's settings") for x in (lr, beta1, beta2, eps, c1, c2))
         values = self._owned()
         m = _state(m, len(values), "m")
@@ -976,7 +1280,16 @@ def _state(state, n, name):
 class no_grad:
     """Context manager: ops inside record no graph (results are leaves).
 
-    It applies to the thread that entered it, as PyTorch's no_grad does.
+    It applies to the thread that entered it, as PyTorch's no_grad does,
+    and nests.
+
+    Example:
+        >>> with no_grad():
+        ...     y = Value(2.0) * 3
+        ...     is_grad_enabled()
+        False
+        >>> y.data, is_grad_enabled()
+        (6.0, True)
     """
 
     def __enter__(self):
@@ -989,14 +1302,31 @@ class no_grad:
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record a graph in this thread.
+
+    Returns:
+        False inside no_grad() (unless inside an enable_grad() within it),
+        else True.
+    """
     return _grad_mode.depth == 0
 
 
 class enable_grad:
-    """Context manager: ops inside record their graph even within no_grad(),
-    as torch.enable_grad (train(), evaluate() and predict() record their
-    graph so, whatever the caller's mode); the mode comes back on exit.
-    It applies to the thread that entered it."""
+    """Context manager: ops inside record their graph even within no_grad().
+
+    As torch.enable_grad: train(), evaluate() and predict() record their
+    graph so, whatever the caller's mode.  The mode comes back on exit.  It
+    applies to the thread that entered it.
+
+    Example:
+        >>> with no_grad():
+        ...     with enable_grad():
+        ...         is_grad_enabled()
+        ...     is_grad_enabled()
+        True
+        False
+    """
+
 
     def __enter__(self):
         self.depth = _grad_mode.depth
@@ -1102,7 +1432,23 @@ class Replay:
     The graph is recorded when the Replay is made: leaves that are neither
     inputs nor parameters are constants with their data of that moment;
     parameters are read from their Values at every forward().  Inputs and
-    parameters must be leaves.
+    parameters must be leaves.  A Replay cannot be pickled (TypeError).
+
+    Args:
+        outputs: The Values to compute for every sample; output j is the
+            j-th of them.
+        inputs: The placeholder leaves that each sample's row fills, in the
+            order of a row's columns.
+        params: The leaves whose grads backward() adds to (the model's
+            parameters).
+
+    Raises:
+        TypeError: An item is not a Value of this engine.
+        ValueError: `outputs` is empty, or an input or parameter is not a
+            leaf, is listed twice, or is both an input and a parameter.
+        RuntimeError: The graph holds a custom node whose chain rule is a
+            Python `_backward` (make it with function() to replay it), or
+            `__init__` is called again on a Replay.
     """
 
     def __reduce__(self):
@@ -1189,9 +1535,12 @@ class Replay:
 
     @property
     def threads(self) -> int:
-        """How many threads the compiled core's layer kernels may use (1 by
-        default).  This engine runs on one; the results are the same bits
-        for any number."""
+        """How many threads the compiled core's layer kernels may use (1 by default).
+
+        This engine runs on one; the results are the same bits for any
+        number.  Setting it to anything but an int from 1 to 1024 raises
+        TypeError or ValueError.
+        """
         return getattr(self, "_threads", 1)
 
     @threads.setter
@@ -1199,12 +1548,28 @@ class Replay:
         self._threads = _thread_count(count)
 
     def load(self, table: Any, rows: Iterable[SupportsIndex]) -> None:
-        """Load a batch: sample b's inputs are row rows[b] of table, a buffer
-        of doubles (array('d') or a float64 numpy array) holding
-        len(inputs) numbers per row; or a tuple of 2-D C-contiguous buffers
-        of doubles with the same number of rows, whose columns, side by
-        side, are the inputs (a data matrix and a matrix of targets, say,
-        each read where it is)."""
+        """Load a batch: sample b's inputs are row rows[b] of table.
+
+        The numbers are copied in; nothing changes when the table or rows
+        are refused.
+
+        Args:
+            table: A 1-D buffer of doubles (array('d') or a float64 numpy
+                array) holding len(inputs) numbers per row; or a tuple of
+                2-D C-contiguous buffers of doubles with the same number of
+                rows, whose columns, side by side, are the inputs (a data
+                matrix and a matrix of targets, say, each read where it is).
+            rows: The row of each sample, ints (repeats allowed).
+
+        Raises:
+            TypeError: `table` is not such a buffer or tuple, or a row is
+                not an int.
+            ValueError: `rows` is empty, or the table's size or columns do
+                not fit the inputs.
+            IndexError: A row is out of the table.
+            RuntimeError: The Replay is running (called from its own sweep,
+                or from another thread).
+        """
         width = len(self._input_slots)
         parts = _load_parts(table, width) if type(table) is tuple else _load_flat(table, width)
         nrows = parts[0].shape[0] if parts else 0
@@ -1230,7 +1595,15 @@ class Replay:
         return self._values[s][b] if self._batched[s] else self._values[s]
 
     def forward(self) -> None:
-        """Compute every slot for every sample of the batch loaded."""
+        """Compute every output for every sample of the batch loaded.
+
+        The parameters' data is read now.
+
+        Raises:
+            RuntimeError: No batch is loaded, or the Replay is running.
+            ValueError: An op is out of its domain for some sample, as on a
+                Value (likewise ZeroDivisionError and OverflowError).
+        """
         self._enter("forward")
         try:
             if not self._B:
@@ -1276,24 +1649,74 @@ class Replay:
         return self._output_slots[k]
 
     def values(self, j: SupportsIndex) -> list[float]:
-        """Output j's value for each sample of the batch, as a list of floats."""
+        """Output j's value for each sample of the batch.
+
+        Args:
+            j: The output's position in the Replay's `outputs`.
+
+        Returns:
+            A list of floats, one per sample.
+
+        Raises:
+            IndexError: There is no output j.
+            TypeError: `j` is not an int.
+            RuntimeError: forward() has not run on the batch loaded.
+        """
         s = self._output(j, "values")
         return [self._at(s, b) for b in range(self._B)]
 
     def sum(self, j: SupportsIndex) -> float:
-        """Output j summed over the batch, left to right (as vsum adds)."""
+        """Output j summed over the batch, left to right (as vsum adds).
+
+        Args:
+            j: The output's position in the Replay's `outputs`.
+
+        Returns:
+            The sum, a float.
+
+        Raises:
+            IndexError: There is no output j.
+            TypeError: `j` is not an int.
+            RuntimeError: forward() has not run on the batch loaded.
+        """
         s = self._output(j, "sum")
         return _sum_of([self._at(s, b) for b in range(self._B)])
 
     def argmax(self, outputs: Iterable[SupportsIndex]) -> list[int]:
-        """For each sample, the position in `outputs` (output numbers) of the
-        largest of those outputs (the first one on ties)."""
+        """For each sample, which of the given outputs is the largest.
+
+        Args:
+            outputs: Output numbers (positions in the Replay's `outputs`).
+
+        Returns:
+            For each sample, the position in `outputs` of the largest of
+            those outputs (the first one on ties), an int.
+
+        Raises:
+            ValueError: `outputs` is empty.
+            IndexError: An output number is out of range.
+            RuntimeError: forward() has not run on the batch loaded.
+        """
         slots = self._slots_of(outputs, "argmax")
         return [_argmax([self._at(s, b) for s in slots]) for b in range(self._B)]
 
     def hits(self, outputs: Iterable[SupportsIndex], labels: Iterable[SupportsIndex]) -> int:
-        """How many samples' argmax over `outputs` is their label (labels[b]
-        for sample b): a classifier's correct answers in the batch."""
+        """How many samples' argmax over `outputs` is their label: a classifier's correct answers.
+
+        Args:
+            outputs: Output numbers (positions in the Replay's `outputs`), as
+                for argmax().
+            labels: Sample b's label, labels[b]: a position in `outputs`.
+
+        Returns:
+            The number of samples whose argmax equals their label.
+
+        Raises:
+            ValueError: `outputs` is empty, or there is not one label per
+                sample.
+            IndexError: An output number is out of range.
+            RuntimeError: forward() has not run on the batch loaded.
+        """
         want = [operator.index(label) for label in labels]
         slots = self._slots_of(outputs, "hits")
         if len(want) != self._B:
@@ -1307,8 +1730,23 @@ class Replay:
         return [self._output(j, what) for j in js]
 
     def backward(self, j: SupportsIndex = 0, seed: float = 1.0) -> None:
-        """Add to every parameter's grad the derivative of
-        seed * (output j of sample 0 + ... + of sample B-1)."""
+        """Add to every parameter's grad the derivative of seed * (output j summed over the batch).
+
+        The contributions of the samples are added in a fixed order, the
+        same on both engines and for any number of threads.
+
+        Args:
+            j: The output's position in the Replay's `outputs`.
+            seed: A real number the derivative is scaled by (1 / B for a
+                mean over a batch of B).
+
+        Raises:
+            IndexError: There is no output j.
+            TypeError: `seed` is not a real number.
+            RuntimeError: forward() has not run on the batch loaded, or the
+                Replay is running.
+        """
+
         root = self._output(j, "backward")
         seed = _real(seed, "the seed")
         self._enter("backward")
