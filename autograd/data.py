@@ -8,15 +8,23 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+"""The type of a sample's inputs in train_test_split()."""
 U = TypeVar("U")
+"""The type of a sample's target in train_test_split()."""
 
-# The lecture's four samples: inputs and desired outputs.
 LECTURE_XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
+"""The inputs of the lecture's four samples (use lecture_example() for a copy)."""
 LECTURE_YS = [1.0, -1.0, -1.0, 1.0]
+"""The desired outputs of the lecture's four samples."""
 
 
 def lecture_example() -> tuple[list[list[float]], list[float]]:
-    """(xs, ys): the four-sample set from micrograd's lecture."""
+    """The four-sample set from micrograd's lecture.
+
+    Returns:
+        The inputs xs, four rows of three floats, and the targets ys, four
+            of -1 or +1, as new lists.
+    """
     return [list(x) for x in LECTURE_XS], list(LECTURE_YS)
 
 
@@ -24,8 +32,25 @@ def make_moons(n_samples: int = 100, noise: float = 0.1,
                seed: int | None = None) -> tuple[list[list[float]], list[int]]:
     """Two interleaving half circles, as scikit-learn's make_moons builds them.
 
-    Returns (X, y): X a list of [x0, x1] rows, y a list of labels -1 or +1,
-    shuffled; Gaussian noise of standard deviation `noise` is added.
+    Args:
+        n_samples: The number of samples, an int >= 2 (half of them, rounded
+            down, in the first moon).
+        noise: The standard deviation of the Gaussian noise added to each
+            coordinate, >= 0.
+        seed: The seed of the random numbers; None for fresh ones.
+
+    Returns:
+        The inputs X, a list of [x0, x1] rows, and the labels y, a list of
+            -1 or +1, shuffled.
+
+    Raises:
+        ValueError: `n_samples` is not an int >= 2, or `noise` is negative
+            or NaN.
+
+    Example:
+        >>> X, y = make_moons(100, noise=0.1, seed=0)
+        >>> len(X), sorted(set(y))
+        (100, [-1, 1])
     """
     if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 2:
         raise ValueError(f"n_samples must be an int >= 2, not {n_samples!r}")
@@ -47,10 +72,18 @@ def make_moons(n_samples: int = 100, noise: float = 0.1,
 
 
 def load_digits() -> tuple[list[list[float]], list[int]]:
-    """(X, y): the UCI handwritten digits bundled with scikit-learn (1,797
-    samples of 8x8 pixels, classes 0-9, no download).  X is a list of rows of
-    64 floats scaled to [0, 1]; y a list of ints.  Needs the `data` extra:
-    pip install 'mini-autograd[data]'."""
+    """The UCI handwritten digits bundled with scikit-learn (no download).
+
+    1,797 samples of 8x8 pixels, classes 0-9.  Needs the `data` extra:
+    pip install 'mini-autograd[data]'.
+
+    Returns:
+        The inputs X, a list of rows of 64 floats scaled to [0, 1], and the
+            labels y, a list of ints from 0 to 9.
+
+    Raises:
+        ImportError: scikit-learn is not installed.
+    """
     try:
         from sklearn.datasets import load_digits as sklearn_load_digits
     except ImportError:
@@ -64,9 +97,31 @@ def load_digits() -> tuple[list[list[float]], list[int]]:
 
 def train_test_split(xs: Sequence[T], ys: Sequence[U], test_size: float = 0.25,
                      seed: int | None = None) -> tuple[list[T], list[T], list[U], list[U]]:
-    """(xs_train, xs_test, ys_train, ys_test), shuffled with `seed`, as
-    scikit-learn's function of the same name orders them.  test_size: a
-    fraction in (0, 1) (the test part is rounded up), or a number of samples."""
+    """Split samples at random into a training and a test part.
+
+    Args:
+        xs: The samples' inputs.
+        ys: The samples' targets, as many.
+        test_size: A float fraction in (0, 1) of the samples (rounded up),
+            or an int number of samples, for the test part.
+        seed: The seed of the shuffle; None for a fresh one.
+
+    Returns:
+        The tuple (xs_train, xs_test, ys_train, ys_test) of new lists, in
+            the order of scikit-learn's function of the same name.
+
+    Raises:
+        ValueError: `xs` and `ys` differ in length, or `test_size` leaves
+            either part empty.
+        TypeError: `test_size` is neither an int nor a float.
+
+    Example:
+        >>> xs_train, xs_test, ys_train, ys_test = train_test_split(
+        ...     [[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1], test_size=0.25, seed=0)
+        >>> len(xs_train), len(xs_test)
+        (3, 1)
+    """
+
     xs, ys = list(xs), list(ys)
     n = len(xs)
     if len(ys) != n:

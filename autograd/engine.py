@@ -7,12 +7,14 @@ reference (autograd.pure) instead.  Both can be imported directly to compare
 them in one process.
 """
 import os
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:       # one API on both engines: type checkers read autograd/core.pyi
     from autograd.core import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
                                    logsumexp, no_grad, vsum)
     BACKEND: str
+    """Which engine is in use: "cython" (autograd.core) or "python" (autograd.pure)."""
 elif os.environ.get("AUTOGRAD_PUREPYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
     from autograd.pure import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
                                    logsumexp, no_grad, vsum)
@@ -37,8 +39,17 @@ else:
 
 
 
-def engine_of(value):
-    """The engine module (autograd.core or autograd.pure) that made `value`."""
+def engine_of(value: Any) -> ModuleType:
+    """The engine module (autograd.core or autograd.pure) that made `value`.
+
+    Args:
+        value: A Value of either engine.
+
+    Returns:
+        The module that defines `type(value)`; for an instance of a
+            subclass of Value, the subclass's module, not the engine.
+    """
+
     import sys
     return sys.modules[type(value).__module__]
 

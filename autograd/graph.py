@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from autograd.engine import Value
 
 DEFAULT_MAX_NODES = 500
+"""The largest graph draw_dot() and Graph draw unless given a larger max_nodes."""
 
 
 def _escape_record(text):
@@ -72,7 +73,25 @@ def _value_label(v):
 
 def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR",
              max_nodes: int = DEFAULT_MAX_NODES) -> graphviz.Digraph:
-    """The graph of `root` as a graphviz.Digraph (micrograd's draw_dot)."""
+    """The graph of `root` as a graphviz.Digraph, as micrograd's draw_dot.
+
+    Needs the graphviz Python package; rendering the Digraph needs
+    Graphviz's `dot` program.
+
+    Args:
+        root: The Value whose graph is drawn (it and every Value below it).
+        format: The Digraph's output format: "svg", "png", "pdf", ...
+        rankdir: The direction of the edges: "LR", "TB", "RL" or "BT".
+        max_nodes: The most Values drawn.
+
+    Returns:
+        A new graphviz.Digraph.
+
+    Raises:
+        ValueError: `rankdir` is not one of the four, or the graph has more
+            than `max_nodes` Values (found before the whole graph is walked).
+        ImportError: The graphviz package is not installed.
+    """
     import graphviz
 
     if rankdir not in ("LR", "TB", "RL", "BT"):
@@ -97,6 +116,21 @@ class Graph:
 
     `source` is the DOT text; `render(path)` writes svg, png or pdf (by the
     path's extension, or `format`); in Jupyter the object displays itself.
+
+    Args:
+        root: The Value whose graph is drawn.
+        rankdir: The direction of the edges: "LR", "TB", "RL" or "BT".
+        format: The default format of render() and pipe().
+        max_nodes: The most Values drawn.
+
+    Attributes:
+        root: As given.
+        format: As given.
+        digraph: The graphviz.Digraph, as draw_dot() makes it.
+
+    Raises:
+        ValueError: As draw_dot() raises.
+        ImportError: The graphviz package is not installed.
     """
 
     def __init__(self, root: Value, rankdir: str = "LR", format: str = "svg",
@@ -107,10 +141,25 @@ class Graph:
 
     @property
     def source(self) -> str:
+        """The DOT text of the picture (needs no Graphviz program)."""
         return self.digraph.source
 
     def render(self, path: str, format: str | None = None) -> str:
-        """Write the picture to `path` and return the path."""
+        """Write the picture to a file.
+
+        Args:
+            path: The file to write; without an extension, "." and the
+                format are added.
+            format: "svg", "png" or "pdf"; None for the path's extension,
+                else the Graph's `format`.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: The format is not svg, png or pdf.
+            RuntimeError: Graphviz's `dot` program is not found.
+        """
         stem, ext = os.path.splitext(path)
         fmt = format or ext.lstrip(".") or self.format
         if fmt not in ("svg", "png", "pdf"):
@@ -121,7 +170,17 @@ class Graph:
         return path if ext else f"{path}.{fmt}"
 
     def pipe(self, format: str | None = None) -> bytes:
-        """The picture as bytes."""
+        """The picture as bytes.
+
+        Args:
+            format: A Graphviz output format; None for the Graph's `format`.
+
+        Returns:
+            The rendered picture.
+
+        Raises:
+            RuntimeError: Graphviz's `dot` program is not found.
+        """
         return _pipe(self.digraph, format or self.format)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
@@ -148,7 +207,16 @@ def _pipe(digraph, fmt):
 
 
 def single_neuron_example(engine_module: ModuleType | None = None) -> Value:
-    """The lecture's single neuron with two inputs, with a ReLU, back-propagated."""
+    """The lecture's single neuron with two inputs, with a ReLU, back-propagated.
+
+    Args:
+        engine_module: The engine to build it with (autograd.core or
+            autograd.pure); None for the engine in use.
+
+    Returns:
+        The output Value `o`, labelled, after o.backward().
+    """
+
     if engine_module is None:
         from autograd import engine as default_engine
         engine_module = default_engine

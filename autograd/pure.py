@@ -1306,7 +1306,7 @@ def is_grad_enabled() -> bool:
 
     Returns:
         False inside no_grad() (unless inside an enable_grad() within it),
-        else True.
+            else True.
     """
     return _grad_mode.depth == 0
 
@@ -1690,7 +1690,7 @@ class Replay:
 
         Returns:
             For each sample, the position in `outputs` of the largest of
-            those outputs (the first one on ties), an int.
+                those outputs (the first one on ties), an int.
 
         Raises:
             ValueError: `outputs` is empty.
