@@ -157,13 +157,35 @@ def _number(x, what):
 # -- gradients ----------------------------------------------------------------------------
 
 def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) -> list[Any]:
-    """d output / d input for each of `inputs`, as Values, touching no .grad
-    (as torch.autograd.grad).
+    """d output / d input for each of `inputs`, as Values, touching no .grad (as torch.autograd.grad).
 
     An input that `output` does not depend on gets Value(0.0).  Without
     create_graph the results are leaves holding backward()'s numbers; with
     create_graph=True they are nodes of the graph, built from each op's
     derivative written with ops, so they can be differentiated again.
+
+    Args:
+        output: The Value differentiated.
+        inputs: A list of Values of the output's engine.
+        create_graph: Build the derivatives as nodes of the graph.
+
+    Returns:
+        One Value per input, in order.
+
+    Raises:
+        TypeError: `output` is not a Value, `inputs` is a single Value or
+            holds something other than Values of the output's engine, or
+            (with create_graph=True) the graph holds a custom node whose
+            derivative is not written with Value ops.
+
+    Example:
+        >>> from autograd.pure import Value
+        >>> x = Value(3.0)
+        >>> y = x * x * x
+        >>> [dy] = gradients(y, [x], create_graph=True)
+        >>> [d2y] = gradients(dy, [x])
+        >>> dy.data, d2y.data
+        (27.0, 18.0)
     """
     if not create_graph:
         try:                                        # the engine checks the inputs' types
@@ -271,8 +293,30 @@ def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
     An argument the output does not depend on gets a zero gradient (0.0, or
     zeros in a list), and f returning a plain number (a constant) gives
     zeros for all; both with a UserWarning naming the arguments, as HIPS
-    autograd warns.  A result that is neither a Value nor a number is a
-    TypeError."""
+    autograd warns.
+
+    Args:
+        f: The function: it takes the arguments and returns one Value (or a
+            plain number, a constant).
+        argnum: The position of the argument differentiated in, or a tuple
+            of positions.
+
+    Returns:
+        A function taking f's arguments and giving (value, gradient).
+
+    Raises:
+        TypeError: `argnum` is not an int or a tuple of ints; when the
+            returned function is called, f returns neither a Value nor a
+            number, or an argument differentiated in is neither a number
+            nor a Value nor a list of them.
+        ValueError: `argnum` is (); when the returned function is called,
+            a position is out of range or repeated, or an argument
+            differentiated in is an empty list.
+
+    Example:
+        >>> value_and_grad(lambda x: x * x * x)(2.0)
+        (8.0, 12.0)
+    """
     positions, as_tuple = _argnums(argnum)
 
     def value_and_gradient(*args, **kwargs):
@@ -285,11 +329,32 @@ def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
 
 
 def grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[..., Any]:
-    """A function giving d f / d args[argnum]: the gradient of
-    value_and_grad(f, argnum), with the same rules (floats, or Values in the
-    graph when Values from outside are involved; a tuple of gradients for a
-    tuple argnum; zero, with a UserWarning, for an argument f does not use
-    or a constant output)."""
+    """A function giving d f / d args[argnum], as HIPS autograd's grad.
+
+    The gradient of value_and_grad(f, argnum), with the same rules (floats,
+    or Values in the graph when Values from outside are involved; a tuple of
+    gradients for a tuple argnum; zero, with a UserWarning, for an argument
+    f does not use or a constant output).
+
+    Args:
+        f: The function: it takes the arguments and returns one Value (or a
+            plain number, a constant).
+        argnum: The position of the argument differentiated in, or a tuple
+            of positions.
+
+    Returns:
+        A function taking f's arguments and giving the gradient.
+
+    Raises:
+        TypeError: As value_and_grad() raises.
+        ValueError: As value_and_grad() raises.
+
+    Example:
+        >>> grad(lambda x, y: x * x * y, 0)(3.0, 2.0)
+        12.0
+        >>> grad(grad(lambda x: x * x * x))(2.0)
+        12.0
+    """
     positions, as_tuple = _argnums(argnum)
 
     def gradient(*args, **kwargs):
@@ -301,12 +366,32 @@ def grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[.
 
 
 def hessian(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[..., Any]:
-    """A function giving the second derivatives of f in args[argnum]: a
-    number for one number, a list of rows for a list.  For a tuple argnum,
+    """A function giving the second derivatives of f in args[argnum].
+
+    A number for one number, a list of rows for a list.  For a tuple argnum,
     a tuple of tuples of blocks, block [i][j] holding d2 f / d args[argnum[i]]
     d args[argnum[j]] (as JAX's hessian).  The same rules as grad: floats, or
     Values in the graph when Values from outside are involved; zeros, with a
-    UserWarning, for an argument f does not use or a constant output."""
+    UserWarning, for an argument f does not use or a constant output.
+
+    Args:
+        f: The function: it takes the arguments and returns one Value (or a
+            plain number, a constant).
+        argnum: The position of the argument differentiated in, or a tuple
+            of positions.
+
+    Returns:
+        A function taking f's arguments and giving the second derivatives.
+
+    Raises:
+        TypeError: As value_and_grad() raises.
+        ValueError: As value_and_grad() raises.
+
+    Example:
+        >>> hessian(lambda xs: xs[0] * xs[0] * xs[1])([3.0, 2.0])
+        [[4.0, 6.0], [6.0, 0.0]]
+    """
+
     positions, as_tuple = _argnums(argnum)
 
     def hess(*args, **kwargs):

@@ -28,7 +28,9 @@ from autograd.nn import MLP, Layer, Neuron, _engine_of_values
 from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
+"""The loss names train() and evaluate() take."""
 OPTIMIZERS = ("sgd", "adam")
+"""The optimizer names train() takes."""
 
 if TYPE_CHECKING:
     from autograd.engine import Block, Value
@@ -37,23 +39,55 @@ if TYPE_CHECKING:
 class Model(Protocol):
     """What train() takes: micrograd's Module shape (an MLP, a Neuron, ...)."""
 
-    def __call__(self, x: Sequence[Any]) -> Any: ...
-    def parameters(self) -> list[Value]: ...
+    def __call__(self, x: Sequence[Any]) -> Any:
+        """The model's output for one sample.
+
+        Args:
+            x: The sample's inputs, Values.
+
+        Returns:
+            A Value, or a list of Values (one per output).
+        """
+
+    def parameters(self) -> list[Value]:
+        """The model's parameters.
+
+        Returns:
+            A list of Values, the same ones in the same order at every call.
+        """
 
 
 class Optimizer(Protocol):
-    def step(self, params: Sequence[Value], lr: float) -> None: ...
+    """What train() takes as an optimizer besides "sgd" and "adam": an object with step().
+
+    SGD and Adam also have step_block(block, lr), which train() prefers.
+    """
+
+    def step(self, params: Sequence[Value], lr: float) -> None:
+        """Update the parameters' data from their grads.
+
+        Args:
+            params: The parameters, in the same order at every step.
+            lr: The learning rate of this step.
+        """
 
 
-# a loss name (LOSSES), or (output, target) -> Value for one sample
 Loss = Union[str, Callable[[Any, Any], "Value"]]
+"""A loss name (one of LOSSES), or a callable (output, target) -> Value for one sample."""
 
 
 @dataclass
 class History:
-    """Per-step records: `loss`, and `accuracy` (None where it has no meaning);
-    with a validation set, `val_loss` and `val_accuracy` at the steps in
-    `val_step`."""
+    """What train() returns: its per-step records.
+
+    Attributes:
+        loss: The loss at each step (of the batch, with the L2 term).
+        accuracy: The batch's accuracy at each step; None where it has no
+            meaning (see train()).
+        val_step: The steps after which the validation set was evaluated.
+        val_loss: The validation set's mean loss at those steps.
+        val_accuracy: Its accuracy at those steps (None where it has no meaning).
+    """
     loss: list[float] = field(default_factory=list)
     accuracy: list[Optional[float]] = field(default_factory=list)
     val_step: list[int] = field(default_factory=list)
@@ -62,8 +96,13 @@ class History:
 
 
 class Evaluation(NamedTuple):
-    """What evaluate() returns: the mean loss, and the accuracy (None where it
-    has no meaning)."""
+    """What evaluate() returns.
+
+    Attributes:
+        loss: The mean per-sample loss.
+        accuracy: The fraction of samples classified right; None where it
+            has no meaning (see train()).
+    """
     loss: float
     accuracy: Optional[float]
 
@@ -77,8 +116,18 @@ def _zeros(n):
 
 
 class SGD:
-    """Stochastic gradient descent, with optional (PyTorch-style) momentum:
-    v = momentum * v + grad; data -= lr * v."""
+    """Stochastic gradient descent, with optional momentum, as PyTorch's.
+
+    v = momentum * v + grad; data -= lr * v (data -= lr * grad without
+    momentum).  The velocity is kept for one list of parameters: use one
+    optimizer per model.
+
+    Args:
+        momentum: In [0, 1).
+
+    Raises:
+        ValueError: `momentum` is out of [0, 1).
+    """
 
     def __init__(self, momentum: float = 0.0) -> None:
         if not 0.0 <= momentum < 1.0:
@@ -87,12 +136,33 @@ class SGD:
         self._velocity = None
 
     def step(self, params: Sequence[Value], lr: float) -> None:
-        """One step on a list of parameters."""
+        """One step on a list of parameters.
+
+        Args:
+            params: The parameters (Values of one engine), in the same order
+                at every step.
+            lr: The learning rate of this step.
+
+        Raises:
+            TypeError: `lr` is not a real number.
+            ValueError: With momentum, `params` is not as long as at the
+                first step.
+        """
         if params:
             self.step_block(_block(params), lr)
 
     def step_block(self, block: Block, lr: float) -> None:
-        """One step on a Block of parameters (one C loop on the compiled core)."""
+        """One step on a Block of parameters (one C loop on the compiled core).
+
+        Args:
+            block: The parameters, as the engine's Block, the same at every step.
+            lr: The learning rate of this step.
+
+        Raises:
+            TypeError: `lr` is not a real number.
+            ValueError: With momentum, `block` is not as long as at the first
+                step.
+        """
         if not self.momentum:
             block.sgd_step(lr)
             return
@@ -102,7 +172,20 @@ class SGD:
 
 
 class Adam:
-    """Adam (Kingma & Ba), with bias correction."""
+    """Adam (Kingma & Ba), with bias correction.
+
+    The moments are kept for one list of parameters: use one optimizer per
+    model.
+
+    Args:
+        beta1: The decay of the first moments, in [0, 1).
+        beta2: The decay of the second moments, in [0, 1).
+        eps: A positive number added to the denominator.
+
+    Raises:
+        ValueError: A setting is out of its range.
+    """
+
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and eps > 0):
@@ -112,12 +195,31 @@ class Adam:
         self._t = 0
 
     def step(self, params: Sequence[Value], lr: float) -> None:
-        """One step on a list of parameters."""
+        """One step on a list of parameters.
+
+        Args:
+            params: The parameters (Values of one engine), in the same order
+                at every step.
+            lr: The learning rate of this step.
+
+        Raises:
+            TypeError: `lr` is not a real number.
+            ValueError: `params` is not as long as at the first step.
+        """
         if params:
             self.step_block(_block(params), lr)
 
     def step_block(self, block: Block, lr: float) -> None:
-        """One step on a Block of parameters (one C loop on the compiled core)."""
+        """One step on a Block of parameters (one C loop on the compiled core).
+
+        Args:
+            block: The parameters, as the engine's Block, the same at every step.
+            lr: The learning rate of this step.
+
+        Raises:
+            TypeError: `lr` is not a real number.
+            ValueError: `block` is not as long as at the first step.
+        """
         if self._m is None:
             self._m, self._v = _zeros(len(block)), _zeros(len(block))
         self._t += 1
@@ -129,29 +231,79 @@ class Adam:
 # -- losses: (output Value, target Value) -> Value --------------------------------
 
 def mse_loss(out: Value, target: Value | float) -> Value:
+    """Squared error (out - target)**2, computed as a product.
+
+    Args:
+        out: The model's output.
+        target: The desired output, a Value or a number.
+
+    Returns:
+        A new Value.
+    """
     diff = out - target
     return diff * diff          # overflows to inf (caught by train) where ** would raise
 
 
 def hinge_loss(out: Value, target: Value | float) -> Value:
-    """micrograd's SVM max-margin loss; targets are -1 or +1."""
+    """micrograd's SVM max-margin loss, relu(1 - target * out).
+
+    Args:
+        out: The model's output (a score).
+        target: -1 or +1, a Value or a number.
+
+    Returns:
+        A new Value.
+    """
     return (1 + -target * out).relu()
 
 
 def bce_with_logits_loss(out: Value, target01: Value | float) -> Value:
-    """Binary cross-entropy on a logit, stable for any logit; target 0 or 1."""
+    """Binary cross-entropy of sigmoid(out) against target01, stable for any logit.
+
+    Computed as relu(out) - out * target01 + log(1 + exp(-|out|)).
+
+    Args:
+        out: The model's output, a logit.
+        target01: 0 or 1, a Value or a number.
+
+    Returns:
+        A new Value.
+    """
     return out.relu() - out * target01 + ((-out.abs()).exp() + 1).log()
 
 
 def cross_entropy_loss(outputs: Sequence[Value], one_hot: Sequence[Value | float]) -> Value:
-    """Softmax cross-entropy of k logits against a one-hot target (k Values
-    or numbers): logsumexp(outputs) - outputs[class], stable for any logits."""
+    """Softmax cross-entropy of k logits against a one-hot target, stable for any logits.
+
+    Computed as logsumexp(outputs) - one_hot . outputs.
+
+    Args:
+        outputs: The model's k outputs, logits.
+        one_hot: k Values or numbers, 1 at the class and 0 elsewhere.
+
+    Returns:
+        A new Value.
+
+    Raises:
+        ValueError: `outputs` is empty, or `one_hot` is not as long.
+    """
     engine = _engine_of_values(outputs)
     return engine.logsumexp(outputs) - engine.dot(one_hot, outputs)
 
 
 def mse_vector_loss(outputs: Sequence[Value], targets: Sequence[Value | float]) -> Value:
-    """Mean squared error over k outputs."""
+    """Mean squared error over k outputs.
+
+    Args:
+        outputs: The model's k outputs.
+        targets: The k desired outputs, Values or numbers.
+
+    Returns:
+        A new Value.
+
+    Raises:
+        ZeroDivisionError: `outputs` is empty.
+    """
     engine = _engine_of_values(outputs)
     return engine.vsum(mse_loss(o, t) for o, t in zip(outputs, targets)) * (1.0 / len(outputs))
 
@@ -626,14 +778,29 @@ def _evaluate_one_by_one(model, engine, rows, targets, per_sample, hit, k):
 
 def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "mse", *,
              threads: int | None = None) -> Evaluation:
-    """Evaluation(loss, accuracy) of `model` on (xs, ys): the mean per-sample
-    loss (no L2 term) and the accuracy (None where it has no meaning).  The
-    targets are as train() takes them for `loss`; no graph outlives the call.
-    The samples run as train() runs them, a batch at a time on the engine's
-    Replay (`threads` as in train()), so the model's graph must not depend
-    on the data's values, as in train(); where the last sample shows that it
-    does, or where no Replay can run the model, the samples run one at a
-    time instead."""
+    """The mean loss and the accuracy of `model` on (xs, ys).
+
+    No graph outlives the call.  The samples run as train() runs them, a
+    batch at a time on the engine's Replay, so the model's graph must not
+    depend on the data's values, as in train(); where the last sample shows
+    that it does, or where no Replay can run the model, the samples run one
+    at a time instead.
+
+    Args:
+        model: The model, as train() takes it.
+        xs: The samples' inputs, as train() takes them.
+        ys: The targets, as train() takes them for `loss`.
+        loss: A loss name (see train()) or a callable (output, target) -> Value.
+        threads: As in train().
+
+    Returns:
+        Evaluation(loss, accuracy): the mean per-sample loss (no L2 term)
+            and the accuracy (None where it has no meaning).
+
+    Raises:
+        ValueError: The data or `loss` is refused, as in train().
+        TypeError: The data or `loss` is refused, as in train().
+    """
     _check_loss(loss)
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
     rows, targets, sample = _check_data(model, xs, ys, loss, "evaluate()")
@@ -657,9 +824,24 @@ def _replayed_if_possible(sample, rows, per_sample=None, targets=None, threads=1
 
 
 def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> list[Any]:
-    """The model's predictions for the rows of xs: class ids (the argmax) for
-    a model with k > 1 outputs, else the output values.  No graph outlives
-    the call; the rows run a batch at a time, as in evaluate()."""
+    """The model's predictions for the rows of xs.
+
+    No graph outlives the call; the rows run a batch at a time, as in
+    evaluate().
+
+    Args:
+        model: The model, as train() takes it.
+        xs: The samples' inputs, as train() takes them.
+        threads: As in train().
+
+    Returns:
+        For each row, the class id (the argmax) for a model with k > 1
+            outputs, else the output's value; [] for no rows.
+
+    Raises:
+        ValueError: The rows do not fit the model, or `threads` is out of range.
+        TypeError: A row is not a row of numbers, or `threads` is not an int.
+    """
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
     samples = _samples(xs)
     if len(samples) == 0:
@@ -685,8 +867,16 @@ def _check_loss(loss):
 
 
 def default_threads() -> int:
-    """The threads train() uses by default: AUTOGRAD_THREADS if it is set,
-    else the CPUs this process may run on (os.sched_getaffinity)."""
+    """The number of threads train(), evaluate() and predict() use by default.
+
+    Returns:
+        AUTOGRAD_THREADS if it is set, else the CPUs this process may run on
+            (os.sched_getaffinity), at most 1024.
+
+    Raises:
+        ValueError: AUTOGRAD_THREADS is not an int from 1 to 1024.
+    """
+
     text = os.environ.get("AUTOGRAD_THREADS", "").strip()
     if text:
         try:
@@ -715,36 +905,66 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
           seed: int | None = None, callback: Callable[[int, float, float | None], object] | None = None,
           validation: tuple[Iterable[Any], Iterable[Any]] | None = None,
           eval_every: int | None = None, threads: int | None = None) -> History:
-    """Train `model` on (xs, ys) for `steps` steps; return the History.
+    """Train `model` on (xs, ys) for `steps` steps of gradient descent.
 
-    xs: rows of numbers, or a 2-D buffer of doubles (a C-contiguous float64
-      numpy array), which is read where it is, not copied: what a callback
-      writes into it reaches the later steps' batches.  ys: as `loss` takes
-      them, in a list or a 1-D buffer (numpy labels).
+    Each step is: forward, zero the gradients, backward, update.  One
+    sample's graph (model and loss) is built once and replayed over each
+    batch by the engine's Replay, so the model's graph must not depend on
+    the data's values (true of Neuron, Layer and MLP).  Everything is
+    checked before the first step.
 
-    lr: a float, or a callable of the step number giving the rate.
-    loss: for a model with one output, "mse", "hinge" (targets -1/+1) or
-      "bce" (a logit; targets 0/1 or -1/+1); for a model with k outputs,
-      "cross_entropy" (softmax cross-entropy; ys are class ids 0..k-1, the
-      accuracy is the argmax's) or "mse" (ys are vectors of k numbers); or a
-      callable (output, target) -> Value for one sample.
-    reg: L2 penalty reg * sum(p**2) over the parameters.
-    batch_size: None for the full batch, else batches of that many samples:
-      the data is shuffled (with `seed`) and cut into batches, one per step;
-      when fewer than batch_size samples are left, it is shuffled again (as
-      epochs with PyTorch's drop_last=True: a sample is used at most once per
-      pass, and every batch has the same size).
-    optimizer: "sgd", "adam", or an object with step(params, lr), such as
-      SGD(momentum=0.9) or Adam().
-    validation: (xs, ys) held out from training, evaluated every
-      `eval_every` steps (default: a tenth of the steps) and after the last
-      one; recorded in History.val_step, val_loss and val_accuracy.
-    callback: called as callback(step, loss, accuracy) after each step.
-    threads: how many threads the compiled core's layer kernels may use;
-      None for default_threads().  The results are the same bits for any
-      number (work is split by neurons or inputs, never inside a sum).
-    A NaN or infinite loss stops training with FloatingPointError naming the
-    step; the parameters are then those from before that step.
+    Args:
+        model: A micrograd-style model: called on a list of Values, it gives
+            a Value or a list of k Values; parameters() lists its Values.
+        xs: Rows of numbers, or a 2-D buffer of doubles (a C-contiguous
+            float64 numpy array), which is read where it is, not copied:
+            what a callback writes into it reaches the later steps' batches.
+        ys: The targets, as `loss` takes them, in a list or a 1-D buffer
+            (numpy labels).
+        steps: The number of steps, a positive int.
+        lr: The learning rate, a positive float, or a callable of the step
+            number giving it.
+        loss: For a model with one output, "mse", "hinge" (targets -1/+1)
+            or "bce" (a logit; targets 0/1 or -1/+1); for a model with k
+            outputs, "cross_entropy" (softmax cross-entropy; ys are class ids
+            0..k-1, the accuracy is the argmax's) or "mse" (ys are vectors
+            of k numbers); or a callable (output, target) -> Value for one
+            sample.
+        reg: The L2 penalty reg * sum(p**2) over the parameters, added to
+            the loss; a finite number >= 0.
+        batch_size: None for the full batch, else batches of that many
+            samples: the data is shuffled (with `seed`) and cut into
+            batches, one per step; when fewer than batch_size samples are
+            left, it is shuffled again (as epochs with PyTorch's
+            drop_last=True: a sample is used at most once per pass, and
+            every batch has the same size).
+        optimizer: "sgd", "adam", or an object with step(params, lr), such
+            as SGD(momentum=0.9) or Adam().
+        progress: Show a tqdm progress bar (where tqdm is installed).
+        seed: The seed of the batches' shuffle; None for a fresh one.
+        callback: Called as callback(step, loss, accuracy) after each step.
+        validation: (xs, ys) held out from training, evaluated every
+            `eval_every` steps and after the last one; recorded in
+            History.val_step, val_loss and val_accuracy.
+        eval_every: The steps between validations, a positive int; None for
+            a tenth of the steps.
+        threads: How many threads the compiled core's layer kernels may
+            use, an int from 1 to 1024; None for default_threads().  The
+            results are the same bits for any number (work is split by
+            neurons or inputs, never inside a sum).
+
+    Returns:
+        The History: the loss and accuracy at each step, and the validation
+            results.
+
+    Raises:
+        ValueError: An argument is out of its range, the data does not fit
+            the model or the loss, or the model's graph depends on the
+            data's values.
+        TypeError: An argument or a sample is of the wrong type.
+        FloatingPointError: The loss is NaN or infinite, or cannot be
+            computed, at some step; training stops there and the parameters
+            are those from before that step.
     """
     # -- everything is checked before any training starts ----------------------------
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
