@@ -24,6 +24,7 @@ cdef class Block:
     cdef _Runs runs             # their indices, in runs (runs.pxi)
 
     def __init__(self, values):
+        """Make the Block of `values`, Values of this engine (once)."""
         if self.values is not None:
             raise RuntimeError("a Block is made once, with its Values: make a new Block")
         cdef tuple items = tuple(values)        # private: nothing else can change it

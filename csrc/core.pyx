@@ -305,6 +305,7 @@ class no_grad:
 
 
 def is_grad_enabled():
+    """Whether ops record a graph in this thread (False inside no_grad())."""
     return _no_grad_depth == 0
 
 

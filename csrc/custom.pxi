@@ -215,11 +215,15 @@ cdef class Function:
     forward formula.  Made by autograd.function(forward, *partials, name=...).
     """
     cdef readonly str name
+    """The nodes' `_op`."""
     cdef readonly object forward
+    """The forward formula."""
     cdef readonly tuple partials
+    """The partial derivatives, one per input."""
     cdef _Custom info
 
     def __init__(self, forward, *partials, name=None):
+        """Make the op from its forward formula and one partial derivative per input."""
         if self.info is not None:
             raise RuntimeError("a function is made once: call autograd.function() for a new one")
         if not callable(forward):
@@ -239,6 +243,7 @@ cdef class Function:
         self.info = _Custom(self.name, None, forward, partials)
 
     def __call__(self, *args):
+        """One custom node computed from `args`, one Value or number per partial."""
         if self.info is None:
             raise RuntimeError("this function was never made (Function.__new__ without __init__)")
         return _call_function(self, list(args))

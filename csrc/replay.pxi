@@ -260,6 +260,7 @@ cdef class Replay:
                         "record a new one from the model where it is needed")
 
     def __init__(self, outputs, inputs, params):
+        """Record the graph of `outputs` over the placeholder `inputs` and the `params`."""
         if self.recorded or self.op != NULL:
             raise RuntimeError("a Replay is recorded once, when it is made")
         # 1. Python-level input: private lists of checked handles

@@ -135,6 +135,7 @@ cdef class Value:
     # then finds the node.
     @property
     def data(self):
+        """The number this Value holds."""
         return A.data[_index(self)]
 
     @data.setter
@@ -144,6 +145,7 @@ cdef class Value:
 
     @property
     def grad(self):
+        """The derivative of the last backward() root with respect to this Value."""
         return A.grad[_index(self)]
 
     @grad.setter
@@ -153,6 +155,7 @@ cdef class Value:
 
     @property
     def label(self):
+        """A name for pictures and debugging; '' by default."""
         cdef Py_ssize_t i = _index(self)
         if A.flags[i] & LABELED:
             return _labels[i]
@@ -291,24 +294,31 @@ cdef class Value:
         return _unary(NEG, self)
 
     def relu(self):
+        """max(0, x), as micrograd's ReLU."""
         return _unary(RELU, self)
 
     def tanh(self):
+        """The hyperbolic tangent."""
         return _unary(TANH, self)
 
     def sigmoid(self):
+        """The logistic function 1 / (1 + exp(-x))."""
         return _unary(SIGMOID, self)
 
     def exp(self):
+        """e to the power of this Value, as math.exp."""
         return _unary(EXP, self)
 
     def log(self):
+        """The natural logarithm, as math.log."""
         return _unary(LOG, self)
 
     def sqrt(self):
+        """The square root, as math.sqrt."""
         return _unary(SQRT, self)
 
     def abs(self):
+        """The absolute value, as abs(v)."""
         return _unary(ABS, self)
 
     def __abs__(self):
