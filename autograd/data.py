@@ -47,7 +47,7 @@ def make_moons(n_samples: int = 100, noise: float = 0.1,
         ValueError: `n_samples` is not an int >= 2, or `noise` is negative
             or NaN.
 
-    Example:
+    Examples:
         >>> X, y = make_moons(100, noise=0.1, seed=0)
         >>> len(X), sorted(set(y))
         (100, [-1, 1])
@@ -115,7 +115,7 @@ def train_test_split(xs: Sequence[T], ys: Sequence[U], test_size: float = 0.25,
             either part empty.
         TypeError: `test_size` is neither an int nor a float.
 
-    Example:
+    Examples:
         >>> xs_train, xs_test, ys_train, ys_test = train_test_split(
         ...     [[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1], test_size=0.25, seed=0)
         >>> len(xs_train), len(xs_test)

@@ -178,7 +178,7 @@ def gradients(output: Any, inputs: Sequence[Any], create_graph: bool = False) ->
             (with create_graph=True) the graph holds a custom node whose
             derivative is not written with Value ops.
 
-    Example:
+    Examples:
         >>> from autograd.pure import Value
         >>> x = Value(3.0)
         >>> y = x * x * x
@@ -313,7 +313,7 @@ def value_and_grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0
             a position is out of range or repeated, or an argument
             differentiated in is an empty list.
 
-    Example:
+    Examples:
         >>> value_and_grad(lambda x: x * x * x)(2.0)
         (8.0, 12.0)
     """
@@ -349,7 +349,7 @@ def grad(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callable[.
         TypeError: As value_and_grad() raises.
         ValueError: As value_and_grad() raises.
 
-    Example:
+    Examples:
         >>> grad(lambda x, y: x * x * y, 0)(3.0, 2.0)
         12.0
         >>> grad(grad(lambda x: x * x * x))(2.0)
@@ -369,7 +369,7 @@ def hessian(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callabl
     """A function giving the second derivatives of f in args[argnum].
 
     A number for one number, a list of rows for a list.  For a tuple argnum,
-    a tuple of tuples of blocks, block [i][j] holding d2 f / d args[argnum[i]]
+    a tuple of tuples of blocks, block `[i][j]` holding d2 f / d args[argnum[i]]
     d args[argnum[j]] (as JAX's hessian).  The same rules as grad: floats, or
     Values in the graph when Values from outside are involved; zeros, with a
     UserWarning, for an argument f does not use or a constant output.
@@ -387,7 +387,7 @@ def hessian(f: Callable[..., Any], argnum: int | tuple[int, ...] = 0) -> Callabl
         TypeError: As value_and_grad() raises.
         ValueError: As value_and_grad() raises.
 
-    Example:
+    Examples:
         >>> hessian(lambda xs: xs[0] * xs[0] * xs[1])([3.0, 2.0])
         [[4.0, 6.0], [6.0, 0.0]]
     """

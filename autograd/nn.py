@@ -288,7 +288,7 @@ class MLP(Module):
     Raises:
         ValueError: An unknown activation or engine name.
 
-    Example:
+    Examples:
         >>> model = MLP(2, [16, 16, 1])
         >>> len(model.parameters())
         337
@@ -389,7 +389,7 @@ def softmax(values: Iterable[Value | float]) -> list[Value]:
     Raises:
         ValueError: `values` is empty.
 
-    Example:
+    Examples:
         >>> [round(p.data, 4) for p in softmax([1.0, 2.0, 3.0])]
         [0.09, 0.2447, 0.6652]
     """

@@ -396,7 +396,7 @@ class Value:
         OverflowError: `data` is an int too large for a float.
         RuntimeError: `__init__` is called again on a Value, with `_children`.
 
-    Example:
+    Examples:
         >>> a, b = Value(2.0), Value(-3.0)
         >>> c = a * b + a
         >>> c.backward()
@@ -862,7 +862,7 @@ def vsum(values: Iterable[Value | float]) -> Value:
     Raises:
         TypeError: An item is neither a Value nor a real number.
 
-    Example:
+    Examples:
         >>> vsum([Value(1.0), 2.0, Value(3.5)]).data
         6.5
     """
@@ -889,7 +889,7 @@ def logsumexp(values: Iterable[Value | float]) -> Value:
         ValueError: `values` is empty.
         TypeError: An item is neither a Value nor a real number.
 
-    Example:
+    Examples:
         >>> logsumexp([Value(1000.0), Value(1000.0)]).data == 1000.0 + math.log(2.0)
         True
     """
@@ -916,7 +916,7 @@ def dot(weights: Iterable[Value | float], inputs: Iterable[Value | float], bias:
         ValueError: `weights` and `inputs` differ in length.
         TypeError: An item is neither a Value nor a real number.
 
-    Example:
+    Examples:
         >>> dot([Value(2.0), Value(3.0)], [1.0, -1.0], bias=0.5).data
         -0.5
     """
@@ -1084,7 +1084,7 @@ def function(forward: Callable[..., float], *partials: Callable[..., float],
         TypeError: `forward` or a partial is not callable, no partial is
             given, or `name` is not a str.
 
-    Example:
+    Examples:
         >>> mul3 = function(lambda x, y: 3 * x * y, lambda x, y: 3 * y,
         ...                 lambda x, y: 3 * x, name="mul3")
         >>> a, b = Value(2.0), Value(5.0)
@@ -1283,7 +1283,7 @@ class no_grad:
     It applies to the thread that entered it, as PyTorch's no_grad does,
     and nests.
 
-    Example:
+    Examples:
         >>> with no_grad():
         ...     y = Value(2.0) * 3
         ...     is_grad_enabled()
@@ -1318,7 +1318,7 @@ class enable_grad:
     graph so, whatever the caller's mode.  The mode comes back on exit.  It
     applies to the thread that entered it.
 
-    Example:
+    Examples:
         >>> with no_grad():
         ...     with enable_grad():
         ...         is_grad_enabled()
