@@ -73,3 +73,9 @@ def test_the_package_ships_its_types():
     stub = here.joinpath("core.pyi").read_text()
     for name in ("class Value", "class Replay", "def vsum", "def function", "class no_grad"):
         assert name in stub, name
+
+
+def test_the_installed_version_is_the_package_version():
+    """pyproject.toml takes its version from autograd.__version__ (one place)."""
+    import importlib.metadata
+    assert importlib.metadata.version("mini-autograd") == autograd.__version__
