@@ -14,9 +14,8 @@ import unittest
 from pathlib import Path
 
 import pytest
-
-sybil = pytest.importorskip("sybil", reason="sybil runs the docs' examples (the test extra)")
-from sybil.parsers.markdown import ClearNamespaceParser, PythonCodeBlockParser, SkipParser  # noqa: E402
+import sybil                                    # the test extra: it runs the pages' examples
+from sybil.parsers.markdown import ClearNamespaceParser, PythonCodeBlockParser, SkipParser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("**/*.md")])
