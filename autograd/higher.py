@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from autograd.pure import _WITH_OPS, FUNCTIONS
 
 __all__ = ["gradients", "grad", "value_and_grad", "hessian"]
 
@@ -94,16 +95,10 @@ def _contributions(rule, node, g, engine):
     if kind == "abs":
         x = kids[0].data
         return [(kids[0], g)] if x > 0.0 else [(kids[0], -g)] if x < 0.0 else []
-    if kind == "tanh":
-        return [(kids[0], (1.0 - node * node) * g)]
-    if kind == "sigmoid":
-        return [(kids[0], node * (1.0 - node) * g)]
-    if kind == "exp":
-        return [(kids[0], node * g)]
-    if kind == "log":
-        return [(kids[0], g / kids[0])]
-    if kind == "sqrt":
-        return [(kids[0], g / (2.0 * node))]
+    if kind in FUNCTIONS:                           # tanh, exp, sin, ...: one row each
+        _, slope, divides = FUNCTIONS[kind]
+        s = slope(_WITH_OPS, kids[0], node)
+        return [(kids[0], g / s if divides else s * g)]
     if kind == "sum":
         return [(kid, g) for kid in kids]
     if kind == "dot":                               # bias, w0..w(n-1), x0..x(n-1)

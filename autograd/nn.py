@@ -27,7 +27,7 @@ Inputs = Sequence[Union["Value", float]]
 
 from autograd import engine as _default_engine
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "gelu", "linear")
 """The activations a Neuron, Layer or MLP takes."""
 
 
@@ -192,7 +192,8 @@ class Neuron(Module):
         return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
     def __repr__(self) -> str:
-        kind = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Linear"}[self.activation]
+        kind = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "softplus": "Softplus", "gelu": "GELU",
+                "linear": "Linear"}[self.activation]
         return f"{kind}Neuron({len(self.w)})"
 
 

@@ -186,13 +186,114 @@ _OPS = {
     "pow":     ("**",      _math_pow,                        lambda g, x, y, out: (_pow_dx(g, x, y), _pow_dy(g, x, y, out))),
     "powc":    ("**",      _math_pow,                        lambda g, x, y, out: (_pow_dx(g, x, y), None)),
     "relu":    ("ReLU",    lambda x, y: 0.0 if x < 0.0 else x, lambda g, x, y, out: (g if out > 0.0 else 0.0, None)),
-    "tanh":    ("tanh",    lambda x, y: math.tanh(x),        lambda g, x, y, out: ((1.0 - out * out) * g, None)),
-    "sigmoid": ("sigmoid", lambda x, y: _sigmoid(x),         lambda g, x, y, out: (out * (1.0 - out) * g, None)),
-    "exp":     ("exp",     lambda x, y: math.exp(x),         lambda g, x, y, out: (out * g, None)),
-    "log":     ("log",     lambda x, y: math.log(x),         lambda g, x, y, out: (_div(g, x), None)),
-    "sqrt":    ("sqrt",    lambda x, y: math.sqrt(x),        lambda g, x, y, out: (_div(g, 2.0 * out), None)),
     "abs":     ("abs",     lambda x, y: abs(x),              lambda g, x, y, out: (g if x > 0.0 else (-g if x < 0.0 else 0.0), None)),
+    # tanh, sigmoid, exp, log, sqrt, sin, ...: the rows of FUNCTIONS, below
 }
+
+
+# ---------------------------------------------------------------------------
+# The smooth one-input functions, one row each (the compiled core has the same
+# rows, in csrc/unary.pxi):
+#   forward(x)          the value: Python's math function of the same name
+#   slope(m, x, out)    d out / dx, with the functions in m: m is _NUMBERS for
+#                       the number backward() adds (IEEE: never raises), or
+#                       _WITH_OPS for the same derivative written with Value
+#                       ops (gradients(create_graph=True), autograd/higher.py)
+#   divides             the chain rule is g / slope, else slope * g
+# ---------------------------------------------------------------------------
+
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SQRT1_2 = math.sqrt(0.5)
+_GELU_PDF = _TWO_OVER_SQRT_PI * _SQRT1_2 * 0.5          # 1 / sqrt(2 pi)
+
+
+def _softplus(x):
+    """log(1 + exp(x)), stable for any x."""
+    return (x if x > 0.0 else 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _gelu(x):
+    """x * Phi(x), PyTorch's exact (erf) form."""
+    return x * 0.5 * (1.0 + math.erf(x * _SQRT1_2))
+
+
+def _gelu_slope(m, x, out):
+    """Phi(x) + x * phi(x)."""
+    return 0.5 * (1.0 + m.erf(x * _SQRT1_2)) + x * (m.exp(-0.5 * x * x) * _GELU_PDF)
+
+
+def _cosh_ieee(x):
+    try:
+        return math.cosh(x)
+    except OverflowError:
+        return math.inf
+
+
+def _sinh_ieee(x):
+    try:
+        return math.sinh(x)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+class _NUMBERS:
+    """The functions a slope uses, on floats, as C computes them (no exception:
+    each is called only where the function's own forward succeeded)."""
+    sin, cos, sqrt, exp, erf = map(staticmethod, (math.sin, math.cos, math.sqrt, math.exp, math.erf))
+    cosh, sinh, sigmoid = map(staticmethod, (_cosh_ieee, _sinh_ieee, _sigmoid))
+
+
+class _WITH_OPS:
+    """The same functions on Values: the slopes written with ops."""
+    sin, cos, sqrt, exp, erf, cosh, sinh, sigmoid = (
+        staticmethod(operator.methodcaller(name))
+        for name in ("sin", "cos", "sqrt", "exp", "erf", "cosh", "sinh", "sigmoid"))
+
+
+FUNCTIONS = {
+    # kind       forward       slope(m, x, out)                        divides
+    "tanh":     (math.tanh,    lambda m, x, out: 1.0 - out * out,      False),
+    "sigmoid":  (_sigmoid,     lambda m, x, out: out * (1.0 - out),    False),
+    "exp":      (math.exp,     lambda m, x, out: out,                  False),
+    "log":      (math.log,     lambda m, x, out: x,                    True),
+    "sqrt":     (math.sqrt,    lambda m, x, out: 2.0 * out,            True),
+    "sin":      (math.sin,     lambda m, x, out: m.cos(x),             False),
+    "cos":      (math.cos,     lambda m, x, out: -m.sin(x),            False),
+    "tan":      (math.tan,     lambda m, x, out: 1.0 + out * out,      False),
+    "asin":     (math.asin,    lambda m, x, out: m.sqrt(1.0 - x * x),  True),
+    "acos":     (math.acos,    lambda m, x, out: -m.sqrt(1.0 - x * x), True),
+    "atan":     (math.atan,    lambda m, x, out: 1.0 + x * x,          True),
+    "sinh":     (math.sinh,    lambda m, x, out: m.cosh(x),            False),
+    "cosh":     (math.cosh,    lambda m, x, out: m.sinh(x),            False),
+    "asinh":    (math.asinh,   lambda m, x, out: m.sqrt(x * x + 1.0),  True),
+    "acosh":    (math.acosh,   lambda m, x, out: m.sqrt(x * x - 1.0),  True),
+    "atanh":    (math.atanh,   lambda m, x, out: 1.0 - x * x,          True),
+    "expm1":    (math.expm1,   lambda m, x, out: out + 1.0,            False),
+    "exp2":     (getattr(math, "exp2", None), lambda m, x, out: out * _LN2, False),
+    "log1p":    (math.log1p,   lambda m, x, out: 1.0 + x,              True),
+    "log2":     (math.log2,    lambda m, x, out: x * _LN2,             True),
+    "log10":    (math.log10,   lambda m, x, out: x * _LN10,            True),
+    "cbrt":     (getattr(math, "cbrt", None), lambda m, x, out: 3.0 * out * out, True),
+    "erf":      (math.erf,     lambda m, x, out: _TWO_OVER_SQRT_PI * m.exp(-(x * x)), False),
+    "erfc":     (math.erfc,    lambda m, x, out: -_TWO_OVER_SQRT_PI * m.exp(-(x * x)), False),
+    "softplus": (_softplus,    lambda m, x, out: m.sigmoid(x),         False),
+    "gelu":     (_gelu,        _gelu_slope,                            False),
+}
+for _kind in [k for k, row in FUNCTIONS.items() if row[0] is None]:
+    del FUNCTIONS[_kind]        # exp2 and cbrt: Python's math has them from 3.11 on
+
+
+def _op_row(kind, forward, slope, divides):
+    """A row of FUNCTIONS as _OPS holds ops: (symbol, forward(x, y),
+    derivatives(g, x, y, out))."""
+    if divides:
+        return kind, lambda x, y: forward(x), lambda g, x, y, out: (_div(g, slope(_NUMBERS, x, out)), None)
+    return kind, lambda x, y: forward(x), lambda g, x, y, out: (slope(_NUMBERS, x, out) * g, None)
+
+
+for _kind, _row in FUNCTIONS.items():
+    _OPS[_kind] = _op_row(_kind, *_row)
 
 
 def _sum_of(xs):
@@ -651,6 +752,7 @@ class Value:
         """
         return self._unary("relu")
 
+    # the smooth functions of FUNCTIONS (tanh .. gelu), as Python's math names them
     def tanh(self) -> Value:
         """The hyperbolic tangent.
 
@@ -699,6 +801,216 @@ class Value:
             ValueError: This Value is negative.
         """
         return self._unary("sqrt")
+
+    def sin(self) -> Value:
+        """The sine, as math.sin; its derivative is cos(x).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is infinite.
+        """
+        return self._unary("sin")
+
+    def cos(self) -> Value:
+        """The cosine, as math.cos; its derivative is -sin(x).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is infinite.
+        """
+        return self._unary("cos")
+
+    def tan(self) -> Value:
+        """The tangent, as math.tan; its derivative is 1 + tan(x) ** 2.
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is infinite.
+        """
+        return self._unary("tan")
+
+    def asin(self) -> Value:
+        """The arc sine, as math.asin; its derivative is 1 / sqrt(1 - x ** 2).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is outside [-1, 1].
+        """
+        return self._unary("asin")
+
+    def acos(self) -> Value:
+        """The arc cosine, as math.acos; its derivative is -1 / sqrt(1 - x ** 2).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is outside [-1, 1].
+        """
+        return self._unary("acos")
+
+    def atan(self) -> Value:
+        """The arc tangent, as math.atan; its derivative is 1 / (1 + x ** 2).
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("atan")
+
+    def sinh(self) -> Value:
+        """The hyperbolic sine, as math.sinh; its derivative is cosh(x).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            OverflowError: The result is too large for a float (abs(x) > 710.47...).
+        """
+        return self._unary("sinh")
+
+    def cosh(self) -> Value:
+        """The hyperbolic cosine, as math.cosh; its derivative is sinh(x).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            OverflowError: The result is too large for a float (abs(x) > 710.47...).
+        """
+        return self._unary("cosh")
+
+    def asinh(self) -> Value:
+        """The inverse hyperbolic sine, as math.asinh; its derivative is 1 / sqrt(x ** 2 + 1).
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("asinh")
+
+    def acosh(self) -> Value:
+        """The inverse hyperbolic cosine, as math.acosh; its derivative is 1 / sqrt(x ** 2 - 1).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is below 1.
+        """
+        return self._unary("acosh")
+
+    def atanh(self) -> Value:
+        """The inverse hyperbolic tangent, as math.atanh; its derivative is 1 / (1 - x ** 2).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is outside (-1, 1).
+        """
+        return self._unary("atanh")
+
+    def expm1(self) -> Value:
+        """e ** x - 1, as math.expm1 (exact near 0); its derivative is e ** x.
+
+        Returns:
+            A new Value.
+
+        Raises:
+            OverflowError: The result is too large for a float (x > 709.78...).
+        """
+        return self._unary("expm1")
+
+    def exp2(self) -> Value:
+        """2 ** x, as math.exp2 (Python 3.11+); its derivative is 2 ** x * log(2).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            OverflowError: The result is too large for a float (x >= 1024).
+        """
+        return self._unary("exp2")
+
+    def log1p(self) -> Value:
+        """log(1 + x), as math.log1p (exact near 0); its derivative is 1 / (1 + x).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is -1 or below.
+        """
+        return self._unary("log1p")
+
+    def log2(self) -> Value:
+        """The base-2 logarithm, as math.log2; its derivative is 1 / (x * log(2)).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is 0 or negative.
+        """
+        return self._unary("log2")
+
+    def log10(self) -> Value:
+        """The base-10 logarithm, as math.log10; its derivative is 1 / (x * log(10)).
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: This Value is 0 or negative.
+        """
+        return self._unary("log10")
+
+    def cbrt(self) -> Value:
+        """The cube root, as math.cbrt (Python 3.11+); its derivative is 1 / (3 * cbrt(x) ** 2).
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("cbrt")
+
+    def erf(self) -> Value:
+        """The error function, as math.erf; its derivative is 2 / sqrt(pi) * exp(-x ** 2).
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("erf")
+
+    def erfc(self) -> Value:
+        """The complementary error function 1 - erf(x), as math.erfc.
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("erfc")
+
+    def softplus(self) -> Value:
+        """log(1 + exp(x)), computed without overflow for any x; its derivative is sigmoid(x).
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("softplus")
+
+    def gelu(self) -> Value:
+        """x * Phi(x) (Phi: the normal distribution's CDF), PyTorch's exact GELU.
+
+        Returns:
+            A new Value.
+        """
+        return self._unary("gelu")
 
     def abs(self) -> Value:
         """The absolute value, as `abs(v)`; its derivative is 0 at 0.
@@ -829,6 +1141,11 @@ class Value:
         return self
 
 
+for _kind in ("exp2", "cbrt"):         # from Python 3.11 on, as math has them
+    if _kind not in FUNCTIONS:
+        delattr(Value, _kind)
+
+
 def _fused(kind, items, name):
     consts = [None if isinstance(item, Value) else _as_float(item) for item in items]
     for item, const in zip(items, consts):
@@ -926,7 +1243,7 @@ def dot(weights: Iterable[Value | float], inputs: Iterable[Value | float], bias:
     return _fused("dot", [bias] + ws + xs, "dot")
 
 
-_ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+_ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "gelu", "linear")
 
 
 def dense(weights: Sequence[Sequence[Value | float]], inputs: Sequence[Value | float], biases: Sequence[Value | float],

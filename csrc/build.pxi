@@ -340,7 +340,8 @@ cdef list _dense_by_ops(object rows, object xs, object bs, str act_name):
     return out if act_name == "linear" else [getattr(v, act_name)() for v in out]
 
 
-cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "linear": LEAF}
+cdef dict _ACTIVATIONS = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID, "softplus": SOFTPLUS,
+                          "gelu": GELU, "linear": LEAF}
 
 
 cdef inline bint _is_list_or_tuple(object o) noexcept:

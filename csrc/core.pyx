@@ -198,14 +198,14 @@ cdef enum:
     CUSTOM     # a user's op: children in edges, its Python code on the handle
                # (a `_backward` function, or an autograd.function's formulas)
     LSE        # log(exp(e0) + exp(e1) + ...), shifted by the max when evaluated
+    # (op codes above LSE: unary.pxi's functions, SIN ... LAST_OP)
 
-cdef tuple OP_SYMBOLS = ("", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
-                         "tanh", "sigmoid", "exp", "log", "sqrt", "abs",
-                         "sum", "dot", "custom", "logsumexp")
-# the op codes as the pure engine names its kinds (Value._rule)
-cdef tuple KIND_NAMES = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "powc", "relu",
-                         "tanh", "sigmoid", "exp", "log", "sqrt", "abs",
-                         "sum", "dot", "custom", "lse")
+# Op names, by op code: as Value._op shows them, and as the pure engine names
+# its kinds (Value._rule).  The table's functions are named by their rows.
+cdef list OP_SYMBOLS = ["", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
+                        None, None, None, None, None, "abs", "sum", "dot", "custom", "logsumexp"]
+cdef list KIND_NAMES = ["leaf", "add", "sub", "mul", "div", "neg", "pow", "powc", "relu",
+                        None, None, None, None, None, "abs", "sum", "dot", "custom", "lse"]
 
 cdef enum:
     LABELED = 1    # the node has an entry in _labels
@@ -269,6 +269,7 @@ cdef extern from *:
 # paths), written in parts by concern; each part is included here:
 #   arena.pxi    growing the arena, marking live nodes, compaction
 #   kernels.pxi  each op's forward formula beside its local derivative
+#   unary.pxi    the smooth one-input functions, one row each (sin, exp, ...)
 #   custom.pxi   custom nodes: a user's `_backward`, autograd.function
 #   build.pxi    conversions, handles, the ops, vsum, dot, dense
 #   sweeps.pxi   discovery, backward and forward over runs of the arena
@@ -279,6 +280,7 @@ cdef extern from *:
 #   layers.pxi   the replay's layers: neurons with the same inputs, run together
 include "arena.pxi"
 include "kernels.pxi"
+include "unary.pxi"
 include "custom.pxi"
 include "build.pxi"
 include "sweeps.pxi"
@@ -360,7 +362,7 @@ cdef int _verify_arena() except -1:
         op = A.op[i]
         if A.handle[i] != NULL:
             handles += 1
-        if op > LSE:
+        if op > LAST_OP or (op > LSE and not _is_row(op)):
             raise AssertionError("node %d has an unknown op code %d" % (i, op))
         if A.flags[i] & ALL_MARKS & ~A.marks_in_use:
             raise AssertionError("node %d carries a stale mark bit (flags %d)" % (i, A.flags[i]))

@@ -98,7 +98,7 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
     """Node i's contributions to its children, for its adjoint g: the rules
     of autograd/higher.py's _contributions, op by op."""
     cdef uint8_t op = A.op[i]
-    cdef Py_ssize_t a = A.a[i], b = A.b[i], k, n, e, w, x
+    cdef Py_ssize_t a = A.a[i], b = A.b[i], k, n, e, w, x, s
     cdef double c
     if op == ADD:
         _add_term(t, a, g)
@@ -132,16 +132,9 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
             _add_term(t, a, g)
         elif A.data[a] < 0.0:
             _add_term(t, a, _emit(NEG, g, -1))
-    elif op == TANH:                    # (1 - t * t) * g
-        _add_term(t, a, _emit(MUL, _emit_number(SUB, _emit(MUL, i, i), 1.0, True), g))
-    elif op == SIGMOID:                 # s * (1 - s) * g
-        _add_term(t, a, _emit(MUL, _emit(MUL, i, _emit_number(SUB, i, 1.0, True)), g))
-    elif op == EXP:
-        _add_term(t, a, _emit(MUL, i, g))
-    elif op == LOG:
-        _add_term(t, a, _emit(DIV, g, a))
-    elif op == SQRT:                    # g / (2 * out)
-        _add_term(t, a, _emit(DIV, g, _emit_number(MUL, i, 2.0, True)))
+    elif _is_row(op):                   # unary.pxi: slope * g, or g / slope
+        s = ROWS[op].slope_node(a, i)
+        _add_term(t, a, _emit(DIV, g, s) if ROWS[op].divides else _emit(MUL, s, g))
     elif op == SUM:
         for k in range(b):
             _add_term(t, A.edges[a + k], g)

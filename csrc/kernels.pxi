@@ -14,10 +14,7 @@
 # for the special values and errors that C's libm reports differently, run no
 # Python code but an exception's allocation, and a user replacing math.pow
 # later cannot run code in the middle of an op.
-cdef object _py_pow = math.pow
-cdef object _py_exp = math.exp
-cdef object _py_log = math.log
-cdef object _py_sqrt = math.sqrt
+cdef object _py_pow = math.pow      # (the one-input functions': unary.pxi's _MATH)
 
 cdef extern from *:
     """
@@ -113,33 +110,8 @@ cdef inline double log_ieee(double x) noexcept:
 cdef inline double relu_f(double x) noexcept:
     return 0.0 if x < 0.0 else x
 
-# tanh(x)                              d/dx = 1 - out**2
-# sigmoid(x), stable for any x         d/dx = out * (1 - out)
-cdef inline double sigmoid_f(double x) noexcept:
-    cdef double e
-    if x >= 0.0:
-        return 1.0 / (1.0 + exp(-x))
-    e = exp(x)
-    return e / (1.0 + e)
-
-# exp(x) as math.exp (overflow raises)  d/dx = out
-cdef inline double exp_f(double x) except? -1.0:
-    cdef double r = exp(x)
-    if not isfinite(r) and isfinite(x):
-        return _py_exp(x)           # raises OverflowError
-    return r
-
-# log(x) as math.log (x <= 0 raises)    d/dx = 1/x
-cdef inline double log_f(double x) except? -1.0:
-    if x > 0.0:
-        return log(x)
-    return _py_log(x)               # nan -> nan; otherwise ValueError
-
-# sqrt(x) as math.sqrt (x < 0 raises)   d/dx = 1/(2*out)
-cdef inline double sqrt_f(double x) except? -1.0:
-    if x >= 0.0:
-        return sqrt(x)
-    return _py_sqrt(x)              # nan -> nan; otherwise ValueError
+# tanh, sigmoid, exp, log, sqrt and the other smooth one-input functions:
+# one row each in unary.pxi
 
 # abs(x)                               d/dx = sign(x), 0 at 0
 cdef inline double abs_dx(double g, double x) noexcept:
@@ -158,17 +130,9 @@ cdef double _apply(uint8_t op, double x, double y) except? -1.0:
         return pow_f(x, y)
     if op == RELU:
         return relu_f(x)
-    if op == TANH:
-        return tanh(x)
-    if op == SIGMOID:
-        return sigmoid_f(x)
-    if op == EXP:
-        return exp_f(x)
-    if op == LOG:
-        return log_f(x)
-    if op == SQRT:
-        return sqrt_f(x)
-    return fabs(x)  # ABS
+    if op == ABS:
+        return fabs(x)
+    return ROWS[op].forward(x)      # unary.pxi
 
 
 cdef inline double _dot_data(Py_ssize_t first, Py_ssize_t count) noexcept:
@@ -283,16 +247,8 @@ cdef inline void _backprop_into(Py_ssize_t i, double* grad) noexcept:
         grad[a] += pow_dx(g, A.data[a], A.data[A.b[i]])
     elif op == RELU:
         grad[a] += g if A.data[i] > 0.0 else 0.0
-    elif op == TANH:
-        grad[a] += (1.0 - A.data[i] * A.data[i]) * g
-    elif op == SIGMOID:
-        grad[a] += A.data[i] * (1.0 - A.data[i]) * g
-    elif op == EXP:
-        grad[a] += A.data[i] * g
-    elif op == LOG:
-        grad[a] += g / A.data[a]
-    elif op == SQRT:
-        grad[a] += g / (2.0 * A.data[i])
+    elif _is_row(op):                   # unary.pxi
+        grad[a] += _chain(op, g, A.data[a], A.data[i])
     elif op == ABS:
         grad[a] += abs_dx(g, A.data[a])
     elif op == SUM:                     # a: first edge, b: edge count

@@ -1037,6 +1037,7 @@ cdef int _map(uint8_t op, double* out, const double* x, Py_ssize_t sx,
               const double* y, Py_ssize_t sy, Py_ssize_t n) except -1:
     """out[b] = op(x[b], y[b]) for each sample (a stride of 0: a shared operand)."""
     cdef Py_ssize_t b
+    cdef forward_t forward
     if op == ADD:
         for b in range(n):
             out[b] = x[b * sx] + y[b * sy]
@@ -1049,6 +1050,10 @@ cdef int _map(uint8_t op, double* out, const double* x, Py_ssize_t sx,
     elif op == RELU:
         for b in range(n):
             out[b] = relu_f(x[b * sx])
+    elif _is_row(op):                   # unary.pxi
+        forward = ROWS[op].forward
+        for b in range(n):
+            out[b] = forward(x[b * sx])
     else:
         for b in range(n):
             out[b] = _apply(op, x[b * sx], y[b * sy])
@@ -1066,6 +1071,10 @@ cdef void _map_dx(uint8_t op, double* t, const double* g, const double* out,
             gb = g[b]
             t[b] = gb if out[b] > 0.0 else 0.0
         return
+    if _is_row(op):                     # unary.pxi
+        for b in range(n):
+            t[b] = _chain(op, g[b], x[b * sx], out[b])
+        return
     for b in range(n):
         xb, yb = x[b * sx], y[b * sy]
         if op == ADD or op == SUB:
@@ -1080,16 +1089,6 @@ cdef void _map_dx(uint8_t op, double* t, const double* g, const double* out,
             t[b] = pow_dx(g[b], xb, yb)
         elif op == RELU:
             t[b] = g[b] if out[b] > 0.0 else 0.0
-        elif op == TANH:
-            t[b] = (1.0 - out[b] * out[b]) * g[b]
-        elif op == SIGMOID:
-            t[b] = out[b] * (1.0 - out[b]) * g[b]
-        elif op == EXP:
-            t[b] = out[b] * g[b]
-        elif op == LOG:
-            t[b] = g[b] / xb
-        elif op == SQRT:
-            t[b] = g[b] / (2.0 * out[b])
         else:                           # ABS
             t[b] = abs_dx(g[b], xb)
 

@@ -297,16 +297,17 @@ cdef class Value:
         """max(0, x), as micrograd's ReLU."""
         return _unary(RELU, self)
 
+    # the smooth functions of unary.pxi's table, as Python's math names them
     def tanh(self):
-        """The hyperbolic tangent."""
+        """The hyperbolic tangent, as math.tanh."""
         return _unary(TANH, self)
 
     def sigmoid(self):
-        """The logistic function 1 / (1 + exp(-x))."""
+        """The logistic function 1 / (1 + exp(-x)), stable for any x."""
         return _unary(SIGMOID, self)
 
     def exp(self):
-        """e to the power of this Value, as math.exp."""
+        """e ** x, as math.exp."""
         return _unary(EXP, self)
 
     def log(self):
@@ -316,6 +317,90 @@ cdef class Value:
     def sqrt(self):
         """The square root, as math.sqrt."""
         return _unary(SQRT, self)
+
+    def sin(self):
+        """The sine, as math.sin."""
+        return _unary(SIN, self)
+
+    def cos(self):
+        """The cosine, as math.cos."""
+        return _unary(COS, self)
+
+    def tan(self):
+        """The tangent, as math.tan."""
+        return _unary(TAN, self)
+
+    def asin(self):
+        """The arc sine, as math.asin."""
+        return _unary(ASIN, self)
+
+    def acos(self):
+        """The arc cosine, as math.acos."""
+        return _unary(ACOS, self)
+
+    def atan(self):
+        """The arc tangent, as math.atan."""
+        return _unary(ATAN, self)
+
+    def sinh(self):
+        """The hyperbolic sine, as math.sinh."""
+        return _unary(SINH, self)
+
+    def cosh(self):
+        """The hyperbolic cosine, as math.cosh."""
+        return _unary(COSH, self)
+
+    def asinh(self):
+        """The inverse hyperbolic sine, as math.asinh."""
+        return _unary(ASINH, self)
+
+    def acosh(self):
+        """The inverse hyperbolic cosine, as math.acosh."""
+        return _unary(ACOSH, self)
+
+    def atanh(self):
+        """The inverse hyperbolic tangent, as math.atanh."""
+        return _unary(ATANH, self)
+
+    def expm1(self):
+        """e ** x - 1, as math.expm1."""
+        return _unary(EXPM1, self)
+
+    def exp2(self):
+        """2 ** x, as math.exp2 (Python 3.11+)."""
+        return _unary(EXP2, self)
+
+    def log1p(self):
+        """log(1 + x), as math.log1p."""
+        return _unary(LOG1P, self)
+
+    def log2(self):
+        """The base-2 logarithm, as math.log2."""
+        return _unary(LOG2, self)
+
+    def log10(self):
+        """The base-10 logarithm, as math.log10."""
+        return _unary(LOG10, self)
+
+    def cbrt(self):
+        """The cube root, as math.cbrt (Python 3.11+)."""
+        return _unary(CBRT, self)
+
+    def erf(self):
+        """The error function, as math.erf."""
+        return _unary(ERF, self)
+
+    def erfc(self):
+        """The complementary error function, as math.erfc."""
+        return _unary(ERFC, self)
+
+    def softplus(self):
+        """log(1 + exp(x)), stable for any x."""
+        return _unary(SOFTPLUS, self)
+
+    def gelu(self):
+        """x * Phi(x), PyTorch's exact (erf) GELU."""
+        return _unary(GELU, self)
 
     def abs(self):
         """The absolute value, as abs(v)."""
@@ -608,6 +693,10 @@ add_dict_descriptor(<PyTypeObject*>Value, _attrs_taken)
 # Functions assigned onto the class become methods (Value.exp2 = exp2), as
 # on micrograd's Value: the type accepts new attributes.
 (<PyTypeObject*>Value).tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE
+
+for _name in _AFTER_310:            # exp2 and cbrt, as `math` has them: from 3.11 on (unary.pxi)
+    if not hasattr(math, _name):
+        delattr(Value, _name)
 
 
 cdef Value _handle_of(Py_ssize_t i):

@@ -25,7 +25,7 @@ import autograd.pure
 ENGINE_NAMES = ["Value", "Block", "Replay", "Function", "no_grad", "enable_grad", "is_grad_enabled",
                 "vsum", "dot", "dense", "logsumexp", "function"]
 ENGINE_CLASSES = ["Value", "Block", "Replay", "Function"]
-MODULES = ["autograd.nn", "autograd.train", "autograd.data", "autograd.graph", "autograd.higher",
+MODULES = ["autograd.nn", "autograd.train", "autograd.data", "autograd.graph", "autograd.higher", "autograd.math",
            "autograd.engine"]
 
 

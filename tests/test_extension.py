@@ -45,11 +45,11 @@ def lecture_mul(self, other):
 
 
 @pytest.fixture
-def with_exp2(engine):
-    """engine.Value.exp2: the lecture's exp, assigned onto the class."""
-    engine.Value.exp2 = lecture_exp(engine.Value)
+def with_lecture_exp(engine):
+    """engine.Value.lecture_exp: the lecture's exp, assigned onto the class."""
+    engine.Value.lecture_exp = lecture_exp(engine.Value)
     yield engine
-    del engine.Value.exp2
+    del engine.Value.lecture_exp
 
 
 # -- the lecture's manual back-propagation --------------------------------------
@@ -96,11 +96,11 @@ def test_backward_returns_a_callable_on_every_value(engine):
 
 # -- exp the lecture's way, and subclasses --------------------------------------------
 
-def test_exp_added_the_lectures_way_matches_the_builtin_bitwise(with_exp2):
-    engine = with_exp2
+def test_exp_added_the_lectures_way_matches_the_builtin_bitwise(with_lecture_exp):
+    engine = with_lecture_exp
     x, w = engine.Value(0.3), engine.Value(-1.7)
-    y = (x.exp2() * w + 1).tanh()
-    z = (x.exp2() * w + 1).tanh()     # another exp node over the same x
+    y = (x.lecture_exp() * w + 1).tanh()
+    z = (x.lecture_exp() * w + 1).tanh()     # another exp node over the same x
     gc.collect()                      # the nodes' handles live only in closures now
     assert y._children[0]._children[0]._children[0]._op == "exp"
     y.backward()
@@ -147,16 +147,16 @@ def test_functions_assigned_onto_the_class_become_methods(engine):
         out._backward = _backward
         return out
 
-    engine.Value.sin = sin
+    engine.Value.lecture_sin = sin
     try:
         x = engine.Value(0.5)
-        y = x.sin() * x.sin()
+        y = x.lecture_sin() * x.lecture_sin()
         y.backward()
         assert y._op == "*" and y._children[0]._op == "sin"
         assert close(x.grad, 2 * math.sin(0.5) * math.cos(0.5))
     finally:
-        del engine.Value.sin
-    assert not hasattr(engine.Value(1.0), "sin")
+        del engine.Value.lecture_sin
+    assert not hasattr(engine.Value(1.0), "lecture_sin")
 
 
 def test_arbitrary_attributes_stay_with_their_node(engine):
@@ -210,10 +210,10 @@ def test_function_nodes_are_replayed_by_forward(engine):
         assert close(b.grad, (1 - expect ** 2) * x * math.cos(y))
 
 
-def test_lecture_style_node_refuses_forward_naming_its_op(with_exp2):
-    engine = with_exp2
+def test_lecture_style_node_refuses_forward_naming_its_op(with_lecture_exp):
+    engine = with_lecture_exp
     x = engine.Value(0.5)
-    y = x.exp2() * 2.0
+    y = x.lecture_exp() * 2.0
     x.data = 1.0
     with pytest.raises(RuntimeError, match="custom node 'exp'.*no forward formula"):
         y.forward()
@@ -753,12 +753,12 @@ def test_a_signal_handler_compacts_during_a_sweep_over_custom_nodes(core):
     core.check_arena()
 
 
-def test_graph_pictures_name_custom_ops(with_exp2):
-    engine = with_exp2
+def test_graph_pictures_name_custom_ops(with_lecture_exp):
+    engine = with_lecture_exp
     from autograd.graph import Graph
     f = engine.function(lambda a, b: a * b, lambda a, b: b, lambda a, b: a, name="mul2")
     x = engine.Value(0.5, label="x")
-    y = f(x.exp2(), 3.0).tanh()
+    y = f(x.lecture_exp(), 3.0).tanh()
     source = Graph(y).source
     assert "label=exp" in source and "label=mul2" in source and "x |" in source
 
@@ -771,10 +771,10 @@ def test_a_value_of_the_other_engine_is_refused_by_name(engines):
         pure.Value(1.0, (core.Value(1.0),), "mixed")
 
 
-def test_the_lectures_topological_backward_by_hand(with_exp2):
+def test_the_lectures_topological_backward_by_hand(with_lecture_exp):
     # The lecture's own backward: build the topological order from `_prev`,
     # then call every node's `_backward` in reverse.
-    engine = with_exp2
+    engine = with_lecture_exp
 
     def lecture_backward(root):
         topo, visited = [], set()
@@ -794,7 +794,7 @@ def test_the_lectures_topological_backward_by_hand(with_exp2):
     grads = []
     for by_hand in (True, False):
         (x1, x2, w1, w2, b), (_, _, _, n, _) = _lecture_neuron(engine.Value)
-        e = (2 * n).exp2()
+        e = (2 * n).lecture_exp()
         o = (e - 1) / (e + 1)
         if by_hand:
             lecture_backward(o)

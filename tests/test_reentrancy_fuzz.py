@@ -313,7 +313,9 @@ def _table(ninputs, rows, seed):
 # -- the program --------------------------------------------------------------------------
 
 BINARY = ["+", "-", "*", "/", "**", "r+", "r-", "r*", "r/", "r**"]
-UNARY = ["relu", "tanh", "sigmoid", "exp", "log", "sqrt", "abs", "neg", "abs()"]
+# the smooth functions: every row of the engines' table (exp2 and cbrt from 3.11 on)
+FUNCTION_NAMES = list(autograd.pure.FUNCTIONS)
+UNARY = ["relu", "abs", "neg", "abs()"] + FUNCTION_NAMES
 NUM_ACTIONS = ["none", "none", "reinit", "drop", "label", "backward", "compact", "reinit_block",
                "reinit_replay", "reinit_function", "load", "block_step", "kernels"]
 BLOCK_USES = ["data", "grad", "set_data", "zero_grad", "sgd", "momentum", "adam", "len", "iter",
@@ -367,7 +369,7 @@ def draw_step(rng, size, weights=STEP_WEIGHTS):
     if kind == "dense":
         nin, nout = rng.randrange(1, 4), rng.randrange(1, 4)
         return (kind, [[pick() for _ in range(nin)] for _ in range(nout)], [pick() for _ in range(nin)],
-                [pick() for _ in range(nout)], rng.choice(["relu", "tanh", "sigmoid", "linear"]))
+                [pick() for _ in range(nout)], rng.choice(["relu", "tanh", "sigmoid", "softplus", "gelu", "linear"]))
     if kind == "forward":
         return (kind, pick(), pick(), _number(rng))
     if kind in ("reinit", "grad"):
@@ -681,8 +683,8 @@ ACTIONS = {
     "Value.__rsub__": ["binary"], "Value.__mul__": ["binary"], "Value.__rmul__": ["binary"],
     "Value.__truediv__": ["binary"], "Value.__rtruediv__": ["binary"], "Value.__pow__": ["binary"],
     "Value.__rpow__": ["binary"], "Value.__neg__": ["unary"], "Value.__abs__": ["unary"],
-    "Value.relu": ["unary"], "Value.tanh": ["unary"], "Value.sigmoid": ["unary"],
-    "Value.exp": ["unary"], "Value.log": ["unary"], "Value.sqrt": ["unary"], "Value.abs": ["unary"],
+    "Value.relu": ["unary"], "Value.abs": ["unary"],
+    **{f"Value.{name}": ["unary"] for name in FUNCTION_NAMES},
     "Value.backward": ["backward"], "Value.forward": ["forward"], "Value.detach": ["inspect"],
     "Value.__repr__": ["inspect"], "Value.__reduce__": ["inspect"], "Value._prev": ["inspect"],
     "Value._children": ["inspect", "assign_backward"], "Value._op": ["inspect"],
