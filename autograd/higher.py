@@ -78,18 +78,23 @@ def _contributions(rule, node, g, engine):
         return [(kids[0], g), (kids[1], -g)]
     if kind == "mul":
         return [(kids[0], kids[1] * g), (kids[1], kids[0] * g)]
-    if kind == "div":
-        return [(kids[0], g / kids[1]), (kids[1], -((node * g) / kids[1]))]
+    # division, power and log in a derivative are IEEE's (engine._ieee_div, _pow,
+    # _log: inf or NaN at a pole, as backward() computes, instead of an exception)
+    div, pow_, log = engine._ieee_div, engine._ieee_pow, engine._ieee_log
+    if kind in ("div", "idiv"):
+        return [(kids[0], div(g, kids[1])), (kids[1], -div(node * g, kids[1]))]
     if kind == "neg":
         return [(kids[0], -g)]
-    if kind == "powc":                              # x ** c: c * x ** (c - 1)
-        return [] if exponent == 0.0 else [(kids[0], exponent * kids[0] ** (exponent - 1.0) * g)]
-    if kind == "pow":                               # x ** y
+    if kind in ("powc", "ipowc"):                   # x ** c: c * x ** (c - 1)
+        return [] if exponent == 0.0 else [(kids[0], exponent * pow_(kids[0], exponent - 1.0) * g)]
+    if kind in ("pow", "ipow"):                     # x ** y
         x, y = kids
-        out = [] if y.data == 0.0 else [(x, y * x ** (y - 1.0) * g)]
+        out = [] if y.data == 0.0 else [(x, y * pow_(x, y - 1.0) * g)]
         if not (x.data == 0.0 and y.data >= 0.0):
-            out.append((y, node * x.log() * g))
+            out.append((y, node * log(x) * g))
         return out
+    if kind == "ilog":
+        return [(kids[0], div(g, kids[0]))]
     if kind == "relu":                              # a constant mask
         return [(kids[0], g)] if node.data > 0.0 else []
     if kind == "abs":
@@ -98,7 +103,7 @@ def _contributions(rule, node, g, engine):
     if kind in FUNCTIONS:                           # tanh, exp, sin, ...: one row each
         _, slope, divides = FUNCTIONS[kind]
         s = slope(_WITH_OPS, kids[0], node)
-        return [(kids[0], g / s if divides else s * g)]
+        return [(kids[0], div(g, s) if divides else s * g)]
     if kind == "sum":
         return [(kid, g) for kid in kids]
     if kind == "dot":                               # bias, w0..w(n-1), x0..x(n-1)

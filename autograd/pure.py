@@ -187,8 +187,15 @@ _OPS = {
     "powc":    ("**",      _math_pow,                        lambda g, x, y, out: (_pow_dx(g, x, y), None)),
     "relu":    ("ReLU",    lambda x, y: 0.0 if x < 0.0 else x, lambda g, x, y, out: (g if out > 0.0 else 0.0, None)),
     "abs":     ("abs",     lambda x, y: abs(x),              lambda g, x, y, out: (g if x > 0.0 else (-g if x < 0.0 else 0.0), None)),
+    # the derivative graphs' division, power and log (create_graph): IEEE
+    # results (inf, NaN) where / and ** raise, as backward() computes them
+    "idiv":    ("/",       _div,                             lambda g, x, y, out: (_div(g, y), -_div(out * g, y))),
+    "ipow":    ("**",      _pow,                             lambda g, x, y, out: (_pow_dx(g, x, y), _pow_dy(g, x, y, out))),
+    "ipowc":   ("**",      _pow,                             lambda g, x, y, out: (_pow_dx(g, x, y), None)),
+    "ilog":    ("ilog",    lambda x, y: _log(x),             lambda g, x, y, out: (_div(g, x), None)),
     # tanh, sigmoid, exp, log, sqrt, sin, ...: the rows of FUNCTIONS, below
 }
+_CONSTANT_EXPONENT = ("powc", "ipowc")     # x ** c: c is a leaf that gets no gradient
 
 
 # ---------------------------------------------------------------------------
@@ -632,7 +639,7 @@ class Value:
             return custom.op
         if kind == "leaf":
             return ""
-        if kind == "powc":
+        if kind in _CONSTANT_EXPONENT:
             return "**" + _exponent_text(args[1]._data)
         if kind in ("sum", "dot"):
             return kind
@@ -643,7 +650,7 @@ class Value:
     @property
     def _children(self):
         """The inputs in order (a constant exponent is not one)."""
-        return self._args[:1] if self._kind == "powc" else self._args
+        return self._args[:1] if self._kind in _CONSTANT_EXPONENT else self._args
 
     @property
     def _prev(self):
@@ -657,8 +664,8 @@ class Value:
         partials."""
         custom, args = self._custom, self._args
         kind = self._kind                          # read last: see __init__
-        exponent = args[1]._data if kind == "powc" else None
-        return (kind, args[:1] if kind == "powc" else args, exponent,
+        exponent = args[1]._data if kind in _CONSTANT_EXPONENT else None
+        return (kind, args[:1] if kind in _CONSTANT_EXPONENT else args, exponent,
                 None if custom is None else custom.partials, self._op)
 
     @property
@@ -712,8 +719,8 @@ class Value:
             if c is None:
                 return NotImplemented
             other = Value(c)
-            if kind == "pow" and not reflected:
-                kind = "powc"
+            if kind in ("pow", "ipow") and not reflected:
+                kind = kind + "c"               # x ** c: the exponent gets no gradient
         x, y = (other, self) if reflected else (self, other)
         out = _OPS[kind][1](x._data, y._data)
         return Value._node(out, (x, y), kind)
@@ -1144,6 +1151,22 @@ class Value:
 for _kind in ("exp2", "cbrt"):         # from Python 3.11 on, as math has them
     if _kind not in FUNCTIONS:
         delattr(Value, _kind)
+
+
+def _ieee_div(x, y):
+    """x / y, inf or NaN where y is 0 (a derivative at a pole), as a node:
+    autograd/higher.py's derivative graphs divide with it."""
+    return x._binary("idiv", y)
+
+
+def _ieee_pow(x, y):
+    """x ** y, inf or NaN where math.pow raises, as a node (y a number: x ** c)."""
+    return x._binary("ipow", y)
+
+
+def _ieee_log(x):
+    """log(x), -inf at 0 and NaN below, as a node."""
+    return x._unary("ilog")
 
 
 def _fused(kind, items, name):
@@ -1810,7 +1833,7 @@ class Replay:
         for s, v in enumerate(nodes):
             kids = [slot[id(c)] for c in v._args]
             batched = role.get(id(v)) == "inputs" or any(self._batched[c] for c in kids)
-            grad_kids = kids[:1] if v._kind == "powc" else kids   # a constant exponent gets none
+            grad_kids = kids[:1] if v._kind in _CONSTANT_EXPONENT else kids   # a constant exponent gets none
             needs_grad = role.get(id(v)) == "params" or any(self._needs_grad[c] for c in grad_kids)
             if v._kind == "custom":
                 info = v._custom
@@ -2138,7 +2161,7 @@ class Replay:
             y = column[1] if len(kids) == 2 else [0.0] * n
             pairs = [_OPS[kind][2](g[b], x[b], y[b], out[b]) for b in range(n)]
             self._give(kids[0], [dx for dx, _ in pairs])
-            if len(kids) == 2 and kind != "powc":
+            if len(kids) == 2 and kind not in _CONSTANT_EXPONENT:
                 self._give(kids[1], [dy for _, dy in pairs])
 
 

@@ -188,7 +188,7 @@ cdef object _binary(uint8_t op, Value x, object other, bint reflected):
         if reflected:
             _write_node(top, op, ci, x.idx, r)
         else:
-            _write_node(top, POWC if op == POW else op, x.idx, ci, r)
+            _write_node(top, POWC if op == POW else IPOWC if op == IPOW else op, x.idx, ci, r)
     _commit(top, top + 1, h)
     if keep:
         _adopt_children(h)

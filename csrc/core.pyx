@@ -198,14 +198,23 @@ cdef enum:
     CUSTOM     # a user's op: children in edges, its Python code on the handle
                # (a `_backward` function, or an autograd.function's formulas)
     LSE        # log(exp(e0) + exp(e1) + ...), shifted by the max when evaluated
-    # (op codes above LSE: unary.pxi's functions, SIN ... LAST_OP)
+    # The derivative graphs' division and power (create_graph): IEEE results
+    # (inf, NaN) where DIV and POW raise, as backward() computes them, so a
+    # derivative at a pole is backward()'s inf, not an exception.  Their own
+    # derivatives are DIV's and POW's.  (And ILOG, a row of unary.pxi.)
+    IDIV
+    IPOW
+    IPOWC
+    # (op codes above IPOWC: unary.pxi's functions, SIN ... LAST_OP)
 
 # Op names, by op code: as Value._op shows them, and as the pure engine names
 # its kinds (Value._rule).  The table's functions are named by their rows.
 cdef list OP_SYMBOLS = ["", "+", "-", "*", "/", "neg", "**", "**", "ReLU",
-                        None, None, None, None, None, "abs", "sum", "dot", "custom", "logsumexp"]
+                        None, None, None, None, None, "abs", "sum", "dot", "custom", "logsumexp",
+                        "/", "**", "**"]
 cdef list KIND_NAMES = ["leaf", "add", "sub", "mul", "div", "neg", "pow", "powc", "relu",
-                        None, None, None, None, None, "abs", "sum", "dot", "custom", "lse"]
+                        None, None, None, None, None, "abs", "sum", "dot", "custom", "lse",
+                        "idiv", "ipow", "ipowc"]
 
 cdef enum:
     LABELED = 1    # the node has an entry in _labels
@@ -362,7 +371,7 @@ cdef int _verify_arena() except -1:
         op = A.op[i]
         if A.handle[i] != NULL:
             handles += 1
-        if op > LAST_OP or (op > LSE and not _is_row(op)):
+        if op > LAST_OP or (op > IPOWC and not _is_row(op)):
             raise AssertionError("node %d has an unknown op code %d" % (i, op))
         if A.flags[i] & ALL_MARKS & ~A.marks_in_use:
             raise AssertionError("node %d carries a stale mark bit (flags %d)" % (i, A.flags[i]))

@@ -158,7 +158,7 @@ cdef inline Py_ssize_t _kid_count(Py_ssize_t i) noexcept:
         return 0
     if _is_nary(op):
         return A.b[i]
-    return 2 if (A.b[i] >= 0 and op != POWC) else 1
+    return 2 if (A.b[i] >= 0 and op != POWC and op != IPOWC) else 1
 
 
 cdef tuple _kids_of(Value h):

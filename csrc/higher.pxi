@@ -40,7 +40,7 @@ cdef Py_ssize_t _emit_number(uint8_t op, Py_ssize_t x, double c, bint number_fir
     if number_first:
         _write_node(ci + 1, op, ci, x, r)
     else:
-        _write_node(ci + 1, POWC if op == POW else op, x, ci, r)
+        _write_node(ci + 1, POWC if op == POW else IPOWC if op == IPOW else op, x, ci, r)
     A.n = ci + 2
     return ci + 1
 
@@ -109,21 +109,21 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
     elif op == MUL:
         _add_term(t, a, _emit(MUL, b, g))
         _add_term(t, b, _emit(MUL, a, g))
-    elif op == DIV:                     # g / y; -((out * g) / y)
-        _add_term(t, a, _emit(DIV, g, b))
-        _add_term(t, b, _emit(NEG, _emit(DIV, _emit(MUL, i, g), b), -1))
+    elif op == DIV or op == IDIV:       # g / y; -((out * g) / y), divisions with IEEE results
+        _add_term(t, a, _emit(IDIV, g, b))
+        _add_term(t, b, _emit(NEG, _emit(IDIV, _emit(MUL, i, g), b), -1))
     elif op == NEG:
         _add_term(t, a, _emit(NEG, g, -1))
-    elif op == POWC:                    # c * x ** (c - 1) * g
+    elif op == POWC or op == IPOWC:     # c * x ** (c - 1) * g
         c = A.data[b]
         if c != 0.0:
-            _add_term(t, a, _emit(MUL, _emit_number(MUL, _emit_number(POW, a, c - 1.0, False), c, True), g))
-    elif op == POW:                     # y * x ** (y - 1) * g; out * log(x) * g
+            _add_term(t, a, _emit(MUL, _emit_number(MUL, _emit_number(IPOW, a, c - 1.0, False), c, True), g))
+    elif op == POW or op == IPOW:       # y * x ** (y - 1) * g; out * log(x) * g
         if A.data[b] != 0.0:
-            x = _emit(POW, a, _emit_number(SUB, b, 1.0, False))
+            x = _emit(IPOW, a, _emit_number(SUB, b, 1.0, False))
             _add_term(t, a, _emit(MUL, _emit(MUL, b, x), g))
         if not (A.data[a] == 0.0 and A.data[b] >= 0.0):
-            _add_term(t, b, _emit(MUL, _emit(MUL, i, _emit(LOG, a, -1)), g))
+            _add_term(t, b, _emit(MUL, _emit(MUL, i, _emit(ILOG, a, -1)), g))
     elif op == RELU:                    # a constant mask
         if A.data[i] > 0.0:
             _add_term(t, a, g)
@@ -134,7 +134,7 @@ cdef int _emit_rule(_Terms* t, Py_ssize_t i, Py_ssize_t g) except -1:
             _add_term(t, a, _emit(NEG, g, -1))
     elif _is_row(op):                   # unary.pxi: slope * g, or g / slope
         s = ROWS[op].slope_node(a, i)
-        _add_term(t, a, _emit(DIV, g, s) if ROWS[op].divides else _emit(MUL, s, g))
+        _add_term(t, a, _emit(IDIV, g, s) if ROWS[op].divides else _emit(MUL, s, g))
     elif op == SUM:
         for k in range(b):
             _add_term(t, A.edges[a + k], g)
@@ -286,3 +286,21 @@ cdef tuple _uses_of(Value output, list inputs):
         free(runs)
         _sweep_end()
     return used, older
+
+
+# -- the derivative graphs' division, power and log, with IEEE results: for the
+#    rules of autograd/higher.py (graphs with custom nodes), where this sweep
+#    emits IDIV, IPOW(C) and ILOG
+def _ieee_div(x, y):
+    """x / y, inf or NaN where y is 0 (a derivative at a pole), as a node."""
+    return _binary(IDIV, <Value?>x, y, False)
+
+
+def _ieee_pow(x, y):
+    """x ** y, inf or NaN where math.pow raises, as a node (y a number: x ** c)."""
+    return _binary(IPOW, <Value?>x, y, False)
+
+
+def _ieee_log(x):
+    """log(x), -inf at 0 and NaN below, as a node."""
+    return _unary(ILOG, <Value?>x)

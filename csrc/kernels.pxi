@@ -124,6 +124,10 @@ cdef double _apply(uint8_t op, double x, double y) except? -1.0:
         return arith_f(op, x, y)
     if op == DIV:
         return div_f(x, y)
+    if op == IDIV:
+        return x / y                # IEEE (cdivision): a derivative graph's division
+    if op == IPOW or op == IPOWC:
+        return pow_ieee(x, y)
     if op == NEG:
         return -x
     if op == POW or op == POWC:
@@ -233,17 +237,17 @@ cdef inline void _backprop_into(Py_ssize_t i, double* grad) noexcept:
         b = A.b[i]
         grad[a] += A.data[b] * g
         grad[b] += A.data[a] * g
-    elif op == DIV:
+    elif op == DIV or op == IDIV:
         b = A.b[i]
         grad[a] += g / A.data[b]
         grad[b] += negate(A.data[i] * g / A.data[b])
     elif op == NEG:
         grad[a] += negate(g)
-    elif op == POW:
+    elif op == POW or op == IPOW:
         b = A.b[i]
         grad[a] += pow_dx(g, A.data[a], A.data[b])
         grad[b] += pow_dy(g, A.data[a], A.data[b], A.data[i])
-    elif op == POWC:
+    elif op == POWC or op == IPOWC:
         grad[a] += pow_dx(g, A.data[a], A.data[A.b[i]])
     elif op == RELU:
         grad[a] += g if A.data[i] > 0.0 else 0.0

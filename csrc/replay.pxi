@@ -379,7 +379,7 @@ cdef class Replay:
                     if A.b[i] >= 0:
                         c = slot_of[A.b[i]]
                         self.kb[s] = c
-                        if A.op[i] != POWC:         # a constant exponent gets no gradient
+                        if A.op[i] != POWC and A.op[i] != IPOWC:    # a constant exponent: no gradient
                             self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
                         else:
                             self.kind[s] |= self.kind[c] & BATCHED
@@ -904,7 +904,7 @@ cdef class Replay:
             if self.kind[a] & NEEDS_GRAD:
                 _map_dx(op, t, g, out, x, sx, y, sy, n)
                 self._give(a, t, n)
-            if self.kb[s] >= 0 and op != POWC and self.kind[self.kb[s]] & NEEDS_GRAD:
+            if self.kb[s] >= 0 and op != POWC and op != IPOWC and self.kind[self.kb[s]] & NEEDS_GRAD:
                 _map_dy(op, t, g, out, x, sx, y, sy, n)
                 self._give(self.kb[s], t, n)
         return 0
@@ -1081,11 +1081,11 @@ cdef void _map_dx(uint8_t op, double* t, const double* g, const double* out,
             t[b] = g[b]
         elif op == MUL:
             t[b] = yb * g[b]
-        elif op == DIV:
+        elif op == DIV or op == IDIV:
             t[b] = g[b] / yb
         elif op == NEG:
             t[b] = negate(g[b])
-        elif op == POW or op == POWC:
+        elif op == POW or op == POWC or op == IPOW or op == IPOWC:
             t[b] = pow_dx(g[b], xb, yb)
         elif op == RELU:
             t[b] = g[b] if out[b] > 0.0 else 0.0
@@ -1105,7 +1105,7 @@ cdef void _map_dy(uint8_t op, double* t, const double* g, const double* out,
             t[b] = negate(g[b])
         elif op == MUL:
             t[b] = x[b * sx] * g[b]
-        elif op == DIV:
+        elif op == DIV or op == IDIV:
             t[b] = negate(out[b] * g[b] / y[b * sy])
-        else:                           # POW
+        else:                           # POW, IPOW
             t[b] = pow_dy(g[b], x[b * sx], y[b * sy], out[b])

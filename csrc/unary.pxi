@@ -30,8 +30,8 @@
 from libc.math cimport (sin, cos, tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh,
                         expm1, exp2, log1p, log2, log10, cbrt, erf, erfc)
 
-cdef enum:                          # the op codes of the functions added after LSE
-    SIN = LSE + 1
+cdef enum:                          # the op codes of the functions after IPOWC
+    SIN = IPOWC + 1
     COS
     TAN
     ASIN
@@ -52,7 +52,8 @@ cdef enum:                          # the op codes of the functions added after 
     ERFC
     SOFTPLUS
     GELU
-    LAST_OP = GELU
+    ILOG            # log with IEEE results (-inf at 0, NaN below): derivative graphs
+    LAST_OP = ILOG
 
 ctypedef double (*forward_t)(double) except? -1.0
 ctypedef double (*slope_t)(double, double) noexcept
@@ -245,6 +246,9 @@ cdef double softplus_f(double x) except? -1.0: return (x if x > 0.0 else 0.0) + 
 cdef double softplus_s(double x, double o) noexcept: return _sigmoid(x)
 cdef Py_ssize_t softplus_n(Py_ssize_t x, Py_ssize_t o) except -1: return _op1(SIGMOID, x)
 
+# ilog: log with IEEE results, for derivative graphs (pow's d/dy): g / x
+cdef double ilog_f(double x) except? -1.0: return log_ieee(x)
+
 # gelu(x) = x * Phi(x), PyTorch's exact form: d = Phi(x) + x * phi(x)
 cdef double gelu_f(double x) except? -1.0: return x * 0.5 * (1.0 + erf(x * SQRT1_2))
 cdef double gelu_s(double x, double o) noexcept: return 0.5 * (1.0 + erf(x * SQRT1_2)) + x * (exp(-0.5 * x * x) * GELU_PDF)
@@ -294,6 +298,7 @@ _row(ERF,      "erf",      erf_f,      erf_s,      erf_n,      False)
 _row(ERFC,     "erfc",     erfc_f,     erfc_s,     erfc_n,     False)
 _row(SOFTPLUS, "softplus", softplus_f, softplus_s, softplus_n, False)
 _row(GELU,     "gelu",     gelu_f,     gelu_s,     gelu_n,     False)
+_row(ILOG,     "ilog",     ilog_f,     log_s,      log_n,      True)
 
 # the names, by op code (core.pyx): Value._op and the pure engine's kinds
 while len(OP_SYMBOLS) <= LAST_OP:
@@ -302,4 +307,5 @@ while len(OP_SYMBOLS) <= LAST_OP:
 for _code, _name in _ROW_NAMES.items():
     OP_SYMBOLS[_code] = KIND_NAMES[_code] = _name
 
-FUNCTIONS = tuple(_ROW_NAMES[code] for code in sorted(_ROW_NAMES))   # the names, in op-code order
+# the functions' names, in op-code order (ILOG is the derivative graphs' own)
+FUNCTIONS = tuple(_ROW_NAMES[code] for code in sorted(_ROW_NAMES) if code != ILOG)

@@ -171,7 +171,7 @@ cdef class Value:
         cdef uint8_t op = A.op[i]
         if self.custom is not None:
             return self.custom.op
-        if op == POWC:
+        if op == POWC or op == IPOWC:
             return "**" + _exponent_text(A.data[A.b[i]])
         return OP_SYMBOLS[op]
 
@@ -194,7 +194,7 @@ cdef class Value:
         cdef uint8_t op = A.op[i]
         if _kid_count(i) != len(kids):          # re-initialized meanwhile
             return "leaf", (), None, None, ""
-        return (KIND_NAMES[op], kids, A.data[A.b[i]] if op == POWC else None,
+        return (KIND_NAMES[op], kids, A.data[A.b[i]] if op == POWC or op == IPOWC else None,
                 None if info is None else info.partials, self._op)
 
     @property

@@ -231,3 +231,50 @@ def test_atan2_hypot_and_dist(engine):
     origin = amath.atan2(V(0.0), V(0.0))            # defined; its derivative is not
     origin.backward()
     assert origin.data == 0.0
+
+
+EDGES = [   # (what, f, x, a regular point or None): derivative paths at the edge of a
+            # domain, where the derivative is infinite or NaN
+    ("sqrt at 0", lambda x: x.sqrt(), 0.0, 0.7),
+    ("x ** 0.5 at 0", lambda x: x ** 0.5, 0.0, 0.7),
+    ("abs(x).sqrt() at 0", lambda x: abs(x).sqrt(), 0.0, None),     # abs's mask is taken at 0
+    ("the exponent's derivative at a negative base", lambda x: (-2.0 * x) ** (x * 2.0), 1.0, -1.5),
+    ("asin at 1", lambda x: x.asin(), 1.0, 0.7),
+    ("acos at -1", lambda x: x.acos(), -1.0, 0.7),
+    ("acosh at 1", lambda x: x.acosh(), 1.0, 1.7),
+    ("log of x ** 3 + 1 at 0", lambda x: (x ** 3.0 + 1.0).log() * x ** 0.25, 0.0, 0.7),
+    ("a pole of the second derivative", lambda x: x.sqrt() * 3.0, 0.0, 0.7),
+]
+
+
+def _same_number(a, b):
+    return bits(a) == bits(b) or (a != a and b != b)
+
+
+@pytest.mark.parametrize("what, f, x, regular", EDGES, ids=[e[0] for e in EDGES])
+def test_every_derivative_path_agrees_at_the_edges(engines, what, f, x, regular):
+    """backward(), gradients() and gradients(create_graph=True) (so grad())
+    give the same number where the derivative is infinite or NaN: the
+    derivative graph divides, raises to powers and takes logs with IEEE
+    results, as backward() does, instead of raising.  Its second derivative
+    is a number too, and its forward() at a regular point is the derivative
+    there."""
+    from autograd.higher import grad
+    results = []
+    for engine in engines:
+        v = engine.Value(x)
+        y = f(v)
+        y.backward()
+        [plain] = gradients(y, [v])
+        [first] = gradients(y, [v], create_graph=True)
+        [second] = gradients(first, [v])
+        assert _same_number(plain.data, v.grad), what
+        assert first.data == v.grad or (first.data != first.data and v.grad != v.grad), what
+        assert _same_number(grad(f)(x), v.grad), what
+        results.append([v.grad, first.data, second.data])
+        if regular is not None:                         # the derivative graph, recomputed at a
+            v.data = regular                            # regular point, is the derivative there
+            reference = engine.Value(regular)
+            f(reference).backward()
+            assert first.forward().data == pytest.approx(reference.grad, rel=1e-12), what
+    assert all(_same_number(a, b) for a, b in zip(*results)), what

@@ -692,6 +692,7 @@ ACTIONS = {
     "Value._local_backward": ["inspect"], "Value._gradients_of": ["gradients"],
     "Value._gradient_values": ["gradients"], "Value._derivatives": ["gradients"],
     "Value._uses": ["gradients"],
+    "_ieee_div": ["gradients"], "_ieee_pow": ["gradients"], "_ieee_log": ["gradients"],
     "Block.__init__": ["block_make"], "Block.__len__": ["block_use"], "Block.__iter__": ["block_use"],
     "Block.__reduce__": ["block_use"], "Block.data": ["block_use"], "Block.grad": ["block_use"],
     "Block.set_data": ["block_use"], "Block.zero_grad": ["block_use"], "Block.sgd_step": ["block_use"],
