@@ -25,8 +25,8 @@ which `math` does not have.  exp2 and cbrt need Python 3.11, as in `math`.
 """
 from __future__ import annotations
 
+import functools
 import math as _math
-import numbers
 import operator
 import sys
 from collections.abc import Callable
@@ -56,12 +56,6 @@ def _is_value(x: object) -> bool:
     return isinstance(x, _VALUES)
 
 
-def _check_number(x: object, name: str, what: str = "x") -> None:
-    if not isinstance(x, numbers.Real):
-        raise TypeError(f"{name}() takes a real number or a Value as {what}, "
-                        f"not {type(x).__name__}")
-
-
 class _OneInput(Protocol):
     """A one-input function: a float for a number, a Value for a Value."""
 
@@ -69,6 +63,8 @@ class _OneInput(Protocol):
     def __call__(self, x: float, /) -> float: ...
     @overload
     def __call__(self, x: Value, /) -> Value: ...
+    @overload
+    def __call__(self, x: _pure.Value, /) -> _pure.Value: ...
 
 
 _RAISES = {
@@ -93,8 +89,7 @@ def _one_input(name: str) -> _OneInput:
     def function(x: Any) -> Any:
         if _is_value(x):
             return method(x)
-        _check_number(x, name)
-        return number_function(x)
+        return number_function(x)           # math's own checks and errors
     raises = f"\n\n    Raises:\n        {_RAISES[name]}" if name in _RAISES else ""
     function.__name__ = function.__qualname__ = name
     function.__doc__ = (f"math.{name}(x) for a number x; x.{name}() for a Value.\n\n"
@@ -147,13 +142,8 @@ def log(x: Any, base: Any = None) -> Any:
         ZeroDivisionError: base is 1.
     """
     if base is None:
-        if _is_value(x):
-            return x.log()
-        _check_number(x, "log")
-        return _math.log(x)
+        return x.log() if _is_value(x) else _math.log(x)
     if not (_is_value(x) or _is_value(base)):
-        _check_number(x, "log")
-        _check_number(base, "log", "base")
         return _math.log(x, base)
     return log(x) / log(base)
 
@@ -174,8 +164,6 @@ def pow(x: Any, y: Any) -> Any:
     """
     if _is_value(x) or _is_value(y):
         return x ** y
-    _check_number(x, "pow")
-    _check_number(y, "pow", "y")
     return _math.pow(x, y)
 
 
@@ -190,7 +178,6 @@ def degrees(x: Any) -> Any:
     """
     if _is_value(x):
         return x * (180.0 / _math.pi)
-    _check_number(x, "degrees")
     return _math.degrees(x)
 
 
@@ -205,7 +192,6 @@ def radians(x: Any) -> Any:
     """
     if _is_value(x):
         return x * (_math.pi / 180.0)
-    _check_number(x, "radians")
     return _math.radians(x)
 
 
@@ -213,11 +199,13 @@ def radians(x: Any) -> Any:
 #    above, so they work on numbers (backward()) and on Values (create_graph)
 
 def _over(a: Any, b: Any) -> Any:
-    """a / b; on numbers with IEEE results at b == 0 (inf, NaN), as every
-    derivative here, where Python's `/` would raise."""
-    if isinstance(a, float) and isinstance(b, float):
-        return _pure._div(a, b)
-    return a / b
+    """a / b with IEEE results at b == 0 (inf, NaN), as every derivative here,
+    where `/` would raise: on numbers (backward()) and on Values (a derivative
+    graph: the engine's IEEE division node)."""
+    engine = _engine((a, b))
+    if engine is None:
+        return _pure._div(float(a), float(b))
+    return engine._ieee_div(a if _is_value(a) else engine.Value(a), b)
 
 
 def _engine(args: tuple[Any, ...]) -> Any:
@@ -230,22 +218,18 @@ def _engine(args: tuple[Any, ...]) -> Any:
     return None
 
 
-_custom: dict[tuple[Any, str, int], Callable[..., Any]] = {}    # (engine, name, inputs) -> op
-
-
+@functools.lru_cache(maxsize=64)
 def _op(engine: Any, name: str, n: int) -> Callable[..., Any]:
-    key = (engine, name, n)
-    if key not in _custom:
-        if name == "atan2":         # d/dy = x / (x**2 + y**2), d/dx = -y / (x**2 + y**2)
-            _custom[key] = engine.function(
-                _math.atan2,
-                lambda y, x: _over(x, x * x + y * y),
-                lambda y, x: _over(-y, x * x + y * y), name="atan2")
-        else:                       # hypot: d/dx_k = x_k / hypot(x)
-            _custom[key] = engine.function(
-                _math.hypot,
-                *[lambda *xs, k=k: _over(xs[k], hypot(*xs)) for k in range(n)], name="hypot")
-    return _custom[key]
+    """The custom op `name` of n inputs on `engine`, made once."""
+    if name == "atan2":             # d/dy = x / (x**2 + y**2), d/dx = -y / (x**2 + y**2)
+        return engine.function(_math.atan2,
+                               lambda y, x: _over(x, x * x + y * y),
+                               lambda y, x: _over(-y, x * x + y * y), name="atan2")
+    # hypot: d/dx_k = x_k / hypot(x) (each partial computes hypot again: O(n) each,
+    # so a backward() through hypot of n Values costs O(n**2); sqrt(vsum(x*x)) is linear)
+    return engine.function(_math.hypot,
+                           *[lambda *xs, k=k: _over(xs[k], hypot(*xs)) for k in range(n)],
+                           name="hypot")
 
 
 def atan2(y: Any, x: Any) -> Any:
@@ -263,8 +247,6 @@ def atan2(y: Any, x: Any) -> Any:
     """
     engine = _engine((y, x))
     if engine is None:
-        _check_number(y, "atan2", "y")
-        _check_number(x, "atan2")
         return _math.atan2(y, x)
     return _op(engine, "atan2", 2)(y, x)
 
@@ -282,8 +264,6 @@ def hypot(*coordinates: Any) -> Any:
     """
     engine = _engine(coordinates)
     if engine is None:
-        for x in coordinates:
-            _check_number(x, "hypot")
         return _math.hypot(*coordinates)
     if not coordinates:
         return _math.hypot()
@@ -308,6 +288,8 @@ def dist(p: Any, q: Any) -> Any:
         raise ValueError("both points must have the same number of dimensions")
     if _engine(tuple(p) + tuple(q)) is None:
         return _math.dist(p, q)
+    # numbers to floats first, as math.dist converts each coordinate
+    p, q = ([a if _is_value(a) else float(a) for a in point] for point in (p, q))
     return hypot(*[a - b for a, b in zip(p, q)])
 
 

@@ -128,7 +128,7 @@ class Neuron(Module):
     Args:
         nin: The number of inputs.
         nonlin: False for a linear neuron, whatever `activation` says.
-        activation: "relu", "tanh", "sigmoid" or "linear".
+        activation: "relu", "tanh", "sigmoid", "softplus", "gelu" or "linear".
         engine: The engine whose Values the neuron holds (see `Engine`).
 
     Attributes:
@@ -154,7 +154,7 @@ class Neuron(Module):
 
     @property
     def activation(self) -> str:
-        """relu, tanh, sigmoid or linear: fixed when the neuron is made."""
+        """relu, tanh, sigmoid, softplus, gelu or linear: fixed when the neuron is made."""
         return self._activation
 
     def __call__(self, x: Inputs) -> Value:
@@ -279,7 +279,7 @@ class MLP(Module):
         nin: The number of inputs.
         nouts: The number of neurons of each layer, in order.
         activation: The hidden layers' activation: "relu", "tanh",
-            "sigmoid" or "linear".
+            "sigmoid", "softplus", "gelu" or "linear".
         engine: The engine whose Values the model holds (see `Engine`).
 
     Attributes:

@@ -230,6 +230,18 @@ def _gelu_slope(m, x, out):
     return 0.5 * (1.0 + m.erf(x * _SQRT1_2)) + x * (m.exp(-0.5 * x * x) * _GELU_PDF)
 
 
+def _nan_outside_domain(f):
+    """f, giving C's NaN where Python's math raises ValueError (sin(inf),
+    sqrt(-1)): a slope may be taken at data changed since forward() (a
+    backward() without forward()), where the compiled core's C gives NaN."""
+    def ieee(x):
+        try:
+            return f(x)
+        except ValueError:
+            return _INVALID
+    return ieee
+
+
 def _cosh_ieee(x):
     try:
         return math.cosh(x)
@@ -245,9 +257,10 @@ def _sinh_ieee(x):
 
 
 class _NUMBERS:
-    """The functions a slope uses, on floats, as C computes them (no exception:
-    each is called only where the function's own forward succeeded)."""
-    sin, cos, sqrt, exp, erf = map(staticmethod, (math.sin, math.cos, math.sqrt, math.exp, math.erf))
+    """The functions a slope uses, on floats, as C computes them: never an
+    exception (inf where math overflows, NaN outside the domain)."""
+    sin, cos, sqrt = map(staticmethod, map(_nan_outside_domain, (math.sin, math.cos, math.sqrt)))
+    exp, erf = staticmethod(lambda x: _exp_ieee(x)), staticmethod(math.erf)
     cosh, sinh, sigmoid = map(staticmethod, (_cosh_ieee, _sinh_ieee, _sigmoid))
 
 
@@ -276,7 +289,7 @@ FUNCTIONS = {
     "asinh":    (math.asinh,   lambda m, x, out: m.sqrt(x * x + 1.0),  True),
     "acosh":    (math.acosh,   lambda m, x, out: m.sqrt(x * x - 1.0),  True),
     "atanh":    (math.atanh,   lambda m, x, out: 1.0 - x * x,          True),
-    "expm1":    (math.expm1,   lambda m, x, out: out + 1.0,            False),
+    "expm1":    (math.expm1,   lambda m, x, out: m.exp(x),             False),
     "exp2":     (getattr(math, "exp2", None), lambda m, x, out: out * _LN2, False),
     "log1p":    (math.log1p,   lambda m, x, out: 1.0 + x,              True),
     "log2":     (math.log2,    lambda m, x, out: x * _LN2,             True),
@@ -1280,7 +1293,7 @@ def dense(weights: Sequence[Sequence[Value | float]], inputs: Sequence[Value | f
         weights: One row of Values per neuron, each as long as `inputs`.
         inputs: The layer's input Values.
         biases: One Value per neuron.
-        activation: "relu", "tanh", "sigmoid" or "linear".
+        activation: "relu", "tanh", "sigmoid", "softplus", "gelu" or "linear".
 
     Returns:
         One new Value per neuron, in order.

@@ -201,10 +201,10 @@ cdef double atanh_f(double x) except? -1.0: return _as_math(ATANH, x, atanh(x))
 cdef double atanh_s(double x, double o) noexcept: return 1.0 - x * x
 cdef Py_ssize_t atanh_n(Py_ssize_t x, Py_ssize_t o) except -1: return _const_op(SUB, 1.0, _square(x))
 
-# expm1: d = out + 1
+# expm1: d = exp(x) (not out + 1, which is 0 below x = -37)
 cdef double expm1_f(double x) except? -1.0: return _as_math(EXPM1, x, expm1(x))
-cdef double expm1_s(double x, double o) noexcept: return o + 1.0
-cdef Py_ssize_t expm1_n(Py_ssize_t x, Py_ssize_t o) except -1: return _op_const(ADD, o, 1.0)
+cdef double expm1_s(double x, double o) noexcept: return exp(x)
+cdef Py_ssize_t expm1_n(Py_ssize_t x, Py_ssize_t o) except -1: return _op1(EXP, x)
 
 # exp2: d = out * ln 2
 cdef double exp2_f(double x) except? -1.0: return _as_math(EXP2, x, exp2(x))
