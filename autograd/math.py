@@ -100,28 +100,50 @@ def _one_input(name: str) -> _OneInput:
 
 
 sin = _one_input("sin")
+"""`math.sin(x)` for a number, `x.sin()` for a Value; derivative `cos(x)`."""
 cos = _one_input("cos")
+"""`math.cos(x)` for a number, `x.cos()` for a Value; derivative `-sin(x)`."""
 tan = _one_input("tan")
+"""`math.tan(x)` for a number, `x.tan()` for a Value; derivative `1 + tan(x)**2`."""
 asin = _one_input("asin")
+"""`math.asin(x)` for a number, `x.asin()` for a Value; derivative `1 / sqrt(1 - x**2)`."""
 acos = _one_input("acos")
+"""`math.acos(x)` for a number, `x.acos()` for a Value; derivative `-1 / sqrt(1 - x**2)`."""
 atan = _one_input("atan")
+"""`math.atan(x)` for a number, `x.atan()` for a Value; derivative `1 / (1 + x**2)`."""
 sinh = _one_input("sinh")
+"""`math.sinh(x)` for a number, `x.sinh()` for a Value; derivative `cosh(x)`."""
 cosh = _one_input("cosh")
+"""`math.cosh(x)` for a number, `x.cosh()` for a Value; derivative `sinh(x)`."""
 tanh = _one_input("tanh")
+"""`math.tanh(x)` for a number, `x.tanh()` for a Value; derivative `1 - tanh(x)**2`."""
 asinh = _one_input("asinh")
+"""`math.asinh(x)` for a number, `x.asinh()` for a Value; derivative `1 / sqrt(x**2 + 1)`."""
 acosh = _one_input("acosh")
+"""`math.acosh(x)` for a number, `x.acosh()` for a Value; derivative `1 / sqrt(x**2 - 1)`."""
 atanh = _one_input("atanh")
+"""`math.atanh(x)` for a number, `x.atanh()` for a Value; derivative `1 / (1 - x**2)`."""
 exp = _one_input("exp")
+"""`math.exp(x)` for a number, `x.exp()` for a Value; derivative `exp(x)`."""
 expm1 = _one_input("expm1")
+"""`math.expm1(x)` for a number, `x.expm1()` for a Value; derivative `exp(x)`."""
 log1p = _one_input("log1p")
+"""`math.log1p(x)` for a number, `x.log1p()` for a Value; derivative `1 / (1 + x)`."""
 log2 = _one_input("log2")
+"""`math.log2(x)` for a number, `x.log2()` for a Value; derivative `1 / (x log 2)`."""
 log10 = _one_input("log10")
+"""`math.log10(x)` for a number, `x.log10()` for a Value; derivative `1 / (x log 10)`."""
 sqrt = _one_input("sqrt")
+"""`math.sqrt(x)` for a number, `x.sqrt()` for a Value; derivative `1 / (2 sqrt(x))`."""
 erf = _one_input("erf")
+"""`math.erf(x)` for a number, `x.erf()` for a Value; derivative `2 / sqrt(pi) exp(-x**2)`."""
 erfc = _one_input("erfc")
+"""`math.erfc(x)` for a number, `x.erfc()` for a Value; derivative `-2 / sqrt(pi) exp(-x**2)`."""
 if hasattr(_math, "exp2"):      # Python 3.11+
     exp2 = _one_input("exp2")
+    """`math.exp2(x)` for a number, `x.exp2()` for a Value; derivative `2**x log 2`."""
     cbrt = _one_input("cbrt")
+    """`math.cbrt(x)` for a number, `x.cbrt()` for a Value; derivative `1 / (3 cbrt(x)**2)`."""
 
 
 def log(x: Any, base: Any = None) -> Any:
@@ -235,7 +257,7 @@ def _op(engine: Any, name: str, n: int) -> Callable[..., Any]:
 def atan2(y: Any, x: Any) -> Any:
     """The angle of the point (x, y), in (-pi, pi], as math.atan2.
 
-    Its partial derivatives are x / (x**2 + y**2) in y and -y / (x**2 + y**2)
+    Its partial derivatives are `x / (x**2 + y**2)` in y and `-y / (x**2 + y**2)`
     in x (inf or NaN at the origin).
 
     Args:

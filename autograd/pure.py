@@ -1253,7 +1253,7 @@ def logsumexp(values: Iterable[Value | float]) -> Value:
 
 
 def dot(weights: Iterable[Value | float], inputs: Iterable[Value | float], bias: Value | float = 0.0) -> Value:
-    """bias + w0*x0 + w1*x1 + ..., left to right, as one fused node.
+    """`bias + w0*x0 + w1*x1 + ...`, left to right, as one fused node.
 
     Bitwise equal to micrograd's `sum((wi*xi for wi, xi in zip(w, x)), b)`.
 
@@ -1299,7 +1299,7 @@ def dense(weights: Sequence[Sequence[Value | float]], inputs: Sequence[Value | f
         One new Value per neuron, in order.
 
     Raises:
-        ValueError: `activation` is not one of the four, or the numbers of
+        ValueError: `activation` is not one of the six, or the numbers of
             rows, biases and inputs do not fit together.
         TypeError: An item is not a Value (unlike dot(), numbers are refused).
     """
