@@ -28,15 +28,29 @@ cdef class Block:
         if self.values is not None:
             raise RuntimeError("a Block is made once, with its Values: make a new Block")
         cdef tuple items = tuple(values)        # private: nothing else can change it
-        cdef Py_ssize_t k
-        for k in range(len(items)):
-            if not isinstance(items[k], Value):
-                raise TypeError("Block() takes Values of this engine, not %s.%s (item %d)"
-                                % (type(items[k]).__module__, type(items[k]).__qualname__, k))
-            _check(<Value>items[k])
-        self.runs = _Runs()
+        cdef _Runs runs = _Runs()
+        cdef Py_ssize_t* nodes = <Py_ssize_t*>malloc((len(items) + 1) * sizeof(Py_ssize_t))
+        cdef Py_ssize_t k, i = -2
+        cdef PyObject* item
+        if nodes == NULL:
+            raise MemoryError()
+        try:                                # no Python code runs from here to made_of()
+            for k in range(len(items)):
+                item = PyTuple_GET_ITEM(items, k)
+                i = _next_node(item, i)     # in the order of the handle table, mostly
+                if i < 0:
+                    if not isinstance(<object>item, Value):
+                        raise TypeError("Block() takes Values of this engine, not %s.%s (item %d)"
+                                        % (type(<object>item).__module__,
+                                           type(<object>item).__qualname__, k))
+                    _check(<Value>item)
+                    i = (<Value>item).idx
+                nodes[k] = i
+            runs.made_of(nodes, NULL, len(items))
+        finally:
+            free(nodes)
+        self.runs = runs
         self.values = items
-        self.runs.refresh(items, NULL)      # now, while the Values just read are in cache
 
     def __reduce__(self):
         return (Block, (self._owned(),))

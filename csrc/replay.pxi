@@ -263,54 +263,54 @@ cdef class Replay:
         """Record the graph of `outputs` over the placeholder `inputs` and the `params`."""
         if self.recorded or self.op != NULL:
             raise RuntimeError("a Replay is recorded once, when it is made")
-        # 1. Python-level input: private lists of checked handles
+        # 1. Python-level input: private tuples (tuple() of a tuple is itself)
         cdef tuple outs = _replay_values(outputs, "outputs")
-        cdef tuple ins = _replay_values(inputs, "inputs")
-        cdef tuple ps = _replay_values(params, "params")
-        if not outs:
-            raise ValueError("Replay() needs at least one output")
-        self.params = ps
+        cdef tuple ins = tuple(inputs)
+        cdef tuple ps = tuple(params)
         self.customs = {}
-        self.ninputs, self.nparams, self.noutputs = len(ins), len(ps), len(outs)
-        # 2./3. no Python code runs while the arena is read: the GC is paused
+        # the inputs' and parameters' nodes, read once, in the order of the
+        # handle table where they follow each other (see _next_node)
+        cdef Py_ssize_t* at = <Py_ssize_t*>malloc((len(ins) + len(ps) + 1) * sizeof(Py_ssize_t))
+        if at == NULL:
+            raise MemoryError()
+        # 2./3. no Python code runs from reading the nodes to the end of the
+        # recording: the GC is paused
         cdef int gc_was_on = PyGC_Disable()
         try:
-            self._record(outs, ins, ps)
+            _replay_nodes(ins, at, "inputs")
+            _replay_nodes(ps, at + len(ins), "params")
+            if not outs:
+                raise ValueError("Replay() needs at least one output")
+            self.params = ps
+            self.ninputs, self.nparams, self.noutputs = len(ins), len(ps), len(outs)
+            self._record(outs, at, at + len(ins))
         finally:
             if gc_was_on:
                 PyGC_Enable()
+            free(at)
         self.recorded = True
 
-    cdef int _record(self, tuple outs, tuple ins, tuple ps) except -1:
+    cdef int _record(self, tuple outs, const Py_ssize_t* in_at, const Py_ssize_t* param_at) except -1:
+        """Record the graph; in_at and param_at are the inputs' and the
+        parameters' nodes, read since the last point where Python code ran."""
         cdef Py_ssize_t top = 0, i, k, e, s, c, first, count, nedges = 0
         cdef uint8_t* role = NULL          # per node: 1 reachable, 2 input, 4 parameter
         cdef Py_ssize_t* slot_of = NULL
-        # the inputs' and parameters' nodes, read from their handles once (a
-        # pass over 10^5 handles costs milliseconds: they are spread in memory)
-        cdef Py_ssize_t* at = <Py_ssize_t*>malloc((len(ins) + len(ps) + 1) * sizeof(Py_ssize_t))
-        cdef Py_ssize_t* in_at = at
-        cdef Py_ssize_t* param_at = at + len(ins)
         cdef _Custom info
         try:
-            if at == NULL:
-                raise MemoryError()
             for v in outs:
                 _check(<Value>v)
                 top = max(top, (<Value>v).idx + 1)
-            for k in range(len(ins)):
-                _check(<Value>ins[k])
-                in_at[k] = (<Value>ins[k]).idx
+            for k in range(self.ninputs):
                 top = max(top, in_at[k] + 1)
-            for k in range(len(ps)):
-                _check(<Value>ps[k])
-                param_at[k] = (<Value>ps[k]).idx
+            for k in range(self.nparams):
                 top = max(top, param_at[k] + 1)
             role = <uint8_t*>calloc(top, 1)
             slot_of = <Py_ssize_t*>malloc(top * sizeof(Py_ssize_t))
             if role == NULL or slot_of == NULL:
                 raise MemoryError()
-            _replay_roles(role, in_at, len(ins), 2, "inputs")
-            _replay_roles(role, param_at, len(ps), 4, "params")
+            _replay_roles(role, in_at, self.ninputs, 2, "inputs")
+            _replay_roles(role, param_at, self.nparams, 4, "params")
             # reachable from the outputs: one downward sweep (children are below)
             for v in outs:
                 role[(<Value>v).idx] |= 1
@@ -418,7 +418,6 @@ cdef class Replay:
         finally:
             free(role)
             free(slot_of)
-            free(at)
         return 0
 
     cdef int _allocate(self, Py_ssize_t nedges) except -1:
@@ -995,6 +994,23 @@ cdef tuple _replay_values(object values, str what):
                             % (what, type(items[k]).__name__, k))
         _check(<Value>items[k])
     return items
+
+
+cdef int _replay_nodes(tuple values, Py_ssize_t* nodes, str what) except -1:
+    """Each Value's node into nodes, or a clear error.  Runs no Python code."""
+    cdef Py_ssize_t k, i = -2
+    cdef PyObject* item
+    for k in range(len(values)):
+        item = PyTuple_GET_ITEM(values, k)
+        i = _next_node(item, i)
+        if i < 0:
+            if not isinstance(<object>item, Value):
+                raise TypeError("Replay() takes Values as %s, not %s (item %d)"
+                                % (what, type(<object>item).__name__, k))
+            _check(<Value>item)
+            i = (<Value>item).idx
+        nodes[k] = i
+    return 0
 
 
 cdef int _replay_roles(uint8_t* role, const Py_ssize_t* nodes, Py_ssize_t n, uint8_t bit,

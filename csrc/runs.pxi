@@ -44,14 +44,14 @@ cdef class _Runs:
 
     cdef int made_of(self, const Py_ssize_t* nodes, const Py_ssize_t* numbers,
                      Py_ssize_t n) except -1:
-        """The runs of the n nodes given (node k has number numbers[k], -1:
-        leave it out), read from the handles by the caller since the last
-        compaction: a Replay records its parameters' nodes, and this spares
-        a second pass over their handles, spread in memory."""
+        """The runs of the n nodes given (node k has number numbers[k], k if
+        NULL, -1: leave it out), read from the handles by the caller since
+        the last compaction: a Replay records its parameters' nodes, and this
+        spares a second pass over their handles, spread in memory."""
         cdef Py_ssize_t k, r = -1
         self._start(n)
         for k in range(n):
-            r = self._add(r, nodes[k], numbers[k])
+            r = self._add(r, nodes[k], k if numbers == NULL else numbers[k])
         self._finish(r)
         return 0
 

@@ -123,3 +123,33 @@ def test_readout_while_a_gc_callback_compacts(core):
         reads = [block.data for _ in range(20)]
     assert fired and all(r == [0.0, 1.0, 2.0, 3.0, 4.0] for r in reads)
     core.check_arena()
+
+
+@pytest.mark.parametrize("order", ["made", "reversed", "shuffled", "repeated", "gaps"])
+def test_values_in_any_order_are_found_whatever_the_arena_holds_between_them(engine, order):
+    # the core finds a Value's node from the one before it where they were made one after
+    # another (a model's parameters): every other order must find the same nodes
+    import random
+    made = [engine.Value(float(k)) for k in range(300)]
+    between = [engine.Value(-1.0) for _ in range(5)]      # nodes after the first run
+    later = [engine.Value(1000.0 + k) for k in range(50)]
+    vs = {"made": made + later,
+          "reversed": (made + later)[::-1],
+          "shuffled": random.Random(1).sample(made + later, 350),
+          "repeated": [made[0], made[0], made[1], made[1], made[2]],
+          "gaps": made[::2] + later[1::3] + made[1::2]}[order]
+    block = engine.Block(vs)
+    assert block.data == [v.data for v in vs]
+    for k, v in enumerate(vs):
+        v.grad = 0.0
+    block.zero_grad()
+    for k, v in enumerate(vs):
+        v.grad += k + 1.0
+    before = [v.data for v in vs]
+    if order == "repeated":
+        block.sgd_step(0.5)         # each entry steps its Value: made[0] twice
+        assert made[0].data == before[0] - 0.5 * (1.0 + 2.0) - 0.5 * (1.0 + 2.0)
+    else:
+        block.sgd_step(0.5)
+        assert [v.data for v in vs] == [b - 0.5 * (k + 1.0) for k, b in enumerate(before)]
+    assert all(v.data == -1.0 for v in between)

@@ -290,6 +290,29 @@ def test_dense_layer_equals_one_dot_per_neuron(engine, activation):
         assert [v.data for v in engine.dense(ws, x, bs, activation)] == [v.data for v in layer]
 
 
+@pytest.mark.parametrize("order", ["made", "reversed", "interleaved", "shared"])
+def test_dense_finds_weights_in_any_order(engine, order):
+    # weights made one after another are found from the one before (the core reads its
+    # handle table, not each Value): other orders and shared weights must give the same graph
+    V = engine.Value
+    made = [V(0.01 * k - 0.3) for k in range(24)]
+    rows = {"made": [made[0:6], made[6:12], made[12:18], made[18:24]],
+            "reversed": [made[5::-1], made[11:5:-1], made[17:11:-1], made[23:17:-1]],
+            "interleaved": [made[0::4], made[1::4], made[2::4], made[3::4]],
+            "shared": [made[0:6], made[0:6], made[5:11], made[0:6]]}[order]
+    bs = [V(0.1 * j) for j in range(4)]
+    x = [V(0.5 - 0.2 * k) for k in range(6)]
+    layer = engine.dense(rows, x, bs, "tanh")
+    one_by_one = [engine.dot(w, x, b).tanh() for w, b in zip(rows, bs)]
+    assert [v.data for v in layer] == [v.data for v in one_by_one]
+    engine.vsum(layer).backward()
+    grads = [w.grad for w in made]
+    for w in made:
+        w.grad = 0.0
+    engine.vsum(one_by_one).backward()
+    assert grads == [w.grad for w in made]
+
+
 def test_dense_rejects_bad_shapes_and_types(engine):
     V = engine.Value
     ws, x, bs = [[V(1.0), V(2.0)]], [V(1.0), V(2.0)], [V(0.0)]
