@@ -427,6 +427,10 @@ def _check_targets(ys, loss, k):
         if k < 2:
             raise ValueError("the cross_entropy loss needs a model with one output per class "
                              "(at least 2); for one output use 'bce' or 'hinge'")
+        # one row per class, shared by its samples: 10^4 lists would each be an
+        # object the GC tracks, and every collection in the set-up would visit
+        # the model's parameter list (10^5 items) again
+        one_hot_rows = [[1.0 if j == c else 0.0 for j in range(k)] for c in range(k)]
         targets = []
         for i, y in enumerate(ys):
             if type(y) is not int:
@@ -440,9 +444,7 @@ def _check_targets(ys, loss, k):
             if not 0 <= y < k:
                 raise ValueError(f"ys[{i}] = {y} is not a class id of a model with {k} outputs "
                                  f"(0 to {k - 1})")
-            one_hot = [0.0] * k
-            one_hot[y] = 1.0
-            targets.append(one_hot)
+            targets.append(one_hot_rows[y])
         return targets
     if k > 1:
         if loss in ("hinge", "bce"):
