@@ -1,10 +1,11 @@
 """Graphviz pictures of expressions (both engines)."""
 import os
 import re
+import time
 
 import pytest
 
-from autograd.graph import Graph, _collect, draw_dot, single_neuron_example
+from autograd.graph import DEFAULT_TIMEOUT, Graph, _collect, draw_dot, layout_size, single_neuron_example
 
 graphviz = pytest.importorskip("graphviz", reason="graphviz is a dependency of mini-autograd")
 
@@ -83,11 +84,13 @@ def test_too_many_nodes_is_a_clear_error(engine):
     y = x
     for _ in range(700):
         y = y.relu()
-    with pytest.raises(ValueError, match=r"this graph has more than max_nodes=500 Values.*larger max_nodes"):
+    with pytest.raises(ValueError, match=r"this graph has more than max_nodes=500 Values.*larger max_nodes "
+                                         r"\(or max_nodes=None\) to draw it anyway"):
         draw_dot(y)
     with pytest.raises(ValueError, match=r"max_nodes=700 "):
         draw_dot(y, max_nodes=700)
     assert "ReLU" in draw_dot(y, max_nodes=701).source
+    assert "ReLU" in draw_dot(y, max_nodes=None).source
 
 
 class _CountingNode:
@@ -137,8 +140,87 @@ def test_bad_arguments(engine):
     v = engine.Value(1.0)
     with pytest.raises(ValueError, match="rankdir"):
         draw_dot(v, rankdir="XY")
-    with pytest.raises(ValueError, match="svg, png or pdf"):
+    with pytest.raises(ValueError, match=r"render writes svg, png or pdf, not 'gif' \(the extension of "
+                                         r"'out.gif'\): end the path with .svg, .png or .pdf, or pass format="):
         Graph(v).render("out.gif")
+    with pytest.raises(ValueError, match="format must be svg, png or pdf, not 'gif'"):
+        Graph(v).render("out", format="gif")
+    assert not os.path.exists("out.gif") and not os.path.exists("out")
+
+
+@pytest.mark.parametrize("root", [3.0, 2, "x", None, [1.0]])
+def test_only_a_value_can_be_drawn(root):
+    name = type(root).__name__
+    for draw in (Graph, draw_dot, layout_size):
+        with pytest.raises(TypeError, match=rf"^Graph needs a Value, not {name}$"):
+            draw(root)
+
+
+def test_values_of_either_engine_and_subclasses_are_drawn(engine):
+    class Tagged(engine.Value):
+        pass
+
+    t = Tagged(2.0, label="t")
+    assert "{ t | data 2.0000 | grad 0.0000 }" in Graph(t).source
+    assert "{ t | data 2.0000 | grad 0.0000 }" in draw_dot(t * 3).source
+
+
+def _shared_weight_chain(engine, steps):
+    """x = x * w + w, `steps` times: every step uses the one weight w."""
+    w, x = engine.Value(0.5, label="w"), engine.Value(1.0, label="x")
+    for _ in range(steps):
+        x = x * w + w
+    return x
+
+
+def test_layout_size_counts_edges_and_the_ranks_long_edges_cross(engine):
+    a, b = engine.Value(1.0), engine.Value(2.0)
+    # y = a*b + a: 4 edges into op nodes, 2 from op nodes; the edge a -> y's
+    # op node spans from rank 4 to rank 1, crossing ranks 3 and 2
+    assert layout_size(a * b + a) == 4 + 2 + 3 * 2
+    x = a
+    for _ in range(100):
+        x = x + 1                       # a chain: no edge crosses a rank
+    assert layout_size(x) == 3 * 100
+    for steps in (1, 2, 20):
+        assert layout_size(_shared_weight_chain(engine, steps)) == 12 * steps * steps
+    # the lecture's neuron, drawn by the docs, is far below the limit
+    assert layout_size(single_neuron_example(engine)) == 9 + 5        # no edge crosses a rank
+
+
+def test_a_shared_weight_chain_is_refused_quickly(engine):
+    # regression: 150 steps (302 Values, under max_nodes=500) kept `dot` busy
+    # for more than 400 s; the layout size (270,000) is refused at once
+    y = _shared_weight_chain(engine, 150)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"^this graph of 302 Values has a layout size of 270000 \(its edges, and "
+                                         r"3 for each rank an edge crosses\), above max_layout=5000: Graphviz could "
+                                         r"take minutes to lay it out\. .* Pass a larger max_layout \(or "
+                                         r"max_layout=None\) to draw it anyway; Graph stops rendering after its "
+                                         r"timeout\.$"):
+        Graph(y)
+    with pytest.raises(ValueError, match="above max_layout=5000"):
+        draw_dot(y)
+    assert time.perf_counter() - start < 5
+    with pytest.raises(ValueError, match="layout size of 270000 .* above max_layout=269999"):
+        draw_dot(y, max_layout=269999)
+    assert draw_dot(y, max_layout=270000).source.count(" -> ") == 6 * 150
+    assert "digraph" in Graph(y, max_layout=None).source
+
+
+@needs_dot
+def test_rendering_stops_dot_after_the_timeout(engine, tmp_path):
+    g = Graph(_shared_weight_chain(engine, 150), max_layout=None, timeout=0.5)
+    assert Graph(engine.Value(1.0)).timeout == DEFAULT_TIMEOUT == 30.0
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"^Graphviz's `dot` did not finish laying out this graph within "
+                                           r"timeout=0.5 seconds and was stopped\. Draw a smaller part of the "
+                                           r"expression, or pass a larger timeout \(or timeout=None\) to Graph"):
+        g.render(str(tmp_path / "chain.svg"))
+    assert time.perf_counter() - start < 10
+    assert not (tmp_path / "chain.svg").exists()
+    with pytest.raises(RuntimeError, match="within timeout=0.5 seconds"):
+        g._repr_mimebundle_()
 
 
 @needs_dot
@@ -151,12 +233,32 @@ def test_render_writes_valid_files(engine, tmp_path, ext, magic):
     if ext == "svg":
         assert "x1*w1 + x2*w2" in data.decode()
         assert Graph(out)._repr_svg_().startswith("<?xml")
+        assert Graph(out)._repr_mimebundle_()["image/svg+xml"].startswith("<?xml")
 
 
 @needs_dot
-def test_render_without_extension_uses_the_format(engine, tmp_path):
+def test_render_writes_exactly_the_path(engine, tmp_path):
+    # without an extension: the Graph's format, and no extension added
     path = Graph(engine.Value(1.0), format="png").render(str(tmp_path / "leaf"))
-    assert path.endswith("leaf.png") and open(path, "rb").read(4) == b"\x89PNG"
+    assert path == str(tmp_path / "leaf") and open(path, "rb").read(4) == b"\x89PNG"
+    assert os.listdir(tmp_path) == ["leaf"]
+    g = Graph(engine.Value(1.0))                                    # format="svg"
+    assert open(g.render(str(tmp_path / "a.PNG")), "rb").read(4) == b"\x89PNG"
+    assert open(g.render(str(tmp_path / "b.png"), format="png"), "rb").read(4) == b"\x89PNG"
+    # an extension that names no format: the format given is written
+    assert open(g.render(str(tmp_path / "c.picture"), format="pdf"), "rb").read(4) == b"%PDF"
+    assert sorted(os.listdir(tmp_path)) == ["a.PNG", "b.png", "c.picture", "leaf"]
+
+
+def test_render_refuses_a_format_its_path_contradicts(engine, tmp_path):
+    g = Graph(engine.Value(1.0), format="png")
+    path = str(tmp_path / "x.png")
+    with pytest.raises(ValueError, match=rf"^format='svg' and the extension of '{re.escape(path)}' disagree: give "
+                                         r"one or the other, or the same format$"):
+        g.render(path, format="svg")
+    with pytest.raises(ValueError, match=r"format='png' and the extension of '.*x\.pdf' disagree"):
+        g.render(str(tmp_path / "x.pdf"), format="png")
+    assert os.listdir(tmp_path) == []
 
 
 def test_without_dot_source_works_and_rendering_explains(engine, tmp_path, monkeypatch):
