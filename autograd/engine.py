@@ -24,18 +24,16 @@ else:
         from autograd.core import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
                                    logsumexp, no_grad, vsum)
         BACKEND = "cython"
-    except ImportError:  # installed without a compiler: the pure engine serves
+    except ImportError as _error:
+        # installed without a compiler: warn, naming the cause, and run the
+        # pure engine; imported from the source tree: stop (autograd/_fallback.py)
+        from autograd._fallback import on_missing_core
+        _message = on_missing_core(os.path.dirname(os.path.abspath(__file__)), _error)
         from autograd.pure import (Block, Replay, Value, dense, dot, enable_grad, function, is_grad_enabled,
                                    logsumexp, no_grad, vsum)
         BACKEND = "python"
-        _here = os.path.dirname(os.path.abspath(__file__))
-        if os.path.isdir(os.path.join(_here, "..", "csrc")):
-            import warnings
-            warnings.warn(
-                f"autograd was imported from the source tree at {os.path.dirname(_here)}, where "
-                "the compiled core is not built in this source tree: using the pure-Python engine. "
-                "Run from another directory to use an installed copy, or build in place with "
-                "`pip install -e .`.", RuntimeWarning, stacklevel=2)
+        import warnings
+        warnings.warn(_message, RuntimeWarning, stacklevel=2)
 
 
 

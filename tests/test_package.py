@@ -1,5 +1,6 @@
 """Backend selection and import paths."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,19 +33,123 @@ def test_default_backend_is_the_compiled_core_when_built(core):
     assert _backend_in_subprocess(AUTOGRAD_PUREPYTHON="") == ["cython", "autograd.core", "True"]
 
 
-def test_a_source_tree_without_the_core_warns(tmp_path):
-    # a copy of the package beside a csrc/ folder, with no compiled core in it
-    pkg = tmp_path / "autograd"
+def _package_copy(where, source_tree=True, record=None):
+    """A copy of the package's Python files in `where`, without a compiled
+    core: beside a csrc/ folder (a source tree) or not (an installed copy),
+    with setup.py's record of a failed build or not."""
+    pkg = where / "autograd"
     pkg.mkdir()
-    (tmp_path / "csrc").mkdir()
+    if source_tree:
+        (where / "csrc").mkdir()
     src = os.path.dirname(autograd.pure.__file__)
-    for name in ("__init__.py", "engine.py", "pure.py", "higher.py"):
+    for name in ("__init__.py", "engine.py", "pure.py", "higher.py", "_fallback.py"):
         (pkg / name).write_text(open(os.path.join(src, name)).read())
-    out = subprocess.run([sys.executable, "-S", "-W", "always", "-c", "import autograd; print(autograd.BACKEND)"],
-                         env={**os.environ, "AUTOGRAD_PUREPYTHON": ""}, cwd=tmp_path,
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "python"
-    assert "compiled core is not built in this source tree" in out.stderr
+    if record is not None:
+        (pkg / "_build_failure.txt").write_text(record)
+    return where
+
+
+def _import_copy(where, pure=""):
+    # -S: no site-packages, so the copy is the only autograd; no -W flags and
+    # no PYTHONWARNINGS, so a warning shows only if Python shows it by default
+    env = {**os.environ, "AUTOGRAD_PUREPYTHON": pure, "PYTHONWARNINGS": ""}
+    return subprocess.run([sys.executable, "-S", "-c", "import autograd; import autograd; print(autograd.BACKEND)"],
+                          env=env, cwd=where, capture_output=True, text=True, timeout=60)
+
+
+def test_a_source_tree_without_the_core_refuses_to_import(tmp_path):
+    out = _import_copy(_package_copy(tmp_path))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"ImportError: autograd was imported from its source tree at {tmp_path}, where the compiled core "
+        "is not built. Build it in place with `pip install -e .` (needs a C compiler), or run from another "
+        "directory to use the installed copy. To run the pure-Python engine anyway (about 100-1000x slower "
+        "than the compiled core), set AUTOGRAD_PUREPYTHON=1.")
+    assert "No module named 'autograd.core'" in out.stderr      # the cause, chained
+
+
+def test_a_source_tree_runs_the_pure_engine_when_asked(tmp_path):
+    out = _import_copy(_package_copy(tmp_path), pure="1")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "python\n", "")
+
+
+def test_a_copy_installed_without_a_compiler_warns_once_naming_the_reason(tmp_path):
+    reason = "CompileError: command 'false' failed with exit code 1"
+    out = _import_copy(_package_copy(tmp_path, source_tree=False, record=reason + "\n"))
+    assert (out.returncode, out.stdout) == (0, "python\n")
+    assert out.stderr.count("RuntimeWarning") == 1
+    assert ("RuntimeWarning: autograd is running its pure-Python engine, about 100-1000x slower than the "
+            f"compiled core: the compiled core was not built when this copy was installed ({reason}). To fix "
+            "it, install a C compiler (gcc or clang) and the Python headers, then reinstall mini-autograd") in out.stderr
+    # the record wins over the source tree's refusal: an editable install that could not compile
+    (tmp_path / "editable").mkdir()
+    out = _import_copy(_package_copy(tmp_path / "editable", record=reason))
+    assert out.returncode == 0 and reason in out.stderr
+    # asked for, the pure engine is no surprise
+    out = _import_copy(tmp_path, pure="1")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "python\n", "")
+
+
+def test_an_installed_copy_whose_core_does_not_import_warns(tmp_path):
+    out = _import_copy(_package_copy(tmp_path, source_tree=False))
+    assert (out.returncode, out.stdout) == (0, "python\n")
+    assert ("RuntimeWarning: autograd is running its pure-Python engine, about 100-1000x slower than the "
+            "compiled core: its compiled core could not be imported (No module named 'autograd.core'). "
+            "Reinstall mini-autograd with this Python") in out.stderr
+
+
+def test_the_fallback_message_names_the_reason_the_cost_and_the_fix():
+    from autograd._fallback import fallback_message
+    message = fallback_message("CompileError:\n  command 'gcc'   failed\n")
+    assert message == (
+        "autograd is running its pure-Python engine, about 100-1000x slower than the compiled core: the "
+        "compiled core was not built when this copy was installed (CompileError: command 'gcc' failed). To "
+        "fix it, install a C compiler (gcc or clang) and the Python headers, then reinstall mini-autograd "
+        "(pip install --force-reinstall --no-deps with the source you installed from). AUTOGRAD_PUREPYTHON=1 "
+        "selects the pure engine without this warning.")
+    long = fallback_message("x" * 2000)
+    assert "(" + "x" * 497 + "...)" in long and "x" * 498 not in long
+
+
+def _setup_copy(where):
+    """setup.py, pyproject.toml and the package, as an sdist holds them."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(os.path.join(root, name), where / name)
+    _package_copy(where)
+    return where
+
+
+_WITHOUT_CYTHON = ("import sys; sys.modules['Cython'] = sys.modules['Cython.Build'] = None; "
+                   "sys.argv = ['setup.py', *sys.argv[1:]]; exec(open('setup.py').read())")
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                    "setup.py")), reason="setup.py is not beside the tests")
+def test_setup_records_why_the_core_was_not_built(tmp_path):
+    where = _setup_copy(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "AUTOGRAD_REQUIRE_EXTENSION"}
+    # an in-place build writes the record into the source package ...
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_CYTHON, "build_ext", "--inplace"], cwd=where, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    record = where / "autograd" / "_build_failure.txt"
+    assert record.read_text() == "Cython is not available to translate csrc/core.pyx to C\n"
+    # ... a regular one into the built package, which the wheel holds
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_CYTHON, "build_ext", "--build-lib", "lib"], cwd=where,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (where / "lib" / "autograd" / "_build_failure.txt").read_text() == record.read_text()
+    assert "WARNING: Cython is not available" in out.stderr
+    # importing the package warns with the recorded reason
+    out = _import_copy(where)
+    assert out.returncode == 0 and "(Cython is not available to translate csrc/core.pyx to C)" in out.stderr
+    # a required core makes the missing Cython an error, and records nothing
+    record.unlink()
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_CYTHON, "build_ext", "--inplace"], cwd=where,
+                         env={**env, "AUTOGRAD_REQUIRE_EXTENSION": "1"}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "import of Cython.Build halted" in out.stderr and not record.exists()
 
 
 def test_micrograd_style_import():
