@@ -8,6 +8,7 @@ pip hides this script's output.  AUTOGRAD_CYTHON_DEBUG=1 builds with bounds
 checks and assertions on.
 """
 import os
+import re
 import sys
 
 from setuptools import setup
@@ -59,7 +60,7 @@ class OptionalBuildExt(build_ext):
         if REQUIRE:
             raise
         if self.failure is None:    # the first error is the cause; later ones follow from it
-            self.failure = " ".join(f"{type(exc).__name__}: {exc}".split())
+            self.failure = summary(exc)
         print(f"WARNING: the compiled core could not be built ({exc}); "
               "installing the pure-Python engine only.", file=sys.stderr)
 
@@ -73,6 +74,13 @@ class OptionalBuildExt(build_ext):
         os.makedirs(package, exist_ok=True)
         with open(record, "w", encoding="utf-8") as f:
             f.write(self.failure + "\n")
+
+
+def summary(exc):
+    """One line for the record: the error, with a compiler's command line
+    ("Command '['gcc', '-O3', ...]' returned ...") cut to its program."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return re.sub(r"Command '\['([^']*)'[^\]]*\]'", r"command '\1'", text)
 
 
 def extensions():
