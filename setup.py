@@ -80,7 +80,8 @@ def summary(exc):
     """One line for the record: the error, with a compiler's command line
     ("Command '['gcc', '-O3', ...]' returned ...") cut to its program."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return re.sub(r"Command '\['([^']*)'[^\]]*\]'", r"command '\1'", text)
+    text = re.sub(r"Command '\['([^']*)'[^\]]*\]'", r"command '\1'", text)
+    return text.rstrip(".")
 
 
 def extensions():
