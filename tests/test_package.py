@@ -1,4 +1,5 @@
 """Backend selection and import paths."""
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -126,6 +127,8 @@ _WITHOUT_CYTHON = ("import sys; sys.modules['Cython'] = sys.modules['Cython.Buil
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                     "setup.py")), reason="setup.py is not beside the tests")
+@pytest.mark.skipif(importlib.util.find_spec("setuptools") is None,
+                    reason="setuptools is not installed (venvs of CPython 3.12 and later lack it)")
 def test_setup_records_why_the_core_was_not_built(tmp_path):
     where = _setup_copy(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "AUTOGRAD_REQUIRE_EXTENSION"}
