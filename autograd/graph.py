@@ -31,11 +31,12 @@ DEFAULT_MAX_NODES = 500
 DEFAULT_MAX_LAYOUT = 5000
 """The largest layout size (see layout_size()) drawn unless given another max_layout.
 
-Measured with Graphviz 2.43: `dot` lays out a size of about 5,000 in 0.1-0.7 s
-(a 360-Value MLP loss, a 500-Value chain, 20 sums of the same 200 leaves),
-7,500 in 1.5 s and 11,000 in 3-12 s; it grows faster than the square of the
-size. A chain whose every step uses one shared weight (x = x * w + w) reaches
-5,000 at 40 Values."""
+Measured with Graphviz 2.43: sizes up to 5,000 took `dot` at most 0.7 s (a
+500-Value chain: 750, 0.1 s; the lecture's 4-sample MLP loss: 3,356, 0.1 s;
+20 sums of the same 200 leaves: 4,101, 0.7 s; a chain whose every step uses one
+shared weight, `x = x * w + w`, 20 steps: 4,800, 0.35 s), 7,500 took 1.5 s,
+11,000 3-12 s, and the shared-weight chain of 45 steps (24,300) more than a
+minute: the time grows faster than the square of the size."""
 
 DEFAULT_TIMEOUT = 30.0
 """The seconds Graph gives Graphviz's `dot` to render before stopping it."""
