@@ -1468,7 +1468,7 @@ class Block:
     """
 
     def __init__(self, values: Iterable[Value]) -> None:
-        if "values" in self.__dict__:
+        if "_values" in self.__dict__:
             raise RuntimeError("a Block is made once, with its Values: make a new Block")
         items = list(values)
         for k, v in enumerate(items):
@@ -1476,15 +1476,15 @@ class Block:
                 raise TypeError(f"Block() takes Values of this engine, not "
                                 f"{type(v).__module__}.{type(v).__qualname__} (item {k})")
             _require_initialized(v)
-        self.values = tuple(items)
+        self._values = tuple(items)         # private, as the compiled Block's
 
     def __reduce__(self):
         return (Block, (self._owned(),))
 
     def _owned(self):
-        if "values" not in self.__dict__:
+        if "_values" not in self.__dict__:
             raise RuntimeError("this Block was never made (Block.__new__ without __init__)")
-        return self.values
+        return self._values
 
     def __len__(self):
         return len(self._owned())
@@ -1532,21 +1532,33 @@ class Block:
         for v in self._owned():
             v._grad = 0.0
 
-    def sgd_step(self, lr: float) -> None:
+    def sgd_step(self, lr: float, weight_decay: float = 0.0) -> None:
         """data -= lr * grad, for every Value.
+
+        With weight_decay (L2, as PyTorch's SGD), grad + weight_decay * data
+        takes grad's place.
 
         Args:
             lr: The learning rate, a real number.
+            weight_decay: A finite number >= 0.
 
         Raises:
-            TypeError: `lr` is not a real number.
+            TypeError: `lr` or `weight_decay` is not a real number.
+            ValueError: `weight_decay` is negative or not finite.
         """
         lr = _real(lr, "lr")
-        for v in self._owned():
-            v._data = v._data - lr * v._grad
+        wd = _weight_decay(weight_decay)
+        for p in self._owned():
+            if wd != 0.0:
+                p._data = p._data - lr * (p._grad + wd * p._data)
+            else:
+                p._data = p._data - lr * p._grad
 
-    def momentum_step(self, lr: float, momentum: float, velocity: Any) -> None:
+    def momentum_step(self, lr: float, momentum: float, velocity: Any,
+                      weight_decay: float = 0.0) -> None:
         """One step of SGD with momentum, as PyTorch's: v = momentum * v + grad; data -= lr * v.
+
+        With weight_decay (L2), grad + weight_decay * data takes grad's place.
 
         Args:
             lr: The learning rate, a real number.
@@ -1554,26 +1566,36 @@ class Block:
             velocity: The state v, updated in place: a writable buffer of
                 doubles (array('d') or a float64 numpy array), one per Value,
                 zeros before the first step.
+            weight_decay: A finite number >= 0.
 
         Raises:
-            TypeError: `lr` or `momentum` is not a real number, or
-                `velocity` is not a writable 1-D buffer of doubles.
-            ValueError: `velocity` does not hold one number per Value.
+            TypeError: `lr`, `momentum` or `weight_decay` is not a real
+                number, or `velocity` is not a writable 1-D buffer of doubles.
+            ValueError: `velocity` does not hold one number per Value, or
+                `weight_decay` is negative or not finite.
         """
         lr, momentum = _real(lr, "lr"), _real(momentum, "momentum")
+        wd = _weight_decay(weight_decay)
         values = self._owned()
         velocity = _state(velocity, len(values), "velocity")
         for k, v in enumerate(values):
-            velocity[k] = momentum * velocity[k] + v._grad
+            g = v._grad
+            if wd != 0.0:
+                g = g + wd * v._data
+            velocity[k] = momentum * velocity[k] + g
             v._data = v._data - lr * velocity[k]
 
     def adam_step(self, lr: float, beta1: float, beta2: float, eps: float, c1: float, c2: float,
-                  m: Any, v: Any) -> None:
+                  m: Any, v: Any, weight_decay: float = 0.0,
+                  decoupled_weight_decay: bool = False) -> None:
         """One step of Adam: data -= lr * (m / c1) / (sqrt(v / c2) + eps).
 
         m and v are first updated with the grads: m = beta1 * m + (1 - beta1)
-        * grad, v = beta2 * v + (1 - beta2) * grad**2.  Nothing is changed
-        when an argument is refused.
+        * grad, v = beta2 * v + (1 - beta2) * grad**2.  With weight_decay,
+        grad + weight_decay * data takes grad's place (Adam's L2, coupled);
+        with decoupled_weight_decay as well, data -= (lr * weight_decay) *
+        data comes first instead, and grad is left as it is (AdamW).  Nothing
+        is changed when an argument is refused.
 
         Args:
             lr: The learning rate, a real number.
@@ -1585,14 +1607,20 @@ class Block:
             m: The first moments, updated in place: a writable buffer of
                 doubles (array('d') or a float64 numpy array), one per Value.
             v: The second moments, likewise; none may be negative.
+            weight_decay: A finite number >= 0.
+            decoupled_weight_decay: True for AdamW's decay, False for L2.
 
         Raises:
-            TypeError: A setting is not a real number, or `m` or `v` is not
-                a writable 1-D buffer of doubles.
+            TypeError: A setting is not a real number, `decoupled_weight_decay`
+                is not a bool, or `m` or `v` is not a writable 1-D buffer of
+                doubles.
             ValueError: A setting is out of its range, `m` or `v` does not
                 hold one number per Value, or `v` holds a negative number.
         """
         lr, beta1, beta2, eps, c1, c2 = (_real(x, "Adam's settings") for x in (lr, beta1, beta2, eps, c1, c2))
+        wd = _weight_decay(weight_decay)
+        decoupled = _flag(decoupled_weight_decay, "decoupled_weight_decay")
+        decay = lr * wd
         values = self._owned()
         m = _state(m, len(values), "m")
         v = _state(v, len(values), "v")
@@ -1606,9 +1634,61 @@ class Block:
                 raise ValueError(f"adam_step(): v[{k}] is {x!r}: second moments are not negative")
         for k, p in enumerate(values):
             g = p._grad
+            if wd != 0.0:
+                if decoupled:
+                    p._data = p._data - decay * p._data
+                else:
+                    g = g + wd * p._data
             m[k] = beta1 * m[k] + (1.0 - beta1) * g
             v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
             p._data = p._data - lr * (m[k] / c1) / (math.sqrt(v[k] / c2) + eps)
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Scale the grads so that their L2 norm is at most max_norm (PyTorch's clip_grad_norm_).
+
+        With norm = sqrt(sum of grad**2) (added in the Values' order), every
+        grad is multiplied by max_norm / (norm + 1e-6) where that is < 1;
+        otherwise (and where the norm is NaN) the grads are left as they are.
+
+        Args:
+            max_norm: The largest norm, a positive finite number.
+
+        Returns:
+            The norm before clipping.
+
+        Raises:
+            TypeError: `max_norm` is not a real number.
+            ValueError: `max_norm` is not positive and finite.
+        """
+        limit = _real(max_norm, "max_norm")
+        if not (limit > 0.0 and math.isfinite(limit)):
+            raise ValueError(f"clip_grad_norm(): max_norm must be a positive finite number, "
+                             f"not {limit!r}")
+        values = self._owned()
+        total = 0.0
+        for p in values:                # the squares added in the Values' order
+            total = total + p._grad * p._grad
+        norm = math.sqrt(total)
+        coef = limit / (norm + 1e-6)
+        if coef < 1.0:                  # (NaN: no scaling, as PyTorch's clamp)
+            for p in values:
+                p._grad = p._grad * coef
+        return norm
+
+
+def _weight_decay(weight_decay):
+    """weight_decay as a float: a finite number >= 0, or a clear error."""
+    wd = _real(weight_decay, "weight_decay")
+    if not (wd >= 0.0 and math.isfinite(wd)):
+        raise ValueError(f"weight_decay must be a finite number >= 0, not {wd!r}")
+    return wd
+
+
+def _flag(flag, what):
+    """A flag that must be a bool."""
+    if flag is True or flag is False:
+        return flag
+    raise TypeError(f"{what} must be True or False, not {type(flag).__name__}")
 
 
 _ADAM_SETTINGS = ("adam_step() needs 0 <= beta1 < 1, 0 <= beta2 < 1, eps > 0 and the bias "

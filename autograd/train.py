@@ -14,6 +14,9 @@ import numbers
 import operator
 import os
 import random
+import signal
+import sys
+import threading
 from array import array
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Sequence
@@ -29,7 +32,7 @@ from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
 """The loss names train() and evaluate() take."""
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 """The optimizer names train() takes."""
 
 if TYPE_CHECKING:
@@ -78,21 +81,41 @@ Loss = Union[str, Callable[[Any, Any], "Value"]]
 
 @dataclass
 class History:
-    """What train() returns: its per-step records.
+    """What train() returns: its per-step records, and why it stopped.
 
     Attributes:
-        loss: The loss at each step (of the batch, with the L2 term).
+        loss: The loss at each step made (of the batch, with the L2 term).
         accuracy: The batch's accuracy at each step; None where it has no
             meaning (see train()).
         val_step: The steps after which the validation set was evaluated.
         val_loss: The validation set's mean loss at those steps.
         val_accuracy: Its accuracy at those steps (None where it has no meaning).
+        grad_norm: With clip_grad_norm, the grads' L2 norm at each step,
+            before clipping; else empty.
+        best_step: With validation, the step of the lowest validation loss
+            (the first such); else None.
+        stop_reason: None where every step ran; else "callback" (the
+            callback returned True), "early_stopping" or "interrupted"
+            (Ctrl-C, or a KeyboardInterrupt from the code train() calls).
     """
     loss: list[float] = field(default_factory=list)
     accuracy: list[Optional[float]] = field(default_factory=list)
     val_step: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[Optional[float]] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    best_step: Optional[int] = None
+    stop_reason: Optional[str] = None
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping ended training (the best parameters were restored)."""
+        return self.stop_reason == "early_stopping"
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C (a KeyboardInterrupt) ended training."""
+        return self.stop_reason == "interrupted"
 
 
 class Evaluation(NamedTuple):
@@ -115,25 +138,80 @@ def _zeros(n):
     return array("d", bytes(8 * n))
 
 
-class SGD:
-    """Stochastic gradient descent, with optional momentum, as PyTorch's.
+def _real_setting(x, what):
+    """x as a float where it is a real number (not a bool), else None."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return None
+    return float(x)
 
-    v = momentum * v + grad; data -= lr * v (data -= lr * grad without
-    momentum).  The velocity is kept for one list of parameters: use one
-    optimizer per model.
+
+def _check_weight_decay(weight_decay):
+    wd = _real_setting(weight_decay, "weight_decay")
+    if wd is None or not (wd >= 0.0 and math.isfinite(wd)):
+        raise ValueError(f"weight_decay must be a finite number >= 0, not {weight_decay!r}")
+    return wd
+
+
+def _state_numbers(state, key, what, nonnegative=False):
+    """state[key] as a list of finite floats (>= 0 given nonnegative), or a
+    ValueError naming what is wrong."""
+    items = state[key]
+    if not isinstance(items, list):
+        raise ValueError(f"{what} state: {key!r} must be a list of numbers, "
+                         f"not {type(items).__name__}")
+    out = []
+    for k, x in enumerate(items):
+        number = _real_setting(x, key)
+        if number is None:
+            raise ValueError(f"{what} state: {key}[{k}] must be a number, not {type(x).__name__}")
+        if not math.isfinite(number) or (nonnegative and number < 0.0):
+            raise ValueError(f"{what} state: {key}[{k}] is {number!r}, not a finite number"
+                             + (" >= 0" if nonnegative else ""))
+        out.append(number)
+    return out
+
+
+def _state_fields(state, kind, keys):
+    """Check an optimizer's state dict: a dict with "type" == kind and
+    exactly `keys` besides."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{kind}.load_state_dict() takes a dict (from state_dict()), "
+                         f"not {type(state).__name__}")
+    if state.get("type") != kind:
+        raise ValueError(f"{kind}.load_state_dict() got the state of {state.get('type')!r}, "
+                         f"not of {kind!r}")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise ValueError(f"{kind} state has no {', '.join(map(repr, missing))}")
+    unknown = sorted(str(key) for key in state if key not in keys and key != "type")
+    if unknown:
+        raise ValueError(f"{kind} state has unknown keys: {', '.join(map(repr, unknown))}")
+
+
+class SGD:
+    """Stochastic gradient descent, with optional momentum and weight decay, as PyTorch's.
+
+    g = grad + weight_decay * data (L2, coupled, as torch.optim.SGD; g =
+    grad without weight decay); v = momentum * v + g; data -= lr * v
+    (data -= lr * g without momentum).  The velocity is kept for one list
+    of parameters: use one optimizer per model.
 
     Args:
         momentum: In [0, 1).
+        weight_decay: The L2 factor, a finite number >= 0.
 
     Raises:
-        ValueError: `momentum` is out of [0, 1).
+        ValueError: `momentum` is out of [0, 1), or `weight_decay` is negative
+            or not finite.
     """
 
-    def __init__(self, momentum: float = 0.0) -> None:
-        if not 0.0 <= momentum < 1.0:
+    def __init__(self, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        mu = _real_setting(momentum, "momentum")
+        if mu is None or not 0.0 <= mu < 1.0:
             raise ValueError(f"momentum must be in [0, 1), not {momentum!r}")
-        self.momentum = momentum
-        self._velocity = None
+        self.momentum = mu
+        self.weight_decay = _check_weight_decay(weight_decay)
+        self._velocity: Optional[array] = None
 
     def step(self, params: Sequence[Value], lr: float) -> None:
         """One step on a list of parameters.
@@ -164,34 +242,78 @@ class SGD:
                 step.
         """
         if not self.momentum:
-            block.sgd_step(lr)
+            block.sgd_step(lr, self.weight_decay)
             return
         if self._velocity is None:
             self._velocity = _zeros(len(block))
-        block.momentum_step(lr, self.momentum, self._velocity)
+        block.momentum_step(lr, self.momentum, self._velocity, self.weight_decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's settings and state, as plain data (JSON can hold it).
+
+        Returns:
+            {"type": "SGD", "momentum": float, "weight_decay": float,
+                "velocity": a list of floats, [] before the first step with
+                momentum}.
+        """
+        return {"type": "SGD", "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "velocity": [] if self._velocity is None else self._velocity.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the settings and state that state_dict() gave.
+
+        Nothing is changed unless the whole state is accepted.  The
+        velocity's length is checked against the parameters at the next step.
+
+        Args:
+            state: A dict from SGD.state_dict() (through JSON, say).
+
+        Raises:
+            ValueError: `state` is not an SGD's state, or a field of it is
+                missing, unknown, of the wrong type or out of its range.
+        """
+        _state_fields(state, "SGD", ("momentum", "weight_decay", "velocity"))
+        try:
+            settings = SGD(state["momentum"], state["weight_decay"])
+        except ValueError as exc:
+            raise ValueError(f"SGD state: {exc}") from None
+        velocity = _state_numbers(state, "velocity", "SGD")
+        self.momentum, self.weight_decay = settings.momentum, settings.weight_decay
+        self._velocity = array("d", velocity) if velocity else None
 
 
 class Adam:
-    """Adam (Kingma & Ba), with bias correction.
+    """Adam (Kingma & Ba), with bias correction and optional L2 weight decay, as PyTorch's.
 
-    The moments are kept for one list of parameters: use one optimizer per
-    model.
+    At step t (from 1): g = grad + weight_decay * data (L2, coupled, as
+    torch.optim.Adam; g = grad without it); m = beta1 * m + (1 - beta1) * g;
+    v = beta2 * v + (1 - beta2) * g * g; data -= lr * (m / (1 - beta1**t))
+    / (sqrt(v / (1 - beta2**t)) + eps).  The moments are kept for one list
+    of parameters: use one optimizer per model.
 
     Args:
         beta1: The decay of the first moments, in [0, 1).
         beta2: The decay of the second moments, in [0, 1).
         eps: A positive number added to the denominator.
+        weight_decay: The L2 factor, a finite number >= 0.
 
     Raises:
         ValueError: A setting is out of its range.
     """
 
+    _decoupled = False          # AdamW: the decay is applied to the data, not the grad
 
-    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and eps > 0):
-            raise ValueError(f"Adam needs 0 <= beta1, beta2 < 1 and eps > 0, got {beta1}, {beta2}, {eps}")
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self._m = self._v = None
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        b1, b2, e = (_real_setting(x, "") for x in (beta1, beta2, eps))
+        if b1 is None or b2 is None or e is None or not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0
+                                                         and 0.0 < e < math.inf):
+            raise ValueError(f"{type(self).__name__} needs 0 <= beta1, beta2 < 1 and eps > 0, "
+                             f"got {beta1}, {beta2}, {eps}")
+        self.beta1, self.beta2, self.eps = b1, b2, e
+        self.weight_decay = _check_weight_decay(weight_decay)
+        self._m: Optional[array] = None
+        self._v: Optional[array] = None
         self._t = 0
 
     def step(self, params: Sequence[Value], lr: float) -> None:
@@ -212,6 +334,9 @@ class Adam:
     def step_block(self, block: Block, lr: float) -> None:
         """One step on a Block of parameters (one C loop on the compiled core).
 
+        The step count advances only when the step is made: a refused `lr`
+        changes nothing.
+
         Args:
             block: The parameters, as the engine's Block, the same at every step.
             lr: The learning rate of this step.
@@ -220,12 +345,236 @@ class Adam:
             TypeError: `lr` is not a real number.
             ValueError: `block` is not as long as at the first step.
         """
-        if self._m is None:
+        if self._m is None or self._v is None:
             self._m, self._v = _zeros(len(block)), _zeros(len(block))
-        self._t += 1
+        t = self._t + 1
         b1, b2 = self.beta1, self.beta2
-        block.adam_step(lr, b1, b2, self.eps, 1.0 - b1 ** self._t, 1.0 - b2 ** self._t,
-                        self._m, self._v)
+        block.adam_step(lr, b1, b2, self.eps, 1.0 - b1 ** t, 1.0 - b2 ** t, self._m, self._v,
+                        self.weight_decay, self._decoupled)
+        self._t = t                     # counted once the step is made
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's settings and state, as plain data (JSON can hold it).
+
+        Returns:
+            {"type": the class's name, "beta1", "beta2", "eps",
+                "weight_decay": floats, "step": the steps made (an int),
+                "m", "v": the moments as lists of floats, [] before the
+                first step}.
+        """
+        return {"type": type(self).__name__, "beta1": self.beta1, "beta2": self.beta2,
+                "eps": self.eps, "weight_decay": self.weight_decay, "step": self._t,
+                "m": [] if self._m is None else self._m.tolist(),
+                "v": [] if self._v is None else self._v.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the settings and state that state_dict() gave.
+
+        Nothing is changed unless the whole state is accepted.  The moments'
+        length is checked against the parameters at the next step.
+
+        Args:
+            state: A dict from this class's state_dict() (through JSON, say).
+
+        Raises:
+            ValueError: `state` is not this class's state, or a field of it
+                is missing, unknown, of the wrong type or out of its range,
+                or m and v differ in length.
+        """
+        kind = type(self).__name__
+        _state_fields(state, kind, ("beta1", "beta2", "eps", "weight_decay", "step", "m", "v"))
+        try:
+            settings = type(self)(state["beta1"], state["beta2"], state["eps"],
+                                  state["weight_decay"])
+        except ValueError as exc:
+            raise ValueError(f"{kind} state: {exc}") from None
+        t = state["step"]
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ValueError(f"{kind} state: 'step' must be an int >= 0, not {t!r}")
+        m = _state_numbers(state, "m", kind)
+        v = _state_numbers(state, "v", kind, nonnegative=True)
+        if len(m) != len(v):
+            raise ValueError(f"{kind} state: m has {len(m)} entries but v has {len(v)}")
+        self.beta1, self.beta2, self.eps = settings.beta1, settings.beta2, settings.eps
+        self.weight_decay, self._t = settings.weight_decay, t
+        self._m, self._v = (array("d", m), array("d", v)) if m else (None, None)
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, as PyTorch's.
+
+    At each step, data -= (lr * weight_decay) * data first, then Adam's
+    update with the grad as it is (torch.optim.AdamW).
+
+    Args:
+        beta1: The decay of the first moments, in [0, 1).
+        beta2: The decay of the second moments, in [0, 1).
+        eps: A positive number added to the denominator.
+        weight_decay: The decay factor, a finite number >= 0 (PyTorch's
+            default, 0.01).
+
+    Raises:
+        ValueError: A setting is out of its range.
+    """
+
+    _decoupled = True
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.01) -> None:
+        super().__init__(beta1, beta2, eps, weight_decay)
+
+
+def clip_grad_norm(params: Sequence[Value] | Block, max_norm: float) -> float:
+    """Scale the parameters' grads so that their global L2 norm is at most max_norm.
+
+    PyTorch's clip_grad_norm_: with norm = sqrt(sum of grad**2) over all the
+    parameters (added in their order), every grad is multiplied by
+    max_norm / (norm + 1e-6) where that is < 1.  Call it between backward()
+    and the update, in a micrograd-style loop.
+
+    Args:
+        params: The parameters (Values of one engine), or the engine's Block
+            of them.
+        max_norm: The largest norm, a positive finite number.
+
+    Returns:
+        The norm before clipping (0.0 for no parameters; inf or NaN where a
+            grad is, and then nothing is scaled for NaN).
+
+    Raises:
+        TypeError: `max_norm` is not a real number.
+        ValueError: `max_norm` is not positive and finite.
+    """
+    block = params if hasattr(params, "clip_grad_norm") else None
+    if block is None:
+        values = list(params)
+        if not values:
+            _check_max_norm(max_norm)
+            return 0.0
+        block = _block(values)
+    return block.clip_grad_norm(max_norm)
+
+
+def _check_max_norm(max_norm):
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
+        raise TypeError(f"max_norm must be a real number, not {type(max_norm).__name__}")
+    if not (float(max_norm) > 0.0 and math.isfinite(max_norm)):
+        raise ValueError(f"clip_grad_norm(): max_norm must be a positive finite number, "
+                         f"not {float(max_norm)!r}")
+    return float(max_norm)
+
+
+# -- learning-rate schedules: step -> lr -------------------------------------------
+
+def _check_rate(lr, what="lr"):
+    rate = _real_setting(lr, what)
+    if rate is None or not (rate > 0.0 and math.isfinite(rate)):
+        raise ValueError(f"{what} must be a positive finite number, not {lr!r}")
+    return rate
+
+
+def _check_gamma(gamma):
+    g = _real_setting(gamma, "gamma")
+    if g is None or not (g > 0.0 and math.isfinite(g)):
+        raise ValueError(f"gamma must be a positive finite number, not {gamma!r}")
+    return g
+
+
+def _step_number(step):
+    k = _as_int(step)
+    if k is None or k < 0:
+        raise ValueError(f"a schedule's step must be an int >= 0, not {step!r}")
+    return k
+
+
+def cosine_schedule(lr: float, steps: int, warmup: int = 0,
+                    min_lr: float = 0.0) -> Callable[[int], float]:
+    """A cosine decay from lr to min_lr over `steps` steps, after a linear warmup.
+
+    At step k: lr * (k + 1) / warmup for k < warmup; then, with
+    p = min(k - warmup, steps - warmup) / (steps - warmup),
+    min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2 (PyTorch's
+    CosineAnnealingLR after the warmup; min_lr from step `steps` on).
+
+    Args:
+        lr: The peak learning rate, a positive finite number.
+        steps: The steps the schedule spans (train()'s `steps`), a positive int.
+        warmup: The steps of the linear warmup, an int from 0 to steps - 1.
+        min_lr: The last learning rate, a finite number from 0 to lr.
+
+    Returns:
+        A callable step -> learning rate, for train()'s `lr`.
+
+    Raises:
+        ValueError: An argument is out of its range.
+    """
+    peak = _check_rate(lr)
+    total = _as_int(steps)
+    if total is None or total < 1:
+        raise ValueError(f"steps must be a positive int, not {steps!r}")
+    warm = _as_int(warmup)
+    if warm is None or not 0 <= warm < total:
+        raise ValueError(f"warmup must be an int from 0 to steps - 1 = {total - 1}, not {warmup!r}")
+    low = _real_setting(min_lr, "min_lr")
+    if low is None or not 0.0 <= low <= peak:
+        raise ValueError(f"min_lr must be a number from 0 to lr = {peak!r}, not {min_lr!r}")
+    span = total - warm
+
+    def cosine(step: int) -> float:
+        k = _step_number(step)
+        if k < warm:
+            return peak * (k + 1) / warm
+        p = min(k - warm, span) / span
+        return low + (peak - low) * (1.0 + math.cos(math.pi * p)) / 2.0
+    return cosine
+
+
+def step_schedule(lr: float, every: int, gamma: float = 0.1) -> Callable[[int], float]:
+    """A learning rate multiplied by gamma every `every` steps (PyTorch's StepLR).
+
+    At step k: lr * gamma ** (k // every).
+
+    Args:
+        lr: The first learning rate, a positive finite number.
+        every: The steps between decays, a positive int.
+        gamma: The factor, a positive finite number.
+
+    Returns:
+        A callable step -> learning rate, for train()'s `lr`.
+
+    Raises:
+        ValueError: An argument is out of its range.
+    """
+    first, factor = _check_rate(lr), _check_gamma(gamma)
+    period = _as_int(every)
+    if period is None or period < 1:
+        raise ValueError(f"every must be a positive int, not {every!r}")
+
+    def stepped(step: int) -> float:
+        return first * factor ** (_step_number(step) // period)
+    return stepped
+
+
+def exponential_schedule(lr: float, gamma: float) -> Callable[[int], float]:
+    """A learning rate multiplied by gamma at every step (PyTorch's ExponentialLR).
+
+    At step k: lr * gamma ** k.
+
+    Args:
+        lr: The first learning rate, a positive finite number.
+        gamma: The factor, a positive finite number.
+
+    Returns:
+        A callable step -> learning rate, for train()'s `lr`.
+
+    Raises:
+        ValueError: An argument is out of its range.
+    """
+    first, factor = _check_rate(lr), _check_gamma(gamma)
+
+    def exponential(step: int) -> float:
+        return first * factor ** _step_number(step)
+    return exponential
 
 
 # -- losses: (output Value, target Value) -> Value --------------------------------
@@ -302,8 +651,13 @@ def mse_vector_loss(outputs: Sequence[Value], targets: Sequence[Value | float]) 
         A new Value.
 
     Raises:
+        ValueError: `outputs` and `targets` differ in length.
         ZeroDivisionError: `outputs` is empty.
     """
+    outputs, targets = list(outputs), list(targets)
+    if len(outputs) != len(targets):
+        raise ValueError(f"mse_vector_loss(): outputs has {len(outputs)} values but targets "
+                         f"has {len(targets)}")
     engine = _engine_of_values(outputs)
     return engine.vsum(mse_loss(o, t) for o, t in zip(outputs, targets)) * (1.0 / len(outputs))
 
@@ -548,19 +902,76 @@ def _checked_rows(xs):
 
 
 def _check_lr(lr, step):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or math.isinf(lr):
+    rate = _real_setting(lr, "lr")
+    if rate is None or not rate > 0 or math.isinf(rate):
         where = f" at step {step}" if step is not None else ""
         raise ValueError(f"the learning rate must be a positive finite number{where}, not {lr!r}")
-    return float(lr)
+    return rate
+
+
+def _as_int(value):
+    """value as an int where it is an int or has __index__ (numpy's
+    integers), not a bool; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    if hasattr(type(value), "__index__"):
+        try:
+            return operator.index(value)
+        except TypeError:
+            return None
+    return None
+
+
+def _first_nonfinite(rows):
+    """(row, column, number) of the first NaN or infinity in rows of floats,
+    or None.  One sum first (NaN and infinities reach it; where it only
+    overflowed, the search finds nothing); numpy's isfinite where the rows
+    are views into one matrix and numpy is loaded."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(rows, _MatrixRows):
+        if bool(np.isfinite(np.asarray(rows.matrix)).all()):
+            return None
+    elif math.isfinite(sum(map(sum, rows))):
+        return None
+    for i, row in enumerate(rows):
+        if not math.isfinite(sum(row)):
+            for j, x in enumerate(row):
+                if not math.isfinite(x):
+                    return i, j, x
+    return None
+
+
+def _check_finite(rows, targets, k, what=""):
+    """Refuse NaN and infinities in the rows (and float targets), naming where."""
+    found = _first_nonfinite(rows)
+    if found is not None:
+        i, j, x = found
+        raise ValueError(f"{what}xs row {i} column {j} is {x}: the data must be finite numbers")
+    if targets is None:
+        return
+    if k == 1:
+        found = _first_nonfinite([targets])
+        if found is not None:
+            raise ValueError(f"{what}ys row {found[1]} is {found[2]}: the targets must be "
+                             f"finite numbers")
+    else:
+        found = _first_nonfinite(targets)
+        if found is not None:
+            i, j, x = found
+            raise ValueError(f"{what}ys row {i} column {j} is {x}: the targets must be "
+                             f"finite numbers")
 
 
 def _make_optimizer(optimizer: str | Optimizer) -> Optimizer:
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {OPTIMIZERS}")
-        return SGD() if optimizer == "sgd" else Adam()
+        return {"sgd": SGD, "adam": Adam, "adamw": AdamW}[optimizer]()
     if not callable(getattr(optimizer, "step", None)):
-        raise TypeError("optimizer must be 'sgd', 'adam', or an object with step(params, lr)")
+        raise TypeError("optimizer must be 'sgd', 'adam', 'adamw', or an object with "
+                        "step(params, lr)")
     return optimizer
 
 
@@ -800,13 +1211,15 @@ def evaluate(model: Model, xs: Iterable[Any], ys: Iterable[Any], loss: Loss = "m
             and the accuracy (None where it has no meaning).
 
     Raises:
-        ValueError: The data or `loss` is refused, as in train().
+        ValueError: The data or `loss` is refused, as in train() (NaN and
+            infinities too).
         TypeError: The data or `loss` is refused, as in train().
     """
     _check_loss(loss)
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
     rows, targets, sample = _check_data(model, xs, ys, loss, "evaluate()")
     k = sample.k
+    _check_finite(rows, targets, k)
     per_sample, hit = _per_sample_loss(loss, k), _hit_rule(loss, k, targets)
     replayed = _replayed_if_possible(sample, rows, per_sample, targets, threads)
     table = _table(rows, targets, k)
@@ -901,19 +1314,79 @@ def _check_threads(count: Any, what: str) -> int:
     return count
 
 
+class _GracefulInterrupt:
+    """Ctrl-C during train(): the first SIGINT is noted, and training stops
+    once the current step is made (its update whole); a second one raises
+    KeyboardInterrupt at once.  Installed only in the main thread, over
+    Python's own handler (a program's own SIGINT handler is left alone)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _GracefulInterrupt:
+        try:
+            if (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+                self._previous = signal.signal(signal.SIGINT, self._note)
+        except (ValueError, OSError):       # no signals here (an embedded interpreter, say)
+            self._previous = None
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _stop_requested(result):
+    """Whether a callback's result asks train() to stop: True (or numpy's
+    True), not any other truthy value (a lambda's list.append() result, say)."""
+    if result is True:
+        return True
+    cls = type(result)
+    return cls.__module__ == "numpy" and cls.__name__ in ("bool_", "bool") and bool(result)
+
+
+def _check_count(value, what, lowest=1, highest=None):
+    """An int argument (an int or numpy integer, not a bool) in its range."""
+    count = _as_int(value)
+    if count is None or count < lowest or (highest is not None and count > highest):
+        if highest is not None:
+            raise ValueError(f"{what} must be None or an int from {lowest} to {highest}, "
+                             f"not {value!r}")
+        raise ValueError(f"{what} must be a positive int, not {value!r}")
+    return count
+
+
 def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
           lr: float | Callable[[int], float], loss: Loss = "mse", reg: float = 0.0,
           batch_size: int | None = None, optimizer: str | Optimizer = "sgd", progress: bool = True,
           seed: int | None = None, callback: Callable[[int, float, float | None], object] | None = None,
           validation: tuple[Iterable[Any], Iterable[Any]] | None = None,
-          eval_every: int | None = None, threads: int | None = None) -> History:
+          eval_every: int | None = None, threads: int | None = None,
+          early_stopping: int | None = None, clip_grad_norm: float | None = None) -> History:
     """Train `model` on (xs, ys) for `steps` steps of gradient descent.
 
-    Each step is: forward, zero the gradients, backward, update.  One
-    sample's graph (model and loss) is built once and replayed over each
-    batch by the engine's Replay, so the model's graph must not depend on
-    the data's values (true of Neuron, Layer and MLP).  Everything is
-    checked before the first step.
+    Each step is: forward, zero the gradients, backward, (clip the
+    gradients,) update.  One sample's graph (model and loss) is built once
+    and replayed over each batch by the engine's Replay, so the model's
+    graph must not depend on the data's values (true of Neuron, Layer and
+    MLP).  Everything is checked before the first step.
+
+    Ctrl-C stops training gracefully: the step under way is finished (its
+    update is made whole, never half), the progress bar is closed and the
+    History so far is returned with `interrupted` True; a second Ctrl-C
+    raises KeyboardInterrupt at once.  A KeyboardInterrupt raised by the
+    code train() calls (the lr callable, a custom loss or optimizer, the
+    callback) stops it the same way; raised before an update is made, the
+    parameters are those from before that step.  Any other exception
+    propagates with the History so far as its `history` attribute.
 
     Args:
         model: A micrograd-style model: called on a list of Values, it gives
@@ -921,11 +1394,13 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
         xs: Rows of numbers, or a 2-D buffer of doubles (a C-contiguous
             float64 numpy array), which is read where it is, not copied:
             what a callback writes into it reaches the later steps' batches.
+            NaN and infinities are refused.
         ys: The targets, as `loss` takes them, in a list or a 1-D buffer
-            (numpy labels).
+            (numpy labels); NaN and infinities are refused.
         steps: The number of steps, a positive int.
         lr: The learning rate, a positive float, or a callable of the step
-            number giving it.
+            number giving it (see cosine_schedule(), step_schedule(),
+            exponential_schedule()).
         loss: For a model with one output, "mse", "hinge" (targets -1/+1)
             or "bce" (a logit; targets 0/1 or -1/+1); for a model with k
             outputs, "cross_entropy" (softmax cross-entropy; ys are class ids
@@ -940,49 +1415,68 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
             left, it is shuffled again (as epochs with PyTorch's
             drop_last=True: a sample is used at most once per pass, and
             every batch has the same size).
-        optimizer: "sgd", "adam", or an object with step(params, lr), such
-            as SGD(momentum=0.9) or Adam().
+        optimizer: "sgd", "adam", "adamw", or an object with step(params,
+            lr), such as SGD(momentum=0.9), Adam() or AdamW(weight_decay=0.1).
         progress: Show a tqdm progress bar (where tqdm is installed).
         seed: The seed of the batches' shuffle; None for a fresh one.
-        callback: Called as callback(step, loss, accuracy) after each step.
+        callback: Called as callback(step, loss, accuracy) after each step;
+            returning True (not merely a truthy value) stops training there.
         validation: (xs, ys) held out from training, evaluated every
             `eval_every` steps and after the last one; recorded in
-            History.val_step, val_loss and val_accuracy.
+            History.val_step, val_loss and val_accuracy, and the step of the
+            lowest validation loss in History.best_step.
         eval_every: The steps between validations, a positive int; None for
             a tenth of the steps.
         threads: How many threads the compiled core's layer kernels may
             use, an int from 1 to 1024; None for default_threads().  The
             results are the same bits for any number (work is split by
             neurons or inputs, never inside a sum).
+        early_stopping: None, or the patience, a positive int (needs
+            `validation`): training stops when the validation loss has not
+            improved on its lowest for that many validations in a row, and
+            the parameters of the lowest are restored (History.stopped_early,
+            History.best_step).
+        clip_grad_norm: None, or the largest global L2 norm of the
+            gradients, a positive number: after backward and before the
+            update, the gradients are scaled as clip_grad_norm() does
+            (PyTorch's clip_grad_norm_); the norms go to History.grad_norm.
 
     Returns:
-        The History: the loss and accuracy at each step, and the validation
-            results.
+        The History: the loss and accuracy at each step, the validation
+            results, and why training stopped (stop_reason).
 
     Raises:
         ValueError: An argument is out of its range, the data does not fit
-            the model or the loss, or the model's graph depends on the
-            data's values.
+            the model or the loss or holds NaN or an infinity, or the
+            model's graph depends on the data's values.
         TypeError: An argument or a sample is of the wrong type.
         FloatingPointError: The loss is NaN or infinite, or cannot be
             computed, at some step; training stops there and the parameters
-            are those from before that step.
+            are those from before that step (the History so far is the
+            exception's `history`).
     """
     # -- everything is checked before any training starts ----------------------------
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, not {steps!r}")
+    steps = _check_count(steps, "steps")
     if not callable(lr):
         _check_lr(lr, None)
     _check_loss(loss)
     if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0 or math.isinf(reg):
         raise ValueError(f"reg must be a finite number >= 0, not {reg!r}")
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
+    if early_stopping is not None:
+        if validation is None:
+            raise ValueError("early_stopping needs validation=(xs, ys): it watches the "
+                             "validation loss")
+        early_stopping = _check_count(early_stopping, "early_stopping")
+    max_norm = None if clip_grad_norm is None else _check_max_norm(clip_grad_norm)
+    if seed is not None and not isinstance(seed, (int, float, str, bytes, bytearray)):
+        seed = _as_int(seed) if _as_int(seed) is not None else seed   # numpy's integers
     stepper = _make_optimizer(optimizer)
     rows, targets, sample = _check_data(model, xs, ys, loss)
     params, k, n = sample.params, sample.k, len(rows)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or not 1 <= batch_size <= n):
-        raise ValueError(f"batch_size must be None or an int from 1 to {n}, not {batch_size!r}")
+    _check_finite(rows, targets, k)
+    if batch_size is not None:
+        batch_size = _check_count(batch_size, "batch_size", 1, n)
     if validation is not None:
         try:
             val_xs, val_ys = validation
@@ -994,10 +1488,8 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
         if len(val_rows[0]) != len(rows[0]):
             raise ValueError(f"the validation rows have {len(val_rows[0])} values but the "
                              f"training rows have {len(rows[0])}")
-    if eval_every is None:
-        eval_every = max(1, steps // 10)
-    elif isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive int, not {eval_every!r}")
+        _check_finite(val_rows, val_targets, k, "validation ")
+    eval_every = max(1, steps // 10) if eval_every is None else _check_count(eval_every, "eval_every")
     engine = sample.engine
     per_sample = _per_sample_loss(loss, k)
     hit = _hit_rule(loss, k, targets)
@@ -1023,63 +1515,97 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     param_block = engine.Block(params)
     step_block = getattr(stepper, "step_block", None)
     loaded = False                          # the full batch is in the replay
+    best_loss, best_data, waited = math.inf, None, 0    # early stopping's record
 
     batches = _batches(n, size, random.Random(seed))
     history = History()
     bar = _progress(steps, progress)
+    interrupt = _GracefulInterrupt()
     try:
-        for step in range(steps):
-            if batch_size is not None:
-                batch = next(batches)
-                replay.load(table, batch)
-            else:
-                batch = range(n)
-                if not loaded:
+        with interrupt:
+            for step in range(steps):
+                if batch_size is not None:
+                    batch = next(batches)
                     replay.load(table, batch)
-                    loaded = True
-            rate = _check_lr(lr(step), step) if callable(lr) else lr
-            try:
-                replay.forward()
-                value = replay.sum(0) * (1.0 / size)
+                else:
+                    batch = range(n)
+                    if not loaded:
+                        replay.load(table, batch)
+                        loaded = True
+                rate = _check_lr(lr(step), step) if callable(lr) else lr
+                try:
+                    replay.forward()
+                    value = replay.sum(0) * (1.0 / size)
+                    if penalty is not None:
+                        value = value + penalty.forward().data
+                except (ArithmeticError, ValueError) as exc:
+                    raise FloatingPointError(f"the loss could not be computed at step {step} "
+                                             f"({exc}): training stopped, the parameters are "
+                                             f"those from before step {step}") from exc
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"the loss is {value} at step {step}: training "
+                                             f"stopped, the parameters are those from before "
+                                             f"step {step}")
+                accuracy = None
+                if hit is not None:
+                    batch_labels = labels if batch_size is None else [labels[i] for i in batch]
+                    accuracy = replay.hits(replayed.argmax_at, batch_labels) / size
+                param_block.zero_grad()
+                replay.backward(0, 1.0 / size)
                 if penalty is not None:
-                    value = value + penalty.forward().data
-            except (ArithmeticError, ValueError) as exc:
-                raise FloatingPointError(f"the loss could not be computed at step {step} ({exc}): "
-                                         f"training stopped, the parameters are those from before "
-                                         f"step {step}") from exc
-            if not math.isfinite(value):
-                raise FloatingPointError(f"the loss is {value} at step {step}: training stopped, "
-                                         f"the parameters are those from before step {step}")
-            param_block.zero_grad()
-            replay.backward(0, 1.0 / size)
-            if penalty is not None:
-                penalty.backward()
-            if step_block is not None:
-                step_block(param_block, rate)
-            else:
-                stepper.step(params, rate)
-            accuracy = None
-            if hit is not None:
-                batch_labels = labels if batch_size is None else [labels[i] for i in batch]
-                accuracy = replay.hits(replayed.argmax_at, batch_labels) / size
-            history.loss.append(value)
-            history.accuracy.append(accuracy)
-            if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
-                scores = replayed.evaluate(val_table, len(val_rows), val_labels)
-                loaded = False              # the replay now holds validation rows
-                history.val_step.append(step)
-                history.val_loss.append(scores.loss)
-                history.val_accuracy.append(scores.accuracy)
-            if bar is not None:
-                postfix = dict(loss=f"{value:.4f}", acc="-" if accuracy is None else f"{accuracy:.0%}")
-                if history.val_step:
-                    val_acc = history.val_accuracy[-1]
-                    postfix["val_loss"] = f"{history.val_loss[-1]:.4f}"
-                    postfix["val_acc"] = "-" if val_acc is None else f"{val_acc:.1%}"
-                bar.set_postfix(refresh=False, **postfix)
-                bar.update(1)
-            if callback is not None:
-                callback(step, value, accuracy)
+                    penalty.backward()
+                norm = None if max_norm is None else param_block.clip_grad_norm(max_norm)
+                if step_block is not None:
+                    step_block(param_block, rate)
+                else:
+                    stepper.step(params, rate)
+                # the step is made: recorded at once (a KeyboardInterrupt from here on
+                # leaves a History that holds it)
+                history.loss.append(value)
+                history.accuracy.append(accuracy)
+                if norm is not None:
+                    history.grad_norm.append(norm)
+                stop = None
+                if validation is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
+                    scores = replayed.evaluate(val_table, len(val_rows), val_labels)
+                    loaded = False              # the replay now holds validation rows
+                    history.val_step.append(step)
+                    history.val_loss.append(scores.loss)
+                    history.val_accuracy.append(scores.accuracy)
+                    if scores.loss < best_loss:
+                        best_loss, history.best_step, waited = scores.loss, step, 0
+                        if early_stopping is not None:
+                            best_data = param_block.data
+                    else:
+                        waited += 1
+                        if early_stopping is not None and waited >= early_stopping:
+                            stop = "early_stopping"
+                if bar is not None:
+                    postfix = dict(loss=f"{value:.4f}",
+                                   acc="-" if accuracy is None else f"{accuracy:.0%}")
+                    if history.val_step:
+                        val_acc = history.val_accuracy[-1]
+                        postfix["val_loss"] = f"{history.val_loss[-1]:.4f}"
+                        postfix["val_acc"] = "-" if val_acc is None else f"{val_acc:.1%}"
+                    bar.set_postfix(refresh=False, **postfix)
+                    bar.update(1)
+                if callback is not None and _stop_requested(callback(step, value, accuracy)):
+                    stop = stop or "callback"
+                if stop == "early_stopping" and best_data is not None:
+                    param_block.set_data(best_data)     # the parameters of the best validation
+                if stop is None and interrupt.requested and step < steps - 1:
+                    stop = "interrupted"
+                if stop is not None:
+                    history.stop_reason = stop
+                    break
+    except KeyboardInterrupt as exc:
+        if interrupt.requested:         # a second Ctrl-C: stop at once, as Python does
+            exc.history = history       # type: ignore[attr-defined]
+            raise
+        history.stop_reason = "interrupted"
+    except BaseException as exc:
+        exc.history = history           # type: ignore[attr-defined]
+        raise
     finally:
         if bar is not None:
             bar.close()

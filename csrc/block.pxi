@@ -122,35 +122,53 @@ cdef class Block:
         for r in range(runs.count):
             memset(A.grad + runs.node[r], 0, runs.length[r] * sizeof(double))
 
-    def sgd_step(self, lr):
-        """data -= lr * grad, for every Value."""
+    def sgd_step(self, lr, weight_decay=0.0):
+        """data -= lr * grad, for every Value; with weight_decay (L2, as
+        PyTorch's SGD) the step is data -= lr * (grad + weight_decay * data)."""
         cdef double rate = _real(lr, "lr")     # may run Python code: before the Values are read
+        cdef double wd = _weight_decay(weight_decay)
         cdef _Runs runs = self._runs(self._owned())
         cdef Py_ssize_t r, i
         for r in range(runs.count):
             for i in range(runs.node[r], runs.node[r] + runs.length[r]):
-                A.data[i] = A.data[i] - rate * A.grad[i]
+                if wd != 0.0:
+                    A.data[i] = A.data[i] - rate * (A.grad[i] + wd * A.data[i])
+                else:
+                    A.data[i] = A.data[i] - rate * A.grad[i]
 
-    def momentum_step(self, lr, momentum, velocity):
-        """v = momentum * v + grad; data -= lr * v (PyTorch's SGD momentum).
+    def momentum_step(self, lr, momentum, velocity, weight_decay=0.0):
+        """v = momentum * v + grad; data -= lr * v (PyTorch's SGD momentum),
+        grad + weight_decay * data in place of grad with weight_decay.
         `velocity` is a writable buffer of doubles, one per Value."""
         cdef double rate = _real(lr, "lr"), mu = _real(momentum, "momentum")
+        cdef double wd = _weight_decay(weight_decay)
         cdef tuple vals = self._owned()
         cdef double[::1] vel = _state(velocity, len(vals), "velocity")
         cdef _Runs runs = self._runs(vals)
         cdef Py_ssize_t r, t, i, k
+        cdef double g
         for r in range(runs.count):
             for t in range(runs.length[r]):
                 i, k = runs.node[r] + t, runs.at[r] + t
-                vel[k] = mu * vel[k] + A.grad[i]
+                g = A.grad[i]
+                if wd != 0.0:
+                    g = g + wd * A.data[i]
+                vel[k] = mu * vel[k] + g
                 A.data[i] = A.data[i] - rate * vel[k]
 
-    def adam_step(self, lr, beta1, beta2, eps, c1, c2, m, v):
+    def adam_step(self, lr, beta1, beta2, eps, c1, c2, m, v, weight_decay=0.0,
+                  decoupled_weight_decay=False):
         """Adam with bias corrections c1 = 1 - beta1**t and c2 = 1 - beta2**t.
-        `m` and `v` are writable buffers of doubles, one per Value."""
+        `m` and `v` are writable buffers of doubles, one per Value.  With
+        weight_decay, grad + weight_decay * data takes grad's place (Adam's
+        L2), or with decoupled_weight_decay data -= (lr * weight_decay) * data
+        comes first (AdamW)."""
         cdef double rate = _real(lr, "Adam's settings"), b1 = _real(beta1, "Adam's settings")
         cdef double b2 = _real(beta2, "Adam's settings"), e = _real(eps, "Adam's settings")
         cdef double k1 = _real(c1, "Adam's settings"), k2 = _real(c2, "Adam's settings")
+        cdef double wd = _weight_decay(weight_decay)
+        cdef bint decoupled = _flag(decoupled_weight_decay, "decoupled_weight_decay")
+        cdef double decay = rate * wd
         cdef tuple vals = self._owned()
         cdef double[::1] mm = _state(m, len(vals), "m")
         cdef double[::1] vv = _state(v, len(vals), "v")
@@ -171,9 +189,54 @@ cdef class Block:
             for t in range(runs.length[r]):
                 i, k = runs.node[r] + t, runs.at[r] + t
                 g = A.grad[i]
+                if wd != 0.0:
+                    if decoupled:
+                        A.data[i] = A.data[i] - decay * A.data[i]
+                    else:
+                        g = g + wd * A.data[i]
                 mm[k] = b1 * mm[k] + (1.0 - b1) * g
                 vv[k] = b2 * vv[k] + (1.0 - b2) * g * g
                 A.data[i] = A.data[i] - rate * (mm[k] / k1) / (sqrt(vv[k] / k2) + e)
+
+    def clip_grad_norm(self, max_norm):
+        """Scale the grads so that their L2 norm is at most max_norm, as
+        PyTorch's clip_grad_norm_: with norm = sqrt(sum of grad**2), every
+        grad is multiplied by max_norm / (norm + 1e-6) where that is < 1.
+        Returns the norm from before."""
+        cdef double limit = _real(max_norm, "max_norm")
+        if not (limit > 0.0 and isfinite(limit)):
+            raise ValueError("clip_grad_norm(): max_norm must be a positive finite number, not %r"
+                             % (limit,))
+        cdef _Runs runs = self._runs(self._owned())
+        cdef Py_ssize_t r, i
+        cdef double total = 0.0, norm, coef
+        for r in range(runs.count):             # the squares added in the Values' order
+            for i in range(runs.node[r], runs.node[r] + runs.length[r]):
+                total = total + A.grad[i] * A.grad[i]
+        norm = sqrt(total)
+        coef = limit / (norm + 1e-6)
+        if coef < 1.0:                          # (NaN: no scaling, as PyTorch's clamp)
+            for r in range(runs.count):
+                for i in range(runs.node[r], runs.node[r] + runs.length[r]):
+                    A.grad[i] = A.grad[i] * coef
+        return norm
+
+
+cdef double _weight_decay(object weight_decay) except? -1.0:
+    """weight_decay as a double: a finite number >= 0, or a clear error."""
+    cdef double wd = _real(weight_decay, "weight_decay")
+    if not (wd >= 0.0 and isfinite(wd)):
+        raise ValueError("weight_decay must be a finite number >= 0, not %r" % (wd,))
+    return wd
+
+
+cdef bint _flag(object flag, str what) except -1:
+    """A flag that must be a bool (no __bool__ of another object runs)."""
+    if flag is True:
+        return True
+    if flag is False:
+        return False
+    raise TypeError("%s must be True or False, not %s" % (what, type(flag).__name__))
 
 
 cdef str _ADAM_SETTINGS = ("adam_step() needs 0 <= beta1 < 1, 0 <= beta2 < 1, eps > 0 and the "
