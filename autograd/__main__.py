@@ -6,9 +6,13 @@
     autograd graph --output docs/images/graph.png
     autograd derivatives --output docs/images/tanh_derivatives.png
     autograd --help
+
+Ctrl-C during training stops it after the step under way: the summary so
+far is printed and its picture drawn, and the exit status is 130.
 """
 import argparse
 import importlib
+import os
 import random
 import sys
 import time
@@ -59,13 +63,18 @@ def _train_command(args):
     history = train(model, xs, ys, steps=args.steps, progress=not args.no_progress,
                     seed=args.seed, **settings)
     elapsed = time.perf_counter() - start
+    done = len(history.loss)
+    if history.interrupted:
+        print(f"interrupted after {done} of {args.steps} steps")
+    if not done:
+        return 130
     print(f"final loss {history.loss[-1]:.6f}, accuracy {history.accuracy[-1]:.0%} "
-          f"({elapsed * 1e3 / args.steps:.3f} ms per step)")
+          f"({elapsed * 1e3 / done:.3f} ms per step)")
     if args.example == "lecture":
         print("predictions:", ", ".join(f"{model(x).data:+.4f}" for x in xs), "targets:", ys)
     if args.plot != "none":
         _plot(model, xs, ys, history, args.plot, args.example)
-    return 0
+    return 130 if history.interrupted else 0
 
 
 def _digits_command(args, engine):
@@ -73,7 +82,7 @@ def _digits_command(args, engine):
     softmax cross-entropy, evaluated on a held-out quarter as it trains."""
     from autograd.data import load_digits, train_test_split
     from autograd.nn import MLP
-    from autograd.train import predict, train
+    from autograd.train import evaluate, predict, train
 
     try:
         xs, ys = load_digits()
@@ -94,8 +103,18 @@ def _digits_command(args, engine):
                     validation=(test_xs, test_ys), eval_every=max(1, steps // 10),
                     progress=not args.no_progress)
     elapsed = time.perf_counter() - start
-    # the validation after the last step is the final model's held-out score
-    print(f"held-out accuracy {history.val_accuracy[-1]:.1%} (loss {history.val_loss[-1]:.4f}); "
+    done = len(history.loss)
+    if history.interrupted:
+        print(f"interrupted after {done} of {steps} steps")
+        if not done:
+            return 130
+        # the last validation was made before the last step: score the model as it is
+        score = evaluate(model, test_xs, test_ys, loss="cross_entropy")
+        accuracy, val_loss = score.accuracy or 0.0, score.loss
+    else:
+        # the validation after the last step is the final model's held-out score
+        accuracy, val_loss = history.val_accuracy[-1] or 0.0, history.val_loss[-1]
+    print(f"held-out accuracy {accuracy:.1%} (loss {val_loss:.4f}); "
           f"{elapsed:.1f} s of training, validation included")
     if args.plot != "none":
         plt = _pyplot()
@@ -103,7 +122,7 @@ def _digits_command(args, engine):
             from autograd.plot import plot_classification
             plot_classification(plt, history, test_ys, predict(model, test_xs), 10, args.plot)
             print(f"picture written to {args.plot}")
-    return 0
+    return 130 if history.interrupted else 0
 
 
 def _pyplot():
@@ -149,13 +168,53 @@ def _derivatives_command(args):
     return 0
 
 
+# what each command can write: matplotlib's formats, Graphviz's three ("" adds .png)
+PICTURE_FORMATS = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp",
+                   ".eps", ".ps", ".pgf")
+GRAPH_FORMATS = (".png", ".svg", ".pdf", "")
+
+
+def _output_problem(path, formats):
+    """Why `path` cannot be written as a picture (a sentence), or None: checked
+    before any work, so a long training run does not end in a traceback."""
+    ext = os.path.splitext(path)[1]
+    if (ext.lower() if formats is PICTURE_FORMATS else ext) not in formats:    # (matplotlib: any case)
+        known = ", ".join(f for f in formats if f)
+        return f"cannot write {path!r}: its extension {ext or '(none)'!r} is not one of {known}"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"cannot write {path!r}: the directory {parent!r} does not exist"
+    if os.path.isdir(path):
+        return f"cannot write {path!r}: it is a directory"
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        return f"cannot write {path!r}: permission denied"
+    return None
+
+
+def _check_outputs(args):
+    """Exit with argparse's status 2 and a message where an output path is unusable."""
+    if args.command == "train" and args.plot != "none":
+        problem = _output_problem(args.plot, PICTURE_FORMATS)
+    elif args.command == "graph":
+        problem = _output_problem(args.output, GRAPH_FORMATS)
+    elif args.command == "derivatives":
+        problem = _output_problem(args.output, PICTURE_FORMATS)
+    else:
+        problem = None
+    if problem is not None:
+        args.command_parser.error(problem)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="autograd", description="Mini Autograd: micrograd's demos on a compiled scalar autograd engine.")
+        prog="autograd", description="Mini Autograd: micrograd's demos on a compiled scalar autograd engine.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     tr = sub.add_parser("train", help="train an example model (the default command)",
                         description="Train micrograd's moons demo, the lecture's four-sample "
-                                    "example, or a classifier of handwritten digits.")
+                                    "example, or a classifier of handwritten digits.  Ctrl-C "
+                                    "stops after the step under way, prints the summary so far, "
+                                    "draws its picture and exits with status 130.")
     tr.add_argument("--example", choices=["moons", "lecture", "digits"], default="moons",
                     help="moons: MLP(2,[16,16,1]) on 100 moons with hinge loss (default); "
                          "lecture: MLP(3,[4,4,1]) on the four-sample set; digits: "
@@ -171,7 +230,7 @@ def build_parser():
                          "(digits: the loss curves and the confusion matrix) "
                          "(default training.png; 'none' for no picture)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.set_defaults(func=_train_command)
+    tr.set_defaults(func=_train_command, command_parser=tr)
 
     gr = sub.add_parser("graph", help="draw a single ReLU neuron's expression with Graphviz",
                         description="Draw the expression graph of a single ReLU neuron with two "
@@ -181,7 +240,7 @@ def build_parser():
     gr.add_argument("--rankdir", choices=["LR", "TB"], default="LR", help="layout direction (default LR)")
     gr.add_argument("--engine", choices=["cython", "python"], default=None,
                     help="engine to build the expression with (default: the one autograd imported)")
-    gr.set_defaults(func=_graph_command)
+    gr.set_defaults(func=_graph_command, command_parser=gr)
 
     de = sub.add_parser("derivatives", help="draw tanh and its first derivatives (needs the plot extra)",
                         description="Draw tanh and its first derivatives, each the gradient of the "
@@ -190,18 +249,37 @@ def build_parser():
                     help="file to write (default tanh_derivatives.png)")
     de.add_argument("--order", type=int, default=6, choices=range(1, 9), metavar="{1..8}",
                     help="how many derivatives (default 6)")
-    de.set_defaults(func=_derivatives_command)
+    de.set_defaults(func=_derivatives_command, command_parser=de)
+    parser.epilog = _training_options(tr)
     return parser
+
+
+def _training_options(tr):
+    """The train command's options, for `autograd --help` (train is the
+    default command: `autograd --steps 50` trains)."""
+    formatter = tr._get_formatter()
+    formatter.start_section("training options (autograd [train] [options])")
+    formatter.add_arguments([a for a in tr._actions if not isinstance(a, argparse._HelpAction)])
+    formatter.end_section()
+    return formatter.format_help()
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv.insert(0, "train")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("choose a command: train, graph or derivatives")
     if args.command == "train" and args.steps is not None and args.steps < 1:
-        build_parser().error("--steps must be at least 1")
-    return args.func(args)
+        args.command_parser.error("--steps must be at least 1")
+    _check_outputs(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:           # outside training (which stops gracefully)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
