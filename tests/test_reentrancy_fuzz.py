@@ -319,7 +319,7 @@ UNARY = ["relu", "abs", "neg", "abs()"] + FUNCTION_NAMES
 NUM_ACTIONS = ["none", "none", "reinit", "drop", "label", "backward", "compact", "reinit_block",
                "reinit_replay", "reinit_function", "load", "block_step", "kernels"]
 BLOCK_USES = ["data", "grad", "set_data", "zero_grad", "sgd", "momentum", "adam", "len", "iter",
-              "pickle"]
+              "pickle", "clip", "adamw"]
 REPLAY_USES = ["load", "forward", "values", "sum", "argmax", "hits", "backward", "batch_size",
                "pickle", "threads", "layers"]
 INSPECTIONS = ["repr", "prev", "children", "op", "rule", "detach", "copy", "pickle",
@@ -627,6 +627,14 @@ def _use_block(world, step, injector):
     elif what == "adam":
         block.adam_step(arg(0), 0.9, 0.999, 1e-8, arg(1), arg(2), m, v)
         return list(m) + list(v)
+    elif what == "adamw":               # weight decay, coupled or decoupled
+        block.sgd_step(arg(0), arg(3))
+        block.momentum_step(arg(0), arg(1), velocity, arg(4))
+        block.adam_step(arg(0), 0.9, 0.999, 1e-8, arg(1), arg(2), m, v, arg(5),
+                        operands[6][0] == "value")
+        return list(velocity) + list(m) + list(v)
+    elif what == "clip":
+        return block.clip_grad_norm(arg(0))
     elif what == "len":
         return len(block)
     elif what == "iter":
@@ -697,6 +705,7 @@ ACTIONS = {
     "Block.__reduce__": ["block_use"], "Block.data": ["block_use"], "Block.grad": ["block_use"],
     "Block.set_data": ["block_use"], "Block.zero_grad": ["block_use"], "Block.sgd_step": ["block_use"],
     "Block.momentum_step": ["block_use"], "Block.adam_step": ["block_use"],
+    "Block.clip_grad_norm": ["block_use"],
     "Replay.__init__": ["replay_make", "layer"], "Replay.__reduce__": ["replay_use"],
     "Replay.load": ["replay_use"], "Replay.forward": ["replay_use"], "Replay.values": ["replay_use"],
     "Replay.sum": ["replay_use"], "Replay.argmax": ["replay_use"], "Replay.hits": ["replay_use"],
