@@ -61,9 +61,11 @@ class Model(Protocol):
 
 
 class Optimizer(Protocol):
-    """What train() takes as an optimizer besides "sgd" and "adam": an object with step().
+    """What train() takes as an optimizer besides its names: an object with step().
 
-    SGD and Adam also have step_block(block, lr), which train() prefers.
+    SGD, Adam and AdamW also have step_block(block, lr), which train()
+    prefers, and state_dict() and load_state_dict() to save and restore
+    their state.
     """
 
     def step(self, params: Sequence[Value], lr: float) -> None:
