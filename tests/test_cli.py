@@ -3,11 +3,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import autograd.__main__ as cli
 from autograd.__main__ import main
+from helpers import python_handles_sigint
+
+
+@pytest.fixture
+def sigint():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, during the test."""
+    with python_handles_sigint():
+        yield
 
 
 def test_the_top_level_help_lists_the_training_options(capsys):
@@ -72,9 +81,8 @@ def test_a_good_path_in_any_case_is_accepted(tmp_path, monkeypatch):
     assert ran == [str(tmp_path / "p.PNG"), "none"]
 
 
-def test_ctrl_c_prints_the_summary_so_far_draws_it_and_exits_130(tmp_path, capsys, monkeypatch):
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT has a handler of the program's own here")
+def test_ctrl_c_prints_the_summary_so_far_draws_it_and_exits_130(tmp_path, capsys, monkeypatch,
+                                                                 sigint):
 
     def schedule(steps):
         def lr(k):
@@ -92,9 +100,7 @@ def test_ctrl_c_prints_the_summary_so_far_draws_it_and_exits_130(tmp_path, capsy
     assert f"picture written to {picture}" in out and picture.stat().st_size > 1000
 
 
-def test_ctrl_c_before_the_first_step_exits_130(capsys, monkeypatch):
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT has a handler of the program's own here")
+def test_ctrl_c_before_the_first_step_exits_130(capsys, monkeypatch, sigint):
 
     def schedule(steps):
         def lr(k):
@@ -123,11 +129,12 @@ def test_sigint_to_the_program(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "autograd", "--steps", "10000000",
                              "--no-progress", "--plot", "none"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
+                            cwd=tmp_path,
+                            # as from a terminal, even where this process ignores SIGINT
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()          # printed just before training starts
         assert first.startswith("moons:"), first + proc.stderr.read()
-        import time
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

@@ -201,8 +201,9 @@ def test_ctrl_c_during_train_keeps_the_model_usable(engine):
     with python_handles_sigint():
         timer.start()
         start = time.perf_counter()
-        with pytest.raises(KeyboardInterrupt):
-            train(model, X, y, steps=10 ** 6, lr=0.01, loss="hinge", progress=False)
+        # train() stops after the step under way and returns what it did
+        interrupted = train(model, X, y, steps=10 ** 6, lr=0.01, loss="hinge", progress=False)
+        assert interrupted.interrupted and 0 < len(interrupted.loss) < 10 ** 6
         assert time.perf_counter() - start < 0.3 + 0.5
         timer.join()
     assert all(math.isfinite(p.data) for p in model.parameters())

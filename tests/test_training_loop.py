@@ -10,6 +10,14 @@ import pytest
 from autograd.data import lecture_example, make_moons
 from autograd.nn import MLP
 from autograd.train import SGD, AdamW, clip_grad_norm, evaluate, predict, train
+from helpers import python_handles_sigint
+
+
+@pytest.fixture
+def sigint():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, during the test."""
+    with python_handles_sigint():
+        yield
 
 
 def _model(engine, seed=0, sizes=(4, 1), nin=3):
@@ -202,12 +210,10 @@ def test_a_keyboard_interrupt_before_the_update_leaves_the_parameters_as_before(
 
 @pytest.mark.parametrize("how", ["raise_signal", "kill"])
 @pytest.mark.parametrize("where", ["callback", "lr"])
-def test_sigint_finishes_the_step_under_way(engine, how, where):
+def test_sigint_finishes_the_step_under_way(engine, how, where, sigint):
     """A real SIGINT (Ctrl-C) during step 2, from the lr callable (before
     the update) or the callback (after it): step 2 is made whole, then
     training stops; Python's handler is back afterwards."""
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT has a handler of the program's own here")
     xs, ys = lecture_example()
     model = _model(engine)
 
@@ -226,9 +232,7 @@ def test_sigint_finishes_the_step_under_way(engine, how, where):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_second_sigint_stops_at_once(engine):
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT has a handler of the program's own here")
+def test_a_second_sigint_stops_at_once(engine, sigint):
     xs, ys = lecture_example()
 
     def callback(step, loss, accuracy):
