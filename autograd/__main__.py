@@ -270,8 +270,6 @@ def main(argv=None):
         argv.insert(0, "train")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.error("choose a command: train, graph or derivatives")
     if args.command == "train" and args.steps is not None and args.steps < 1:
         args.command_parser.error("--steps must be at least 1")
     _check_outputs(args)

@@ -140,7 +140,7 @@ def _zeros(n):
     return array("d", bytes(8 * n))
 
 
-def _real_setting(x, what):
+def _real_setting(x):
     """x as a float where it is a real number (not a bool), else None."""
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         return None
@@ -148,27 +148,27 @@ def _real_setting(x, what):
 
 
 def _check_weight_decay(weight_decay):
-    wd = _real_setting(weight_decay, "weight_decay")
+    wd = _real_setting(weight_decay)
     if wd is None or not (wd >= 0.0 and math.isfinite(wd)):
         raise ValueError(f"weight_decay must be a finite number >= 0, not {weight_decay!r}")
     return wd
 
 
 def _state_numbers(state, key, what, nonnegative=False):
-    """state[key] as a list of finite floats (>= 0 given nonnegative), or a
-    ValueError naming what is wrong."""
+    """state[key] as a list of floats (none negative, given nonnegative: the
+    check adam_step makes), or a ValueError naming what is wrong.  Any float
+    state_dict() can give is taken back (an overflowed moment is inf)."""
     items = state[key]
     if not isinstance(items, list):
         raise ValueError(f"{what} state: {key!r} must be a list of numbers, "
                          f"not {type(items).__name__}")
     out = []
     for k, x in enumerate(items):
-        number = _real_setting(x, key)
+        number = _real_setting(x)
         if number is None:
             raise ValueError(f"{what} state: {key}[{k}] must be a number, not {type(x).__name__}")
-        if not math.isfinite(number) or (nonnegative and number < 0.0):
-            raise ValueError(f"{what} state: {key}[{k}] is {number!r}, not a finite number"
-                             + (" >= 0" if nonnegative else ""))
+        if nonnegative and number < 0.0:
+            raise ValueError(f"{what} state: {key}[{k}] is {number!r}: it must be >= 0")
         out.append(number)
     return out
 
@@ -208,7 +208,7 @@ class SGD:
     """
 
     def __init__(self, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-        mu = _real_setting(momentum, "momentum")
+        mu = _real_setting(momentum)
         if mu is None or not 0.0 <= mu < 1.0:
             raise ValueError(f"momentum must be in [0, 1), not {momentum!r}")
         self.momentum = mu
@@ -307,7 +307,7 @@ class Adam:
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
-        b1, b2, e = (_real_setting(x, "") for x in (beta1, beta2, eps))
+        b1, b2, e = (_real_setting(x) for x in (beta1, beta2, eps))
         if b1 is None or b2 is None or e is None or not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0
                                                          and 0.0 < e < math.inf):
             raise ValueError(f"{type(self).__name__} needs 0 <= beta1, beta2 < 1 and eps > 0, "
@@ -469,14 +469,14 @@ def _check_max_norm(max_norm):
 # -- learning-rate schedules: step -> lr -------------------------------------------
 
 def _check_rate(lr, what="lr"):
-    rate = _real_setting(lr, what)
+    rate = _real_setting(lr)
     if rate is None or not (rate > 0.0 and math.isfinite(rate)):
         raise ValueError(f"{what} must be a positive finite number, not {lr!r}")
     return rate
 
 
 def _check_gamma(gamma):
-    g = _real_setting(gamma, "gamma")
+    g = _real_setting(gamma)
     if g is None or not (g > 0.0 and math.isfinite(g)):
         raise ValueError(f"gamma must be a positive finite number, not {gamma!r}")
     return g
@@ -517,7 +517,7 @@ def cosine_schedule(lr: float, steps: int, warmup: int = 0,
     warm = _as_int(warmup)
     if warm is None or not 0 <= warm < total:
         raise ValueError(f"warmup must be an int from 0 to steps - 1 = {total - 1}, not {warmup!r}")
-    low = _real_setting(min_lr, "min_lr")
+    low = _real_setting(min_lr)
     if low is None or not 0.0 <= low <= peak:
         raise ValueError(f"min_lr must be a number from 0 to lr = {peak!r}, not {min_lr!r}")
     span = total - warm
@@ -904,7 +904,7 @@ def _checked_rows(xs):
 
 
 def _check_lr(lr, step):
-    rate = _real_setting(lr, "lr")
+    rate = _real_setting(lr)
     if rate is None or not rate > 0 or math.isinf(rate):
         where = f" at step {step}" if step is not None else ""
         raise ValueError(f"the learning rate must be a positive finite number{where}, not {lr!r}")
@@ -1471,8 +1471,8 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
                              "validation loss")
         early_stopping = _check_count(early_stopping, "early_stopping")
     max_norm = None if clip_grad_norm is None else _check_max_norm(clip_grad_norm)
-    if seed is not None and not isinstance(seed, (int, float, str, bytes, bytearray)):
-        seed = _as_int(seed) if _as_int(seed) is not None else seed   # numpy's integers
+    if _as_int(seed) is not None:           # numpy's integers as ints (random.Random needs one)
+        seed = _as_int(seed)
     stepper = _make_optimizer(optimizer)
     rows, targets, sample = _check_data(model, xs, ys, loss)
     params, k, n = sample.params, sample.k, len(rows)
