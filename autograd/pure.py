@@ -499,6 +499,12 @@ class Value:
     that is not a real number gives TypeError.  Backward formulas never
     raise: a pole gives inf, a hole NaN.
 
+    `<`, `<=`, `>` and `>=` with a Value or a real number compare the data
+    as floats compare and give a bool (NaN compares False), so `sorted()`,
+    `min()` and `max()` take Values; `==`, `!=` and `hash()` are identity,
+    as in micrograd, so Values work in sets and as dict keys.  `item()`
+    gives the data as a float.
+
     With `_children`, this is micrograd's constructor of a custom node: its
     data is what the caller computed, and backward() runs the function
     assigned to its `_backward` when it reaches it (under no_grad() the node
@@ -1047,6 +1053,41 @@ class Value:
             A new leaf Value (of class Value, with grad 0 and no label).
         """
         return Value(self._data)
+
+    def item(self) -> float:
+        """The data as a Python float, as torch's `Tensor.item()`.
+
+        Returns:
+            The float this Value holds (the same as `.data`).
+        """
+        return self._data
+
+    # -- ordering ----------------------------------------------------------------------
+    # <, <=, >, >= compare the data and give a bool (no node, no gradient), so
+    # sorted(), min() and max() work on Values; == and != stay identity (there
+    # is no __eq__) and so does the hash, as micrograd's sets of Values need.
+    def _compare(self, other, op):
+        if isinstance(other, Value):
+            y = other._data
+        elif isinstance(other, int):
+            return op(self._data, other)    # exactly, as Python compares a float with an int
+        else:
+            y = _as_float(other)            # another real number: the float it converts to
+            if y is None:
+                return NotImplemented       # Python's TypeError, or the other side's answer
+        return op(self._data, y)
+
+    def __lt__(self, other: Value | float) -> bool:
+        return self._compare(other, operator.lt)
+
+    def __le__(self, other: Value | float) -> bool:
+        return self._compare(other, operator.le)
+
+    def __gt__(self, other: Value | float) -> bool:
+        return self._compare(other, operator.gt)
+
+    def __ge__(self, other: Value | float) -> bool:
+        return self._compare(other, operator.ge)
 
     # -- sweeps ----------------------------------------------------------------------
     def _reverse_topological_order(self):

@@ -2,6 +2,8 @@
 # Part of core.pyx (included there): the re-entrancy rule at its top applies
 # to every line.
 
+from cpython.object cimport PyObject_RichCompare, Py_LT, Py_LE, Py_GT, Py_GE
+
 # ---------------------------------------------------------------------------
 # The handle
 # ---------------------------------------------------------------------------
@@ -40,6 +42,34 @@ cdef list _children_list(object children):
             raise TypeError("Value _children must be Values of this engine, not %s.%s (child %d)"
                             % (type(kids[k]).__module__, type(kids[k]).__qualname__, k))
     return kids
+
+
+cdef extern from *:
+    """
+    static Py_hash_t autograd_base_hash(PyObject* o) { return PyBaseObject_Type.tp_hash(o); }
+    """
+    Py_hash_t base_hash "autograd_base_hash"(object o) except? -1
+
+
+cdef object _compare(Value x, object other, int op):
+    """x <op> other on the data: an int compared exactly, as Python compares
+    a float with it; another real number as the float it converts to (as the
+    ops take it); NotImplemented for what is not a real number."""
+    cdef double xd, yd
+    if isinstance(other, Value):
+        yd = A.data[_index(<Value>other)]
+    elif isinstance(other, int):                # a flag test: no Python code runs
+        return PyObject_RichCompare(A.data[_index(x)], other, op)
+    elif not _as_float(other, &yd):             # may run Python code (__float__)
+        return NotImplemented
+    xd = A.data[_index(x)]                      # so x is read after it
+    if op == Py_LT:
+        return xd < yd
+    if op == Py_LE:
+        return xd <= yd
+    if op == Py_GT:
+        return xd > yd
+    return xd >= yd
 
 
 @cython.freelist(1024)
@@ -412,6 +442,30 @@ cdef class Value:
     def detach(self):
         """A new leaf with this Value's data, outside any graph."""
         return _new_leaf(A.data[_index(self)])
+
+    def item(self):
+        """The data as a Python float, as torch's Tensor.item()."""
+        return A.data[_index(self)]
+
+    # -- ordering ------------------------------------------------------------
+    # <, <=, >, >= compare the data and give a bool (no node); == and != stay
+    # identity (no __eq__), so Values in sets and dicts behave as micrograd's.
+    def __lt__(self, other):
+        return _compare(self, other, Py_LT)
+
+    def __le__(self, other):
+        return _compare(self, other, Py_LE)
+
+    def __gt__(self, other):
+        return _compare(self, other, Py_GT)
+
+    def __ge__(self, other):
+        return _compare(self, other, Py_GE)
+
+    def __hash__(self):
+        # object's own hash: a type that defines comparisons would otherwise
+        # be left unhashable (CPython inherits tp_hash only with tp_richcompare)
+        return base_hash(self)
 
     # -- sweeps --------------------------------------------------------------
     # A sweep takes the root's cached run array (its handle no longer holds

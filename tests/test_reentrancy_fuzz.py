@@ -32,6 +32,7 @@ import array
 import copy
 import gc
 import math
+import operator
 import os
 import pickle
 import random
@@ -323,7 +324,7 @@ BLOCK_USES = ["data", "grad", "set_data", "zero_grad", "sgd", "momentum", "adam"
 REPLAY_USES = ["load", "forward", "values", "sum", "argmax", "hits", "backward", "batch_size",
                "pickle", "threads", "layers"]
 INSPECTIONS = ["repr", "prev", "children", "op", "rule", "detach", "copy", "pickle",
-               "call_backward", "local_backward", "weakref"]
+               "call_backward", "local_backward", "weakref", "item", "compare", "hash"]
 
 # step kind: weight.  "chain" is long enough for signal checks inside its sweeps.
 STEP_WEIGHTS = {"leaf": 8, "binary": 14, "unary": 10, "vsum": 3, "dot": 3, "dense": 2,
@@ -379,7 +380,7 @@ def draw_step(rng, size, weights=STEP_WEIGHTS):
     if kind == "function":
         return (kind, rng.randrange(8), [operand() for _ in range(2)])
     if kind == "inspect":
-        return (kind, pick(), rng.choice(INSPECTIONS))
+        return (kind, pick(), rng.choice(INSPECTIONS), operand(), rng.choice(["<", "<=", ">", ">="]))
     if kind == "gradients":
         return (kind, pick(), picks(1, 4), rng.random() < 0.5)
     if kind == "block_make":
@@ -558,6 +559,8 @@ def _run_step(world, step, injector):
                 child.grad += 0.5 * node.grad
         node._backward = halves
     elif kind == "inspect":
+        if step[2] == "compare":                    # with a Value, a number, or a Num
+            return _compare(values[k % len(values)], _operand(world, step[3], injector), step[4])
         return _inspect(world, values[k % len(values)], step[2])
     elif kind == "gradients":
         out = values[k % len(values)]
@@ -574,10 +577,23 @@ def _run_step(world, step, injector):
     return None
 
 
+def _compare(v, other, op):
+    """v <op> other and other <op'> v (reflected), and == / != (identity)."""
+    flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+    compare = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+    out = [compare[op](v, other), compare[flipped](other, v), v == other, v != other]
+    assert all(type(x) is bool for x in out), out
+    return out
+
+
 def _inspect(world, v, what):
     """Read a Value through one of its micrograd-style members."""
     if what == "repr":
         return repr(v)
+    if what == "item":
+        return v.item()
+    if what == "hash":
+        return len({v, v}) == 1 and {v: 1}[v] == 1 and hash(v) == object.__hash__(v)
     if what == "prev":
         return sorted(repr(c.data) for c in v._prev)
     if what == "children":
@@ -685,7 +701,10 @@ def _use_replay(world, step, injector):
 # -- every public callable and property of the core, and the steps that use it -------------
 
 ACTIONS = {
-    "Value.__init__": ["leaf", "reinit"], "Value.data": ["forward", "inspect"],
+    "Value.__init__": ["leaf", "reinit"], "Value.item": ["inspect"],
+    "Value.__lt__": ["inspect"], "Value.__le__": ["inspect"], "Value.__gt__": ["inspect"],
+    "Value.__ge__": ["inspect"], "Value.__eq__": ["inspect"], "Value.__ne__": ["inspect"],
+    "Value.__hash__": ["inspect"], "Value.data": ["forward", "inspect"],
     "Value.grad": ["grad", "assign_backward"], "Value.label": ["label"],
     "Value.__add__": ["binary"], "Value.__radd__": ["binary"], "Value.__sub__": ["binary"],
     "Value.__rsub__": ["binary"], "Value.__mul__": ["binary"], "Value.__rmul__": ["binary"],

@@ -253,6 +253,106 @@ def test_detach_makes_a_leaf(engine):
     assert a.grad == 0.0 and b.grad == 3.0
 
 
+# -- item() and ordering ----------------------------------------------------------------
+
+def test_item_is_the_data_as_a_float(engine):
+    v = engine.Value(3) * 2
+    assert v.item() == 6.0 and type(v.item()) is float
+    v.data = -0.0
+    assert math.copysign(1, v.item()) == -1.0
+    assert math.isnan(engine.Value(math.nan).item())
+
+
+_ORDER = [("<", lambda a, b: a < b), ("<=", lambda a, b: a <= b),
+          (">", lambda a, b: a > b), (">=", lambda a, b: a >= b)]
+
+
+@pytest.mark.parametrize("x, y", [(1.0, 2.0), (2.0, 1.0), (1.5, 1.5), (-0.0, 0.0), (-math.inf, 3.0),
+                                  (math.nan, 1.0), (1.0, math.nan), (math.nan, math.nan)])
+def test_ordering_compares_the_data_as_floats(engine, x, y):
+    a, b = engine.Value(x), engine.Value(y)
+    for symbol, compare in _ORDER:
+        want = compare(x, y)
+        for got in (compare(a, b), compare(a, y), compare(x, b)):   # Values, a number on either side
+            assert got is want, (symbol, x, y)
+
+
+@pytest.mark.parametrize("number", [2, True, np.float64(2.5), np.float32(0.5), np.int64(1),
+                                    fractions.Fraction(1, 3), 10 ** 400, 2 ** 53 + 1])
+def test_ordering_with_any_real_number(engine, number):
+    """An int is compared exactly, as Python compares a float with an int (no
+    OverflowError for 10 ** 400, and 2.0 ** 53 < 2 ** 53 + 1); another real
+    number as the float it converts to."""
+    for x in (0.0, 1.0, 2.0 ** 53, -1e308):
+        v = engine.Value(x)
+        other = number if isinstance(number, int) else float(number)
+        for _, compare in _ORDER:
+            assert compare(v, number) is compare(x, other)
+            assert compare(number, v) is compare(other, x)
+
+
+def test_equality_and_hash_stay_identity(engine):
+    a, b = engine.Value(1.0), engine.Value(1.0)
+    assert a == a and a != b and not (a == b) and not (a != a)
+    assert a != 1.0 and not (a == 1.0)
+    assert hash(a) == object.__hash__(a) and len({a, b, a}) == 2
+    seen = {a: "a", b: "b"}
+    assert seen[a] == "a" and seen[b] == "b"
+    c = a * b                       # micrograd's topological sort walks a graph with a set
+    visited, topo = set(), []
+    for node in (a, b, c):
+        if node not in visited:
+            visited.add(node)
+            topo.append(node)
+    assert topo == [a, b, c] and a <= b <= a
+
+
+def test_sorted_min_max_take_values(engine):
+    vs = [engine.Value(x) for x in (3.0, -1.0, 2.0, -1.0)]
+    assert [v.data for v in sorted(vs)] == [-1.0, -1.0, 2.0, 3.0]
+    assert sorted(vs)[0] is vs[1]                   # stable, and the Values themselves
+    assert max(vs) is vs[0] and min(vs) is vs[1]
+    assert max(vs, key=lambda v: -v) is vs[1]       # a key that makes Values
+    scores = [(engine.Value(0.5), "a"), (engine.Value(0.25), "b")]
+    assert min(scores)[1] == "b"
+
+
+@pytest.mark.parametrize("other", ["x", None, [1.0], 1j])
+def test_ordering_with_a_non_number_raises_pythons_type_error(engine, other):
+    v = engine.Value(1.0)
+    name = type(v).__module__ + ".Value" if type(v).__module__ == "autograd.core" else "Value"
+    for symbol, compare in _ORDER:
+        other_name = type(other).__name__
+        with pytest.raises(TypeError) as info:
+            compare(v, other)
+        assert str(info.value) == f"'{symbol}' not supported between instances of '{name}' and '{other_name}'"
+        with pytest.raises(TypeError, match=f"not supported between instances of '{other_name}' and '{name}'"):
+            compare(other, v)
+
+
+def test_ordering_defers_to_the_other_operand(engine):
+    """NotImplemented for what is not a number, so the other side may answer."""
+    class Anything:
+        def __gt__(self, other):
+            return "asked"
+
+    assert (engine.Value(1.0) < Anything()) == "asked"
+
+
+def test_values_of_the_two_engines_do_not_compare(engines):
+    core, pure = engines
+    with pytest.raises(TypeError, match="not supported"):
+        core.Value(1.0) < pure.Value(2.0)
+
+
+def test_a_value_subclass_compares(engine):
+    class Named(engine.Value):
+        pass
+
+    a, b = Named(1.0), engine.Value(2.0)
+    assert a < b and b > a and max([a, b]) is b and a == a and a != b and hash(a) == object.__hash__(a)
+
+
 @pytest.mark.parametrize("how", ["pickle", "copy", "deepcopy"])
 def test_copies_keep_data_grad_and_label(engine, how):
     a = engine.Value(2.0, label="a")
@@ -332,7 +432,8 @@ def test_a_bare_new_value_is_refused_not_a_crash(core):
     a = engine.Value(1.0)
     for attempt in (lambda: bare.data, lambda: bare + a, lambda: a * bare, lambda: bare.relu(),
                     lambda: engine.vsum([a, bare]), lambda: bare.backward(), lambda: repr(bare),
-                    lambda: engine.dense([[bare]], [a], [a])):
+                    lambda: engine.dense([[bare]], [a], [a]), lambda: bare.item(),
+                    lambda: bare < a, lambda: a >= bare, lambda: bare > 1, lambda: 1.5 <= bare):
         with pytest.raises(RuntimeError, match="never initialized"):
             attempt()
     bare.__init__(5.0)
