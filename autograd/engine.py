@@ -40,16 +40,27 @@ else:
 def engine_of(value: Any) -> ModuleType:
     """The engine module (autograd.core or autograd.pure) that made `value`.
 
+    A subclass of an engine's Value (as the micrograd lecture writes) belongs
+    to that engine: its classes are searched, in method resolution order,
+    for the engine's Value.
+
     Args:
-        value: A Value of either engine.
+        value: A Value of either engine, or of a subclass of one.
 
     Returns:
-        The module that defines `type(value)`; for an instance of a
-            subclass of Value, the subclass's module, not the engine.
-    """
+        autograd.core or autograd.pure.
 
+    Raises:
+        TypeError: `value` is not a Value of either engine.
+    """
     import sys
-    return sys.modules[type(value).__module__]
+    for cls in type(value).__mro__:
+        module = sys.modules.get(cls.__module__)
+        if (cls.__module__ in ("autograd.core", "autograd.pure") and module is not None
+                and getattr(module, "Value", None) is cls):
+            return module
+    raise TypeError(f"engine_of() takes a Value of autograd.core or autograd.pure, "
+                    f"not {type(value).__module__}.{type(value).__qualname__}")
 
 
 __all__ = ["Value", "Block", "Replay", "no_grad", "enable_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp", "function",

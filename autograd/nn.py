@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import numbers
+import operator
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
@@ -26,6 +27,7 @@ Inputs = Sequence[Union["Value", float]]
 """What a model takes for a sample: Values or plain numbers."""
 
 from autograd import engine as _default_engine
+from autograd.engine import engine_of
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "gelu", "linear")
 """The activations a Neuron, Layer or MLP takes."""
@@ -51,6 +53,52 @@ def _engine_module(engine):
 
 def _engine_name(module):
     return "python" if module.Value.__module__ == "autograd.pure" else "cython"
+
+
+def _size(value: Any, what: str) -> int:
+    """`value` as a size of at least 1: an int or anything with __index__
+    (numpy integers), not a bool; errors name `what` and the value."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__} ({value!r})")
+    n = operator.index(value)
+    if n < 1:
+        raise ValueError(f"{what} must be at least 1, not {n}")
+    return n
+
+
+def _sizes(nouts: Any, what: str) -> list[int]:
+    """MLP's `nouts` as a non-empty list of sizes."""
+    if isinstance(nouts, (str, bytes)) or not isinstance(nouts, Iterable):
+        raise TypeError(f"{what}: nouts must be a sequence of ints (one per layer), "
+                        f"not {type(nouts).__name__} ({nouts!r})")
+    sizes = list(nouts)
+    if not sizes:
+        raise ValueError(f"{what}: nouts must hold at least one layer size, not {nouts!r}")
+    return [_size(n, f"{what}: nouts[{i}]") for i, n in enumerate(sizes)]
+
+
+def _activation(activation: Any, what: str) -> str:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"{what}: unknown activation {activation!r}: choose one of {ACTIVATIONS}")
+    return activation
+
+
+Seed = Union[int, random.Random, None]
+"""Where initial weights come from: None for the global `random` module (as
+micrograd, so `random.seed()` reproduces them), an int for a private
+`random.Random(seed)` (the global state is left alone), or a `random.Random`."""
+
+
+def _rng(seed: Any, what: str) -> Any:
+    """The generator `seed` names: the `random` module itself for None."""
+    if seed is None or seed is random:      # (an MLP hands its layers the module itself)
+        return random
+    if isinstance(seed, random.Random):
+        return seed
+    if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
+        raise TypeError(f"{what}: seed must be None, an int or a random.Random, "
+                        f"not {type(seed).__name__} ({seed!r})")
+    return random.Random(operator.index(seed))
 
 
 class Module:
@@ -79,6 +127,14 @@ class Module:
             A list of (name, parameter) pairs; names such as "layers.0.neurons.1.w.2".
         """
         return []
+
+    def num_parameters(self) -> int:
+        """How many parameters the model has.
+
+        Returns:
+            len(self.parameters()).
+        """
+        return len(self.parameters())
 
     def state_dict(self) -> dict[str, float]:
         """The parameters' data by name, in order.
@@ -121,15 +177,18 @@ class Module:
 class Neuron(Module):
     """One neuron, as micrograd's: act(w . x + b).
 
-    The weights start uniform in [-1, 1] (from the `random` module), the
-    bias at 0.  The neuron computes w . x + b as one fused `dot` node,
-    bitwise equal to micrograd's sum.
+    The weights start uniform in [-1, 1], the bias at 0.  The neuron
+    computes w . x + b as one fused `dot` node, bitwise equal to micrograd's
+    sum.
 
     Args:
-        nin: The number of inputs.
+        nin: The number of inputs: an int (or a numpy integer) of at least 1.
         nonlin: False for a linear neuron, whatever `activation` says.
         activation: "relu", "tanh", "sigmoid", "softplus", "gelu" or "linear".
         engine: The engine whose Values the neuron holds (see `Engine`).
+        seed: Where the weights come from (see `Seed`): None for the global
+            `random` module, as micrograd; an int for a private
+            `random.Random(seed)`.
 
     Attributes:
         w: The weights, a list of `nin` Values.
@@ -138,16 +197,20 @@ class Neuron(Module):
         engine: The engine's name, "cython" or "python".
 
     Raises:
-        ValueError: An unknown activation or engine name.
+        TypeError: `nin` is not an int (a bool, a float, a str), or `seed`
+            is neither None, an int nor a random.Random.
+        ValueError: `nin` is below 1, or an unknown activation or engine
+            name.
     """
 
     def __init__(self, nin: int, nonlin: bool = True, activation: str = "relu",
-                 engine: Engine = None) -> None:
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
+                 engine: Engine = None, seed: Seed = None) -> None:
+        nin = _size(nin, "Neuron(): nin")
+        _activation(activation, "Neuron()")
+        rng = _rng(seed, "Neuron()")
         module = _engine_module(engine)
         self.engine = _engine_name(module)
-        self.w = [module.Value(random.uniform(-1, 1)) for _ in range(nin)]
+        self.w = [module.Value(rng.uniform(-1, 1)) for _ in range(nin)]
         self.b = module.Value(0)
         self.nonlin = nonlin
         self._activation = activation if nonlin else "linear"
@@ -201,34 +264,64 @@ class Layer(Module):
     """A layer of neurons that all take the same inputs, as micrograd's.
 
     Args:
-        nin: The number of inputs of each neuron.
-        nout: The number of neurons.
-        **kwargs: Given to each Neuron: nonlin, activation, engine.
+        nin: The number of inputs of each neuron: an int of at least 1.
+        nout: The number of neurons: an int of at least 1.
+        **kwargs: Given to each Neuron: nonlin, activation, engine, seed
+            (an int seeds one private generator for the whole layer).
 
     Attributes:
         neurons: The Neurons, a list.
-        engine: The engine's name, "cython" or "python" (None without neurons).
-        activation: The neurons' activation ("linear" without neurons).
+        engine: The engine's name, "cython" or "python".
+        activation: The neurons' activation.
 
     Raises:
-        ValueError: An unknown activation or engine name.
-        TypeError: An unknown keyword argument.
+        TypeError: `nin` or `nout` is not an int, a bad `seed`, or an
+            unknown keyword argument.
+        ValueError: `nin` or `nout` is below 1, or an unknown activation or
+            engine name.
     """
 
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
+        nin = _size(nin, "Layer(): nin")
+        nout = _size(nout, "Layer(): nout")
+        unknown = [k for k in kwargs if k not in ("nonlin", "activation", "engine", "seed")]
+        if unknown:
+            raise TypeError(f"Layer() got an unexpected keyword argument {unknown[0]!r}")
+        kwargs["seed"] = _rng(kwargs.get("seed"), "Layer()")   # one generator for every neuron
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
-        self.engine = self.neurons[0].engine if self.neurons else None
-        self.activation = self.neurons[0].activation if self.neurons else "linear"
+        self.engine = self.neurons[0].engine
+        self.activation = self.neurons[0].activation
 
-    def __call__(self, x: Inputs) -> Value | list[Value]:
+    def __call__(self, x: Inputs) -> Any:
         """The layer's outputs for one sample, in one call of the engine's dense().
+
+        As micrograd's: one Value for a layer of one neuron, else a list.
+        Which of the two depends on the layer's size, so this is typed
+        `Any`, and micrograd's `layer(x).data` and `layer(x)[0]` both type-check;
+        `output()` and `outputs()` give the same nodes with precise types.
 
         Args:
             x: `nin` Values or numbers.
 
         Returns:
             One Value for a layer of one neuron, else a list of one new
-                Value per neuron ([] for a layer of none).
+                Value per neuron.
+
+        Raises:
+            ValueError: `x` does not hold `nin` items.
+            TypeError: An item is neither a Value of this engine nor a number.
+        """
+        out = self.outputs(x)
+        return out[0] if len(out) == 1 else out
+
+    def outputs(self, x: Inputs) -> list[Value]:
+        """The layer's outputs for one sample as a list, whatever its size.
+
+        Args:
+            x: `nin` Values or numbers.
+
+        Returns:
+            A list of one new Value per neuron.
 
         Raises:
             ValueError: `x` does not hold `nin` items.
@@ -239,11 +332,30 @@ class Layer(Module):
         module = _engine_module(self.engine)
         Value = module.Value
         # numbers become leaves once per layer call, not once per neuron
-        x = [xi if type(xi) is Value else Value(xi) for xi in x]
+        # (a Value subclass's instance, as the micrograd lecture makes, is a Value)
+        x = [xi if type(xi) is Value or isinstance(xi, Value) else Value(xi) for xi in x]
         neurons = self.neurons
         # the whole layer in one call: the same nodes as calling each neuron
-        out = module.dense([n.w for n in neurons], x, [n.b for n in neurons], self.activation)
-        return out[0] if len(out) == 1 else out
+        return module.dense([n.w for n in neurons], x, [n.b for n in neurons], self.activation)
+
+    def output(self, x: Inputs) -> Value:
+        """The output of a layer of one neuron, typed as a Value.
+
+        Args:
+            x: `nin` Values or numbers.
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: The layer has more than one neuron, or `x` does not
+                hold `nin` items.
+            TypeError: An item is neither a Value of this engine nor a number.
+        """
+        if len(self.neurons) != 1:
+            raise ValueError(f"output() is for a layer of one neuron; this one has "
+                             f"{len(self.neurons)}: use outputs()")
+        return self.outputs(x)[0]
 
     def parameters(self) -> list[Value]:
         """Each neuron's parameters (weights, then bias), neuron by neuron.
@@ -275,38 +387,62 @@ class Layer(Module):
 class MLP(Module):
     """A multi-layer perceptron, as micrograd's: hidden layers with `activation`, a linear last layer.
 
+    Calling the model gives micrograd's result: one Value when the last
+    layer has one neuron, else a list of Values.  Which of the two depends
+    on `nouts`, a run-time list, so `__call__` is typed `Any`: micrograd's
+    `model(x).data` and `model(x)[0]` both type-check.  `output(x)` (one
+    Value) and `outputs(x)` (a list, for any width) are the same call with
+    precise types, for code that wants its types checked.
+
     Args:
-        nin: The number of inputs.
-        nouts: The number of neurons of each layer, in order.
+        nin: The number of inputs: an int (or a numpy integer) of at least 1.
+        nouts: The number of neurons of each layer, in order: a non-empty
+            sequence of ints of at least 1.
         activation: The hidden layers' activation: "relu", "tanh",
             "sigmoid", "softplus", "gelu" or "linear".
         engine: The engine whose Values the model holds (see `Engine`).
+        seed: Where the initial weights come from (see `Seed`): None for the
+            global `random` module, as micrograd (`random.seed(s)` first
+            reproduces them); an int for a private `random.Random(seed)`,
+            which gives the same weights as `random.seed(seed)` would and
+            leaves the global generator alone.
 
     Attributes:
         nin: As given.
         layers: The Layers, a list.
 
     Raises:
-        ValueError: An unknown activation or engine name.
+        TypeError: `nin` or a size in `nouts` is not an int (a bool, a
+            float, a str), `nouts` is not a sequence, or a bad `seed`.
+        ValueError: `nin` or a size is below 1, `nouts` is empty, or an
+            unknown activation or engine name.
 
     Examples:
-        >>> model = MLP(2, [16, 16, 1])
-        >>> len(model.parameters())
+        >>> model = MLP(2, [16, 16, 1], seed=0)
+        >>> model.num_parameters()
         337
         >>> type(model([0.5, -1.0])).__name__
         'Value'
     """
 
     def __init__(self, nin: int, nouts: Sequence[int], activation: str = "relu",
-                 engine: Engine = None) -> None:
-        sz = [nin] + list(nouts)
+                 engine: Engine = None, seed: Seed = None) -> None:
+        # every argument is checked before any weight is drawn
+        nin = _size(nin, "MLP(): nin")
+        sizes = _sizes(nouts, "MLP()")
+        _activation(activation, "MLP()")
+        _engine_module(engine)
+        rng = _rng(seed, "MLP()")
+        sz = [nin] + sizes
         self.nin = nin
-        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1,
-                             activation=activation, engine=engine)
-                       for i in range(len(nouts))]
+        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(sizes) - 1,
+                             activation=activation, engine=engine, seed=rng)
+                       for i in range(len(sizes))]
 
-    def __call__(self, x: Inputs) -> Value | list[Value]:
+    def __call__(self, x: Inputs) -> Any:
         """The model's output for one sample: the layers applied in turn.
+
+        Typed `Any` (see the class): a Value or a list of Values.
 
         Args:
             x: `nin` Values or numbers.
@@ -319,10 +455,73 @@ class MLP(Module):
             ValueError: `x` does not hold `nin` items.
             TypeError: An item is neither a Value of this engine nor a number.
         """
+        out = self.outputs(x)
+        return out[0] if len(out) == 1 else out
+
+    def outputs(self, x: Inputs) -> list[Value]:
+        """The model's outputs for one sample as a list, whatever the last layer's width.
+
+        Args:
+            x: `nin` Values or numbers.
+
+        Returns:
+            A list of new Values, one per neuron of the last layer.
+
+        Raises:
+            ValueError: `x` does not hold `nin` items.
+            TypeError: An item is neither a Value of this engine nor a number.
+        """
         out: Any = x
         for layer in self.layers:
-            out = layer(out)
+            out = layer(out)            # a Layer subclass's own __call__ too
+            if not isinstance(out, list):
+                out = [out]             # a layer of one neuron gives a Value
         return out
+
+    def output(self, x: Inputs) -> Value:
+        """The output of a model whose last layer has one neuron, typed as a Value.
+
+        Args:
+            x: `nin` Values or numbers.
+
+        Returns:
+            A new Value.
+
+        Raises:
+            ValueError: The last layer has more than one neuron, or `x` does
+                not hold `nin` items.
+            TypeError: An item is neither a Value of this engine nor a number.
+        """
+        width = len(self.layers[-1].neurons)
+        if width != 1:
+            raise ValueError(f"output() is for a model with one output; this one has {width}: "
+                             "use outputs()")
+        return self.outputs(x)[0]
+
+    def summary(self) -> str:
+        """A table of the layers: inputs, outputs, activation, parameters.
+
+        Returned, not printed (`print(model.summary())` shows it), so that it
+        can be logged, compared or shown in a notebook cell.
+
+        Returns:
+            The table as a str: one row per layer, then the total number of
+                parameters and the engine.
+        """
+        rows = [("layer", "inputs", "outputs", "activation", "parameters")]
+        for i, layer in enumerate(self.layers):
+            neurons = layer.neurons
+            nin = len(neurons[0].w) if neurons else 0
+            rows.append((str(i), str(nin), str(len(neurons)), layer.activation,
+                         f"{layer.num_parameters():,}"))
+        widths = [max(len(row[c]) for row in rows) for c in range(5)]
+        lines = ["  ".join(cell.ljust(w) if c in (0, 3) else cell.rjust(w)
+                           for c, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                 for row in rows]
+        rule = "-" * len(lines[0])
+        engine = self.layers[0].engine if self.layers else _engine_name(_default_engine)
+        return "\n".join([lines[0], rule, *lines[1:], rule,
+                          f"total parameters: {self.num_parameters():,} (engine: {engine})"])
 
     def parameters(self) -> list[Value]:
         """Every layer's parameters, layer by layer.
@@ -357,7 +556,7 @@ class MLP(Module):
 def _engine_of_values(values):
     for v in values:
         if not isinstance(v, numbers.Real):
-            return importlib.import_module(type(v).__module__)
+            return engine_of(v)
     return _default_engine
 
 

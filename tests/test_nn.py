@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from autograd.nn import MLP, Layer, Neuron
+from autograd.nn import MLP, Layer, Neuron, softmax
 
 
 def _micrograd_mlp_forward(Value, weights, x):
@@ -171,3 +171,175 @@ def test_unchanged_micrograd_model_code_runs(engine):
     assert n.b.grad == (1.0 if out.data > 0 else 0.0)
     n.zero_grad()
     assert n.w[0].grad == 0.0 and type(n.w[0].grad) is float
+
+
+# -- sizes are checked before any work ------------------------------------------------------
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda e: MLP(0, [1], engine=e), ValueError, r"MLP\(\): nin must be at least 1, not 0"),
+    (lambda e: MLP(-1, [1], engine=e), ValueError, r"MLP\(\): nin must be at least 1, not -1"),
+    (lambda e: MLP(2, [], engine=e), ValueError, r"MLP\(\): nouts must hold at least one layer size, not \[\]"),
+    (lambda e: MLP(2, [0], engine=e), ValueError, r"MLP\(\): nouts\[0\] must be at least 1, not 0"),
+    (lambda e: MLP(2, [4, -3, 1], engine=e), ValueError, r"MLP\(\): nouts\[1\] must be at least 1, not -3"),
+    (lambda e: MLP(2.5, [1], engine=e), TypeError, r"MLP\(\): nin must be an int, not float \(2.5\)"),
+    (lambda e: MLP(True, [1], engine=e), TypeError, r"MLP\(\): nin must be an int, not bool \(True\)"),
+    (lambda e: MLP("3", [1], engine=e), TypeError, r"MLP\(\): nin must be an int, not str \('3'\)"),
+    (lambda e: MLP(2, [4, 2.0], engine=e), TypeError, r"MLP\(\): nouts\[1\] must be an int, not float \(2.0\)"),
+    (lambda e: MLP(2, 3, engine=e), TypeError, r"MLP\(\): nouts must be a sequence of ints \(one per layer\), "
+                                               r"not int \(3\)"),
+    (lambda e: MLP(2, "31", engine=e), TypeError, r"nouts must be a sequence of ints.*not str \('31'\)"),
+    (lambda e: MLP(2, [1], activation="swish", engine=e), ValueError, r"MLP\(\): unknown activation 'swish'"),
+    (lambda e: MLP(2, [1], engine="fortran"), ValueError, r"unknown engine 'fortran'"),
+    (lambda e: MLP(2, [1], seed=1.5, engine=e), TypeError,
+     r"MLP\(\): seed must be None, an int or a random.Random, not float \(1.5\)"),
+    (lambda e: Layer(2, 0, engine=e), ValueError, r"Layer\(\): nout must be at least 1, not 0"),
+    (lambda e: Layer(0, 2, engine=e), ValueError, r"Layer\(\): nin must be at least 1, not 0"),
+    (lambda e: Layer(2, True, engine=e), TypeError, r"Layer\(\): nout must be an int, not bool \(True\)"),
+    (lambda e: Layer(2, 2, nonlinear=False, engine=e), TypeError,
+     r"Layer\(\) got an unexpected keyword argument 'nonlinear'"),
+    (lambda e: Neuron(0, engine=e), ValueError, r"Neuron\(\): nin must be at least 1, not 0"),
+    (lambda e: Neuron(None, engine=e), TypeError, r"Neuron\(\): nin must be an int, not NoneType \(None\)"),
+    (lambda e: Neuron(2, seed="7", engine=e), TypeError, r"Neuron\(\): seed must be None, an int"),
+])
+def test_bad_sizes_are_refused_before_any_work(engine, make, error, message):
+    random.seed(11)
+    state = random.getstate()
+    with pytest.raises(error, match=message):
+        make(engine)
+    assert random.getstate() == state          # no weight was drawn
+
+
+def test_numpy_integers_are_sizes(engine):
+    np = pytest.importorskip("numpy")
+    model = MLP(np.int64(3), [np.int32(4), np.uint8(1)], engine=engine, seed=np.int64(5))
+    assert model.nin == 3 and type(model.nin) is int
+    assert [len(layer.neurons) for layer in model.layers] == [4, 1]
+    assert len(Neuron(np.int16(2), engine=engine).w) == 2
+    assert model.num_parameters() == 3 * 4 + 4 + 4 + 1
+
+
+# -- seeds ----------------------------------------------------------------------------------
+
+def test_a_seed_gives_the_same_weights_as_random_seed_and_leaves_random_alone(engine):
+    random.seed(21)
+    before = random.random()
+    random.seed(21)
+    a = MLP(3, [4, 4, 2], engine=engine, seed=42)
+    assert random.random() == before            # the global generator was not used
+    b = MLP(3, [4, 4, 2], engine=engine, seed=42)
+    c = MLP(3, [4, 4, 2], engine=engine, seed=43)
+    random.seed(42)
+    d = MLP(3, [4, 4, 2], engine=engine)        # micrograd's way, the same numbers
+    data = [p.data for p in a.parameters()]
+    assert data == [p.data for p in b.parameters()] == [p.data for p in d.parameters()]
+    assert data != [p.data for p in c.parameters()]
+    assert len(set(data)) > len(data) // 2      # one generator over every layer and neuron
+    assert MLP(2, [2], seed=random.Random(7), engine=engine).state_dict() == \
+        MLP(2, [2], seed=7, engine=engine).state_dict()
+
+
+def test_layer_and_neuron_seeds(engine):
+    layer = Layer(3, 2, seed=5, engine=engine)
+    assert [p.data for p in layer.parameters()] == [p.data for p in Layer(3, 2, seed=5, engine=engine).parameters()]
+    assert layer.neurons[0].w[0].data != layer.neurons[1].w[0].data   # one generator for the layer
+    rng = random.Random(5)
+    assert [w.data for w in Neuron(3, seed=5, engine=engine).w] == [rng.uniform(-1, 1) for _ in range(3)]
+
+
+# -- summary, num_parameters, output and outputs --------------------------------------------
+
+def test_summary_is_a_table_of_the_layers(engine):
+    model = MLP(2, [16, 16, 1], engine=engine, seed=0)
+    name = "cython" if engine.__name__ == "autograd.core" else "python"
+    assert model.summary() == "\n".join([
+        "layer  inputs  outputs  activation  parameters",
+        "----------------------------------------------",
+        "0           2       16  relu                48",
+        "1          16       16  relu               272",
+        "2          16        1  linear              17",
+        "----------------------------------------------",
+        f"total parameters: 337 (engine: {name})"])
+    big = MLP(784, [512, 10], activation="tanh", engine=engine, seed=0).summary().splitlines()
+    assert big[2].split() == ["0", "784", "512", "tanh", "401,920"]
+    assert big[-1].startswith("total parameters: 407,050")
+    assert model.num_parameters() == 337 == len(model.parameters())
+    assert Neuron(5, engine=engine).num_parameters() == 6 and Layer(2, 3, engine=engine).num_parameters() == 9
+
+
+def test_output_and_outputs_are_the_call_with_precise_types(engine):
+    one = MLP(2, [3, 1], engine=engine, seed=1)
+    many = MLP(2, [3, 2], engine=engine, seed=1)
+    x = [0.5, -0.25]
+    assert one.output(x).data == one(x).data and [v.data for v in one.outputs(x)] == [one(x).data]
+    assert [v.data for v in many.outputs(x)] == [v.data for v in many(x)]
+    with pytest.raises(ValueError, match="output\\(\\) is for a model with one output; this one has 2"):
+        many.output(x)
+    layer = Layer(2, 1, engine=engine, seed=1)
+    assert layer.output(x).data == layer(x).data and len(Layer(2, 3, engine=engine).outputs(x)) == 3
+    with pytest.raises(ValueError, match="output\\(\\) is for a layer of one neuron; this one has 3"):
+        Layer(2, 3, engine=engine).output(x)
+
+
+def test_a_hidden_layer_of_one_neuron(engine):
+    """The next layer takes a one-neuron layer's Value as a list of one."""
+    model = MLP(2, [1, 2], engine=engine, seed=3)
+    x = [0.5, 2.0]
+    hidden = model.layers[0](x)
+    out = model(x)
+    assert [v.data for v in out] == [v.data for v in model.layers[1]([hidden])]
+
+
+# -- Value subclasses ---------------------------------------------------------------------
+
+def test_values_of_a_subclass_are_inputs(engine):
+    """The micrograd lecture subclasses Value; its instances are Values to a model."""
+    class Input(engine.Value):
+        pass
+
+    model = MLP(2, [3, 1], engine=engine, seed=4)
+    xs = [Input(0.5), Input(-1.5)]
+    out = model(xs)
+    assert out.data == model([0.5, -1.5]).data
+    out.backward()
+    assert any(x.grad != 0.0 for x in xs)
+    assert Neuron(2, engine=engine, seed=4)(xs).data == Neuron(2, engine=engine, seed=4)([0.5, -1.5]).data
+    assert [p.data for p in softmax(xs)] == [p.data for p in softmax([0.5, -1.5])]
+
+
+def test_engine_of_finds_the_engine_of_a_subclass(engine):
+    from autograd.engine import engine_of
+
+    class Param(engine.Value):
+        pass
+
+    class Deeper(Param):
+        pass
+
+    assert engine_of(engine.Value(1.0)) is engine
+    assert engine_of(Param(1.0)) is engine and engine_of(Deeper(2.0)) is engine
+    with pytest.raises(TypeError, match="engine_of\\(\\) takes a Value of autograd.core or autograd.pure, "
+                                        "not builtins.float"):
+        engine_of(1.0)
+
+
+def test_train_with_parameters_of_a_value_subclass(engine):
+    from autograd.nn import Module
+    from autograd.train import train
+
+    class Param(engine.Value):
+        pass
+
+    class Line(Module):
+        def __init__(self):
+            self.slope, self.offset = Param(0.5), Param(0.0)
+
+        def __call__(self, x):
+            return self.slope * x[0] + self.offset
+
+        def parameters(self):
+            return [self.slope, self.offset]
+
+    model = Line()
+    history = train(model, [[1.0], [2.0], [3.0]], [2.0, 4.0, 6.0], steps=200, lr=0.05, progress=False)
+    assert history.loss[-1] < 1e-3 < history.loss[0]
+    assert model.slope.data == pytest.approx(2.0, abs=0.05) and type(model.slope) is Param
