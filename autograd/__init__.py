@@ -15,7 +15,7 @@ from autograd.higher import grad, gradients, hessian, value_and_grad
 
 __all__ = ["BACKEND", "Value", "no_grad", "enable_grad", "is_grad_enabled", "vsum", "dot", "dense", "logsumexp",
            "log_softmax", "softmax", "function", "Replay", "Graph", "draw_dot",
-           "gradients", "grad", "value_and_grad", "hessian"]
+           "gradients", "grad", "value_and_grad", "hessian", "save", "load"]
 
 
 def __getattr__(name):
@@ -26,5 +26,8 @@ def __getattr__(name):
     if name in ("log_softmax", "softmax"):
         from autograd import nn
         return getattr(nn, name)
+    if name in ("save", "load"):
+        from autograd import persist
+        return getattr(persist, name)
     raise AttributeError(f"module 'autograd' has no attribute {name!r}")
 __version__ = "0.1.0"

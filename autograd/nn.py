@@ -409,6 +409,7 @@ class MLP(Module):
 
     Attributes:
         nin: As given.
+        activation: The hidden layers' activation, as given.
         layers: The Layers, a list.
 
     Raises:
@@ -435,6 +436,7 @@ class MLP(Module):
         rng = _rng(seed, "MLP()")
         sz = [nin] + sizes
         self.nin = nin
+        self.activation = activation
         self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(sizes) - 1,
                              activation=activation, engine=engine, seed=rng)
                        for i in range(len(sizes))]
