@@ -508,7 +508,7 @@ class MLP(Module):
 
         Returns:
             The table as a str: one row per layer, then the total number of
-                parameters and the engine.
+                parameters.
         """
         rows = [("layer", "inputs", "outputs", "activation", "parameters")]
         for i, layer in enumerate(self.layers):
@@ -521,9 +521,7 @@ class MLP(Module):
                            for c, (cell, w) in enumerate(zip(row, widths))).rstrip()
                  for row in rows]
         rule = "-" * len(lines[0])
-        engine = self.layers[0].engine if self.layers else _engine_name(_default_engine)
-        return "\n".join([lines[0], rule, *lines[1:], rule,
-                          f"total parameters: {self.num_parameters():,} (engine: {engine})"])
+        return "\n".join([lines[0], rule, *lines[1:], rule, f"total parameters: {self.num_parameters():,}"])
 
     def parameters(self) -> list[Value]:
         """Every layer's parameters, layer by layer.

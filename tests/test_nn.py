@@ -250,7 +250,6 @@ def test_layer_and_neuron_seeds(engine):
 
 def test_summary_is_a_table_of_the_layers(engine):
     model = MLP(2, [16, 16, 1], engine=engine, seed=0)
-    name = "cython" if engine.__name__ == "autograd.core" else "python"
     assert model.summary() == "\n".join([
         "layer  inputs  outputs  activation  parameters",
         "----------------------------------------------",
@@ -258,10 +257,10 @@ def test_summary_is_a_table_of_the_layers(engine):
         "1          16       16  relu               272",
         "2          16        1  linear              17",
         "----------------------------------------------",
-        f"total parameters: 337 (engine: {name})"])
+        "total parameters: 337"])
     big = MLP(784, [512, 10], activation="tanh", engine=engine, seed=0).summary().splitlines()
     assert big[2].split() == ["0", "784", "512", "tanh", "401,920"]
-    assert big[-1].startswith("total parameters: 407,050")
+    assert big[-1] == "total parameters: 407,050"
     assert model.num_parameters() == 337 == len(model.parameters())
     assert Neuron(5, engine=engine).num_parameters() == 6 and Layer(2, 3, engine=engine).num_parameters() == 9
 
