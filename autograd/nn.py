@@ -287,6 +287,7 @@ class Layer(Module):
         unknown = [k for k in kwargs if k not in ("nonlin", "activation", "engine", "seed")]
         if unknown:
             raise TypeError(f"Layer() got an unexpected keyword argument {unknown[0]!r}")
+        _activation(kwargs.get("activation", "relu"), "Layer()")
         kwargs["seed"] = _rng(kwargs.get("seed"), "Layer()")   # one generator for every neuron
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
         self.engine = self.neurons[0].engine

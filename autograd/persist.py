@@ -50,8 +50,11 @@ def _architecture(model: Any) -> dict[str, Any] | None:
                    for i, layer in enumerate(model.layers))
         return arch if same else None
     if type(model) is Layer:
-        return {"class": "Layer", "nin": len(model.neurons[0].w), "nout": len(model.neurons),
-                "activation": model.activation}
+        nin = len(model.neurons[0].w) if model.neurons else 0
+        same = bool(model.neurons) and all(type(n) is Neuron and len(n.w) == nin
+                                           and n.activation == model.activation for n in model.neurons)
+        return ({"class": "Layer", "nin": nin, "nout": len(model.neurons), "activation": model.activation}
+                if same else None)
     if type(model) is Neuron:
         return {"class": "Neuron", "nin": len(model.w), "activation": model.activation}
     return None
@@ -151,6 +154,10 @@ def _read(path: str) -> dict[str, Any]:
     for name, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path} is damaged: parameter {name!r} is {value!r}, not a number")
+        try:
+            params[name] = float(value)
+        except OverflowError:                       # an int beyond any float
+            raise ValueError(f"{path} is damaged: parameter {name!r} is too large for a float") from None
     return document
 
 
@@ -208,7 +215,13 @@ def load(path: PathLike, model: Module | None = None, optimizer: Any = None,
         if arch is None:
             raise ValueError(f"{path} holds the parameters of a {document.get('model')}, which load() "
                              "cannot build: give a model to load them into, load(path, model=...)")
-        model = _build(_check_architecture(path, arch), engine)
+        arch = _check_architecture(path, arch)
+        _engine_module(engine)                      # an unknown engine is the caller's error
+        try:
+            model = _build(arch, engine)
+        except (TypeError, ValueError) as exc:      # sizes or an activation MLP() refuses
+            raise ValueError(f"{path} is damaged: its architecture {arch!r} is not one load() "
+                             f"builds ({exc})") from None
     else:
         if engine is not None:
             raise ValueError("engine= is for a model load() builds; a given model keeps its engine")
@@ -238,5 +251,5 @@ def load(path: PathLike, model: Module | None = None, optimizer: Any = None,
     if optimizer is not None:       # first: if it refuses its state, nothing has changed
         optimizer.load_state_dict(saved["state"])
     for name, p in named:
-        p.data = float(params[name])
+        p.data = params[name]
     return model

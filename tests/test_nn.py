@@ -195,6 +195,7 @@ def test_unchanged_micrograd_model_code_runs(engine):
     (lambda e: Layer(2, 0, engine=e), ValueError, r"Layer\(\): nout must be at least 1, not 0"),
     (lambda e: Layer(0, 2, engine=e), ValueError, r"Layer\(\): nin must be at least 1, not 0"),
     (lambda e: Layer(2, True, engine=e), TypeError, r"Layer\(\): nout must be an int, not bool \(True\)"),
+    (lambda e: Layer(2, 2, activation="swish", engine=e), ValueError, r"Layer\(\): unknown activation 'swish'"),
     (lambda e: Layer(2, 2, nonlinear=False, engine=e), TypeError,
      r"Layer\(\) got an unexpected keyword argument 'nonlinear'"),
     (lambda e: Neuron(0, engine=e), ValueError, r"Neuron\(\): nin must be at least 1, not 0"),

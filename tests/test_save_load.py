@@ -148,15 +148,20 @@ def test_a_users_module_loads_into_a_given_model(engine, tmp_path):
         autograd.load(path)
 
 
-def test_a_changed_mlp_is_saved_as_a_module(engine, tmp_path):
-    """An MLP whose layer was replaced is not what MLP(...) builds: no architecture."""
+def test_a_changed_mlp_or_layer_is_saved_as_a_module(engine, tmp_path):
+    """An MLP whose layer was replaced, or a Layer whose neuron was, is not
+    what MLP(...) or Layer(...) builds: no architecture, and load() needs the model."""
     model = MLP(2, [3, 1], engine=engine, seed=0)
     model.layers[0] = Layer(2, 3, activation="tanh", engine=engine, seed=1)
-    path = tmp_path / "m.json"
-    autograd.save(model, path)
-    assert json.loads(path.read_text())["architecture"] is None
-    with pytest.raises(ValueError, match="cannot build"):
-        autograd.load(path)
+    layer = Layer(2, 2, engine=engine, seed=0)
+    layer.neurons[1] = Neuron(2, activation="sigmoid", engine=engine, seed=1)
+    for changed in (model, layer):
+        path = tmp_path / "m.json"
+        autograd.save(changed, path)
+        assert json.loads(path.read_text())["architecture"] is None
+        with pytest.raises(ValueError, match="cannot build"):
+            autograd.load(path)
+        assert autograd.load(path, model=changed) is changed
 
 
 def test_the_optimizer_state_round_trips(engine, tmp_path):
@@ -261,6 +266,14 @@ def test_files_that_are_not_ours(tmp_path):
         "noparams.json": ('{"format": "mini-autograd", "version": 1}', "its \"parameters\" are not a JSON object"),
         "arch.json": ('{"format": "mini-autograd", "version": 1, "parameters": {}, '
                       '"architecture": {"class": "MLP", "nin": "2"}}', "is damaged: its architecture"),
+        "empty.json": ('{"format": "mini-autograd", "version": 1, "parameters": {}, "architecture": '
+                       '{"class": "MLP", "nin": 2, "nouts": [], "activation": "relu"}}',
+                       "is damaged: its architecture .* \\(MLP\\(\\): nouts must hold at least one layer size"),
+        "swish.json": ('{"format": "mini-autograd", "version": 1, "parameters": {}, "architecture": '
+                       '{"class": "Neuron", "nin": 2, "activation": "swish"}}',
+                       "is damaged: .*unknown activation 'swish'"),
+        "huge.json": ('{"format": "mini-autograd", "version": 1, "parameters": {"w": 1' + "0" * 400 + '}}',
+                      "is damaged: parameter 'w' is too large for a float"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
