@@ -26,7 +26,7 @@ ENGINE_NAMES = ["Value", "Block", "Replay", "Function", "no_grad", "enable_grad"
                 "vsum", "dot", "dense", "logsumexp", "function"]
 ENGINE_CLASSES = ["Value", "Block", "Replay", "Function"]
 MODULES = ["autograd.nn", "autograd.train", "autograd.data", "autograd.graph", "autograd.higher", "autograd.math",
-           "autograd.engine"]
+           "autograd.engine", "autograd.persist"]
 
 
 # -- a small Google-style docstring reader ---------------------------------------------

@@ -12,7 +12,6 @@ import autograd
 from autograd.nn import MLP, Layer, Module, Neuron
 from autograd.persist import FORMAT, VERSION
 
-import test_docstrings
 
 
 def _bits(x):
@@ -325,11 +324,25 @@ def test_loading_leaves_the_global_random_state_alone(tmp_path):
     assert random.getstate() == state
 
 
-def test_docstrings_document_every_argument():
-    import autograd.persist as persist
-    for name in ("save", "load"):
-        func = getattr(persist, name)
-        assert test_docstrings.documented(func)
-        assert not test_docstrings._check_args(name, func, func.__doc__)
-        assert not test_docstrings._check_returns(name, func, func.__doc__)
-    assert all(test_docstrings._attribute_docstrings(persist).get(name) for name in ("FORMAT", "VERSION", "PathLike"))
+@pytest.mark.parametrize("make", [lambda: autograd.train.SGD(momentum=0.9, weight_decay=1e-3),
+                                  lambda: autograd.train.Adam(weight_decay=1e-3),
+                                  lambda: autograd.train.AdamW()], ids=["sgd", "adam", "adamw"])
+def test_training_resumed_from_a_checkpoint_gives_the_bits_of_one_run(engine, tmp_path, make):
+    # train 6 steps, save model and optimizer, load both fresh, train 6 more: the same
+    # parameters, bit for bit, as 12 steps in one run (full batch, constant lr)
+    import autograd.train
+    rng = random.Random(0)
+    xs = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(20)]
+    ys = [rng.randrange(3) for _ in range(20)]
+    settings = dict(lr=0.05, loss="cross_entropy", progress=False)
+    whole, opt = MLP(3, [5, 3], engine=engine, seed=7), make()
+    autograd.train.train(whole, xs, ys, steps=12, optimizer=opt, **settings)
+    first, opt = MLP(3, [5, 3], engine=engine, seed=7), make()
+    autograd.train.train(first, xs, ys, steps=6, optimizer=opt, **settings)
+    path = tmp_path / "checkpoint.json"
+    autograd.save(first, path, optimizer=opt)
+    resumed_opt = make()
+    resumed = autograd.load(path, optimizer=resumed_opt, engine=engine)
+    assert resumed_opt.state_dict() == opt.state_dict()
+    autograd.train.train(resumed, xs, ys, steps=6, optimizer=resumed_opt, **settings)
+    assert [_bits(p.data) for p in resumed.parameters()] == [_bits(p.data) for p in whole.parameters()]
