@@ -12,11 +12,11 @@ import textwrap
 
 import pytest
 
-import autograd
-
 pytest.importorskip("mypy")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(autograd.__file__)))
+# the repository (tests/..): its pyproject.toml holds the mypy settings, and its autograd/
+# folder the package's annotations and core.pyi (the installed copy may be elsewhere)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MICROGRAD_STYLE = '''
 import random
