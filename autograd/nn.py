@@ -233,6 +233,7 @@ class Neuron(Module):
             ValueError: `x` does not hold `nin` items.
             TypeError: An item is neither a Value of this engine nor a number.
         """
+        x = _sample(x, len(self.w), "Neuron")
         act = _engine_module(self.engine).dot(self.w, x, self.b)
         if self.activation == "linear":
             return act
@@ -334,7 +335,8 @@ class Layer(Module):
         Value = module.Value
         # numbers become leaves once per layer call, not once per neuron
         # (a Value subclass's instance, as the micrograd lecture makes, is a Value)
-        x = [xi if type(xi) is Value or isinstance(xi, Value) else Value(xi) for xi in x]
+        x = [xi if type(xi) is Value or isinstance(xi, Value) else Value(xi)
+             for xi in _sample(x, len(self.neurons[0].w), "Layer")]
         neurons = self.neurons
         # the whole layer in one call: the same nodes as calling each neuron
         return module.dense([n.w for n in neurons], x, [n.b for n in neurons], self.activation)
@@ -474,7 +476,7 @@ class MLP(Module):
             ValueError: `x` does not hold `nin` items.
             TypeError: An item is neither a Value of this engine nor a number.
         """
-        out: Any = x
+        out: Any = _sample(x, self.nin, "MLP")
         for layer in self.layers:
             out = layer(out)            # a Layer subclass's own __call__ too
             if not isinstance(out, list):
@@ -553,6 +555,16 @@ class MLP(Module):
 
 
 # -- softmax over a list of Values (k outputs of a model) -----------------------------
+
+def _sample(x, nin, kind):
+    """x as a list of nin items, or a ValueError naming the model's width
+    (rather than the engine's dot() or dense() it would reach)."""
+    if not isinstance(x, (list, tuple)):
+        x = list(x)
+    if len(x) != nin:
+        raise ValueError(f"this {kind} takes {nin} inputs per sample, not {len(x)}")
+    return x
+
 
 def _engine_of_values(values):
     for v in values:

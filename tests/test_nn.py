@@ -343,3 +343,15 @@ def test_train_with_parameters_of_a_value_subclass(engine):
     history = train(model, [[1.0], [2.0], [3.0]], [2.0, 4.0, 6.0], steps=200, lr=0.05, progress=False)
     assert history.loss[-1] < 1e-3 < history.loss[0]
     assert model.slope.data == pytest.approx(2.0, abs=0.05) and type(model.slope) is Param
+
+
+@pytest.mark.parametrize("make, kind", [(lambda e: MLP(2, [3, 1], engine=e), "MLP"),
+                                        (lambda e: Layer(2, 3, engine=e), "Layer"),
+                                        (lambda e: Neuron(2, engine=e), "Neuron")])
+@pytest.mark.parametrize("x", [lambda: [1.0], lambda: [1.0, 2.0, 3.0], lambda: (v for v in [0.5])],
+                         ids=["short", "long", "iterator"])
+def test_a_sample_of_the_wrong_width_is_refused_naming_the_model(engine, make, kind, x):
+    model = make(engine)
+    with pytest.raises(ValueError, match=rf"^this {kind} takes 2 inputs per sample, not [13]$"):
+        model(x())
+    assert model([0.5, engine.Value(-1.0)]) is not None       # the right width still works
