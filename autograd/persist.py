@@ -16,13 +16,14 @@ a file.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
-import tempfile
+import secrets
 from typing import Any, Union
 
-from autograd.nn import MLP, Engine, Layer, Module, Neuron, _engine_module
+from autograd.nn import ACTIVATIONS, MLP, Engine, Layer, Module, Neuron, _engine_module
 
 FORMAT = "mini-autograd"
 """The file's "format" field: what marks a file as one of these."""
@@ -70,6 +71,19 @@ def _build(arch: dict[str, Any], engine: Engine) -> Module:
     return Neuron(arch["nin"], activation=arch["activation"], engine=engine, seed=0)
 
 
+def _parameter_count(arch: dict[str, Any]) -> int | None:
+    """How many parameters the (checked) architecture `arch` has; None where
+    MLP(), Layer() or Neuron() would refuse it (they name what is wrong)."""
+    kind = arch["class"]
+    if kind == "MLP":
+        sizes = [arch["nin"]] + arch["nouts"]
+    else:
+        sizes = [arch["nin"], arch["nout"] if kind == "Layer" else 1]
+    if len(sizes) < 2 or min(sizes) < 1 or arch["activation"] not in ACTIVATIONS:
+        return None
+    return sum((nin + 1) * nout for nin, nout in zip(sizes, sizes[1:]))
+
+
 def save(model: Module, path: PathLike, optimizer: Any = None) -> None:
     """Write `model`'s parameters (and architecture) and an optimizer's state to a JSON file.
 
@@ -83,8 +97,9 @@ def save(model: Module, path: PathLike, optimizer: Any = None) -> None:
     Raises:
         TypeError: `model` has no named_parameters(), `optimizer` has no
             state_dict(), or its state is not JSON data.
-        ValueError: A parameter is NaN or infinite (JSON has neither), or
-            the optimizer's state holds NaN or infinity.
+        ValueError: A parameter is NaN or infinite (JSON has neither), two
+            parameters have the same name, or the optimizer's state holds
+            NaN or infinity.
     """
     if not callable(getattr(model, "named_parameters", None)):
         raise TypeError(f"save() takes a Module (with named_parameters()), not {type(model).__name__}")
@@ -94,6 +109,8 @@ def save(model: Module, path: PathLike, optimizer: Any = None) -> None:
         if not math.isfinite(value):
             raise ValueError(f"parameter {name!r} is {value!r}: a model with a NaN or infinite "
                              "parameter is not saved (JSON has neither)")
+        if name in params:          # a file holds one value per name
+            raise ValueError(_twice(model, name))
         params[name] = value
     document: dict[str, Any] = {"format": FORMAT, "version": VERSION,
                                 "model": type(model).__qualname__,
@@ -115,10 +132,26 @@ def save(model: Module, path: PathLike, optimizer: Any = None) -> None:
     _write_atomically(os.fspath(path), text)
 
 
+def _twice(model: Any, name: str) -> str:
+    return (f"{type(model).__name__}.named_parameters() gives the name {name!r} to two "
+            "parameters: each needs its own name to be saved and loaded")
+
+
 def _write_atomically(path: str, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`."""
+    """Write to a temporary file in the same folder, then rename it over `path`.
+
+    The temporary file is made as open() makes a file (mode 0o666 less the
+    umask), not private as tempfile's are: the renamed file is the saved file."""
+    if os.path.isdir(path):         # refused here, not after a temporary file beside it
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    while True:
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:     # another writer's name: draw again
+            continue
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -142,6 +175,8 @@ def _read(path: str) -> dict[str, Any]:
         document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except ValueError as exc:                       # not JSON (or not UTF-8 text)
         raise ValueError(f"{path} is not a Mini Autograd model file (not JSON: {exc})") from None
+    except RecursionError:                          # arrays nested beyond the parser's depth
+        raise ValueError(f"{path} is not a Mini Autograd model file (JSON nested too deeply)") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{path} is not a Mini Autograd model file (no \"format\": {FORMAT!r})")
     version = document.get("version")
@@ -155,9 +190,12 @@ def _read(path: str) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path} is damaged: parameter {name!r} is {value!r}, not a number")
         try:
-            params[name] = float(value)
+            number = float(value)
         except OverflowError:                       # an int beyond any float
-            raise ValueError(f"{path} is damaged: parameter {name!r} is too large for a float") from None
+            number = math.inf
+        if not math.isfinite(number):               # (a literal such as 1e999 reads as inf)
+            raise ValueError(f"{path} is damaged: parameter {name!r} is too large for a float")
+        params[name] = number
     return document
 
 
@@ -203,7 +241,7 @@ def load(path: PathLike, model: Module | None = None, optimizer: Any = None,
             parameter or architecture field that differs); the file holds
             no optimizer state but `optimizer` is given; `model` is None and
             the file was saved from a Module load() cannot rebuild; `engine`
-            is given with `model`.
+            is given with `model`; `model` gives two parameters the same name.
         TypeError: `optimizer` is not of the saved optimizer's class, or has
             no load_state_dict().
     """
@@ -217,6 +255,10 @@ def load(path: PathLike, model: Module | None = None, optimizer: Any = None,
                              "cannot build: give a model to load them into, load(path, model=...)")
         arch = _check_architecture(path, arch)
         _engine_module(engine)                      # an unknown engine is the caller's error
+        count = _parameter_count(arch)              # before building: a file cannot make a
+        if count is not None and count != len(params):  # model larger than itself
+            raise ValueError(f"{path} is damaged: its architecture has {count} parameters but "
+                             f"the file holds {len(params)}")
         try:
             model = _build(arch, engine)
         except (TypeError, ValueError) as exc:      # sizes or an activation MLP() refuses
@@ -232,11 +274,14 @@ def load(path: PathLike, model: Module | None = None, optimizer: Any = None,
                     raise ValueError(f"{path} does not fit this model: its {arch.get('class')}'s {key} "
                                      f"is {arch.get(key)!r}, this model's is {mine.get(key)!r}")
     named = model.named_parameters()
+    names: set[str] = set()
     for name, _ in named:
         if name not in params:
             raise ValueError(f"{path} does not fit this model: it has no parameter {name!r}")
+        if name in names:
+            raise ValueError(_twice(model, name))
+        names.add(name)
     if len(params) != len(named):
-        names = {name for name, _ in named}
         extra = next(name for name in params if name not in names)
         raise ValueError(f"{path} does not fit this model: its parameter {extra!r} is not the model's")
     saved: Any = document.get("optimizer")

@@ -273,6 +273,10 @@ def test_files_that_are_not_ours(tmp_path):
                        "is damaged: .*unknown activation 'swish'"),
         "huge.json": ('{"format": "mini-autograd", "version": 1, "parameters": {"w": 1' + "0" * 400 + '}}',
                       "is damaged: parameter 'w' is too large for a float"),
+        "1e999.json": ('{"format": "mini-autograd", "version": 1, "parameters": {"w": -1e999}}',
+                       "is damaged: parameter 'w' is too large for a float"),
+        "deep.json": ("[" * 100000 + "]" * 100000,
+                      "is not a Mini Autograd model file \\(JSON nested too deeply\\)"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
@@ -282,6 +286,64 @@ def test_files_that_are_not_ours(tmp_path):
     (tmp_path / "binary.json").write_bytes(b"\x80\x81\xff")
     with pytest.raises(ValueError, match="is not a Mini Autograd model file"):
         autograd.load(tmp_path / "binary.json")
+
+
+def test_a_file_cannot_build_a_model_larger_than_itself(engine, tmp_path):
+    # the architecture's parameter count is checked before anything is built:
+    # a few bytes do not make load() allocate 10^12 weights
+    path = tmp_path / "big.json"
+    path.write_text('{"format": "mini-autograd", "version": 1, "parameters": {"w": 1.0}, '
+                    '"architecture": {"class": "MLP", "nin": 1000000, "nouts": [1000000], '
+                    '"activation": "relu"}}')
+    with pytest.raises(ValueError, match="big.json is damaged: its architecture has 1000001000000 "
+                                         "parameters but the file holds 1"):
+        autograd.load(path, engine=engine)
+    model = Layer(3, 2, engine=engine, seed=0)
+    autograd.save(model, path)
+    document = json.loads(path.read_text())
+    del document["parameters"]["neurons.1.b"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="is damaged: its architecture has 8 parameters but the file holds 7"):
+        autograd.load(path, engine=engine)
+
+
+def test_two_parameters_of_one_name_are_refused(engine, tmp_path):
+    class Twice(Net):
+        def named_parameters(self):
+            return [("w", p) for _, p in super().named_parameters()]
+
+    path = tmp_path / "m.json"
+    with pytest.raises(ValueError, match="Twice.named_parameters\\(\\) gives the name 'w' to two "
+                                         "parameters: each needs its own name"):
+        autograd.save(Twice(engine, 0), path)
+    assert not os.listdir(tmp_path)
+    path.write_text('{"format": "mini-autograd", "version": 1, "parameters": {"w": 1.0}}')
+    model = Twice(engine, 0)
+    before = [p.data for p in model.parameters()]
+    with pytest.raises(ValueError, match="Twice.named_parameters\\(\\) gives the name 'w' to two"):
+        autograd.load(path, model=model)
+    assert [p.data for p in model.parameters()] == before
+
+
+def test_the_file_gets_a_new_files_permissions(engine, tmp_path):
+    path = tmp_path / "m.json"
+    old = os.umask(0o022)
+    try:
+        autograd.save(MLP(2, [1], engine=engine, seed=0), path)
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        autograd.save(MLP(2, [1], engine=engine, seed=0), path)
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_saving_to_a_directory_names_it(engine, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="Is a directory: '[^']*models'$"):
+        autograd.save(MLP(2, [1], engine=engine, seed=0), folder)
+    assert os.listdir(tmp_path) == ["models"] and not os.listdir(folder)
 
 
 def test_bad_arguments(engine, tmp_path):
