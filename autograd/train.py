@@ -141,10 +141,24 @@ def _zeros(n):
 
 
 def _real_setting(x):
-    """x as a float where it is a real number (not a bool), else None."""
+    """x as a float where it is a real number (not a bool), else None; an
+    int beyond any float is an infinity (out of every setting's range)."""
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         return None
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
+def _finite_lr(lr):
+    """An optimizer's lr, refused where NaN or infinite (every parameter
+    would silently become NaN or infinite); a lr that is not a real number
+    is left for the Block to refuse."""
+    rate = _real_setting(lr)
+    if rate is not None and not math.isfinite(rate):
+        raise ValueError(f"lr must be a finite number, not {lr!r}")
+    return lr
 
 
 def _check_weight_decay(weight_decay):
@@ -225,8 +239,8 @@ class SGD:
 
         Raises:
             TypeError: `lr` is not a real number.
-            ValueError: With momentum, `params` is not as long as at the
-                first step.
+            ValueError: `lr` is NaN or infinite, or, with momentum, `params`
+                is not as long as at the first step.
         """
         if params:
             self.step_block(_block(params), lr)
@@ -240,9 +254,10 @@ class SGD:
 
         Raises:
             TypeError: `lr` is not a real number.
-            ValueError: With momentum, `block` is not as long as at the first
-                step.
+            ValueError: `lr` is NaN or infinite, or, with momentum, `block`
+                is not as long as at the first step.
         """
+        lr = _finite_lr(lr)
         if not self.momentum:
             block.sgd_step(lr, self.weight_decay)
             return
@@ -328,7 +343,8 @@ class Adam:
 
         Raises:
             TypeError: `lr` is not a real number.
-            ValueError: `params` is not as long as at the first step.
+            ValueError: `lr` is NaN or infinite, or `params` is not as long
+                as at the first step.
         """
         if params:
             self.step_block(_block(params), lr)
@@ -345,8 +361,10 @@ class Adam:
 
         Raises:
             TypeError: `lr` is not a real number.
-            ValueError: `block` is not as long as at the first step.
+            ValueError: `lr` is NaN or infinite, or `block` is not as long as
+                at the first step.
         """
+        lr = _finite_lr(lr)
         if self._m is None or self._v is None:
             self._m, self._v = _zeros(len(block)), _zeros(len(block))
         t = self._t + 1
@@ -447,11 +465,11 @@ def clip_grad_norm(params: Sequence[Value] | Block, max_norm: float) -> float:
         TypeError: `max_norm` is not a real number.
         ValueError: `max_norm` is not positive and finite.
     """
+    max_norm = _check_max_norm(max_norm)
     block = params if hasattr(params, "clip_grad_norm") else None
     if block is None:
         values = list(params)
         if not values:
-            _check_max_norm(max_norm)
             return 0.0
         block = _block(values)
     return block.clip_grad_norm(max_norm)
@@ -460,10 +478,11 @@ def clip_grad_norm(params: Sequence[Value] | Block, max_norm: float) -> float:
 def _check_max_norm(max_norm):
     if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
         raise TypeError(f"max_norm must be a real number, not {type(max_norm).__name__}")
-    if not (float(max_norm) > 0.0 and math.isfinite(max_norm)):
+    norm = _real_setting(max_norm)
+    if not (norm > 0.0 and math.isfinite(norm)):
         raise ValueError(f"clip_grad_norm(): max_norm must be a positive finite number, "
-                         f"not {float(max_norm)!r}")
-    return float(max_norm)
+                         f"not {norm!r}")
+    return norm
 
 
 # -- learning-rate schedules: step -> lr -------------------------------------------
@@ -904,10 +923,15 @@ def _checked_rows(xs):
 
 
 def _check_lr(lr, step):
+    """train()'s lr: a positive finite number; a schedule's, at `step`, may
+    also be 0 (cosine_schedule() gives min_lr=0 from its last step on, and
+    exponential_schedule() reaches 0 by underflow)."""
     rate = _real_setting(lr)
-    if rate is None or not rate > 0 or math.isinf(rate):
-        where = f" at step {step}" if step is not None else ""
-        raise ValueError(f"the learning rate must be a positive finite number{where}, not {lr!r}")
+    if step is None:
+        if rate is None or not rate > 0 or math.isinf(rate):
+            raise ValueError(f"the learning rate must be a positive finite number, not {lr!r}")
+    elif rate is None or not rate >= 0 or math.isinf(rate):
+        raise ValueError(f"the learning rate must be a finite number >= 0 at step {step}, not {lr!r}")
     return rate
 
 
@@ -1401,8 +1425,8 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
             (numpy labels); NaN and infinities are refused.
         steps: The number of steps, a positive int.
         lr: The learning rate, a positive float, or a callable of the step
-            number giving it (see cosine_schedule(), step_schedule(),
-            exponential_schedule()).
+            number giving it, a finite number >= 0 (see cosine_schedule(),
+            step_schedule(), exponential_schedule()).
         loss: For a model with one output, "mse", "hinge" (targets -1/+1)
             or "bce" (a logit; targets 0/1 or -1/+1); for a model with k
             outputs, "cross_entropy" (softmax cross-entropy; ys are class ids
@@ -1462,8 +1486,10 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     if not callable(lr):
         _check_lr(lr, None)
     _check_loss(loss)
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0 or math.isinf(reg):
+    reg_rate = _real_setting(reg)           # numpy's numbers too
+    if reg_rate is None or not reg_rate >= 0 or math.isinf(reg_rate):
         raise ValueError(f"reg must be a finite number >= 0, not {reg!r}")
+    reg = reg_rate
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
     if early_stopping is not None:
         if validation is None:

@@ -247,6 +247,44 @@ def test_clip_grad_norm_refuses_a_bad_max_norm(engine, bad, error, message):
     assert v.grad == 5.0
 
 
+@pytest.mark.parametrize("make", [SGD, lambda: SGD(momentum=0.9), Adam, AdamW],
+                         ids=["sgd", "momentum", "adam", "adamw"])
+@pytest.mark.parametrize("lr", [math.nan, math.inf, -math.inf, 10 ** 400],
+                         ids=["nan", "inf", "-inf", "int-beyond-floats"])
+def test_optimizers_refuse_a_nan_or_infinite_lr(engine, make, lr):
+    # it would make every parameter NaN or infinite, silently
+    opt, v = make(), engine.Value(1.0)
+    v.grad = 0.5
+    state = opt.state_dict()
+    with pytest.raises(ValueError, match="lr must be a finite number, not "):
+        opt.step([v], lr)
+    with pytest.raises(ValueError, match="lr must be a finite number, not "):
+        opt.step_block(engine.Block([v]), lr)
+    assert v.data == 1.0 and opt.state_dict() == state
+    opt.step([v], -0.1)                             # a negative rate is a step up the gradient
+    assert v.data > 1.0
+
+
+def test_ints_beyond_any_float_are_out_of_range_not_overflow_errors(engine):
+    huge = 10 ** 400
+    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+        SGD(weight_decay=huge)
+    with pytest.raises(ValueError, match="momentum must be in \\[0, 1\\)"):
+        SGD(momentum=huge)
+    with pytest.raises(ValueError, match="Adam needs 0 <= beta1, beta2 < 1 and eps > 0"):
+        Adam(eps=huge)
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        cosine_schedule(huge, 10)
+    with pytest.raises(ValueError, match="gamma must be a positive finite number"):
+        exponential_schedule(0.1, -huge)
+    v = engine.Value(0.0)
+    v.grad = 5.0
+    for params in ([v], []):
+        with pytest.raises(ValueError, match="max_norm must be a positive finite number, not inf"):
+            clip_grad_norm(params, huge)
+    assert v.grad == 5.0
+
+
 def test_an_unmade_block_refuses_the_new_kernels(engine):
     blank = engine.Block.__new__(engine.Block)
     with pytest.raises(RuntimeError, match=r"never made"):

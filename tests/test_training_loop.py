@@ -9,7 +9,8 @@ import pytest
 
 from autograd.data import lecture_example, make_moons
 from autograd.nn import MLP
-from autograd.train import SGD, AdamW, clip_grad_norm, evaluate, predict, train
+from autograd.train import (SGD, AdamW, clip_grad_norm, cosine_schedule, evaluate, exponential_schedule,
+                            predict, train)
 from helpers import python_handles_sigint
 
 
@@ -354,6 +355,53 @@ def test_numpy_integers_are_ints(engine):
                         evaluate(model, xs, ys, "hinge", threads=cast(1)),
                         predict(model, xs, threads=cast(2))))
     assert all(r == results[0] for r in results[1:])
+
+
+# -- a schedule may end at 0 ----------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_a_cosine_schedule_past_its_steps_trains_on_at_lr_0(engine, optimizer):
+    # cosine_schedule(lr, 5) gives min_lr=0.0 from step 5 on: the steps are made
+    # and change nothing, as PyTorch's with lr 0
+    xs, ys = lecture_example()
+    short, long = _model(engine), _model(engine)
+    train(short, xs, ys, steps=5, lr=cosine_schedule(0.1, 5), optimizer=optimizer, progress=False)
+    history = train(long, xs, ys, steps=8, lr=cosine_schedule(0.1, 5), optimizer=optimizer,
+                    progress=False)
+    assert len(history.loss) == 8 and history.stop_reason is None
+    assert _params(long) == _params(short) != _params(_model(engine))
+
+
+def test_an_exponential_schedule_may_underflow_to_0(engine):
+    xs, ys = lecture_example()
+    schedule = exponential_schedule(0.1, 1e-100)        # 0.0 from step 4 on
+    assert schedule(3) > 0.0 == schedule(4)
+    history = train(_model(engine), xs, ys, steps=6, lr=schedule, progress=False)
+    assert len(history.loss) == 6
+
+
+def test_a_negative_lr_from_a_schedule_is_refused_naming_the_step(engine):
+    xs, ys = lecture_example()
+    with pytest.raises(ValueError, match="the learning rate must be a finite number >= 0 at step 2, "
+                                         "not -0.5") as info:
+        train(_model(engine), xs, ys, steps=5, lr=lambda k: 0.1 if k < 2 else -0.5, progress=False)
+    assert len(info.value.history.loss) == 2
+    with pytest.raises(ValueError, match="the learning rate must be a positive finite number, not 0.0"):
+        train(_model(engine), xs, ys, steps=5, lr=0.0, progress=False)
+
+
+def test_reg_takes_numpys_numbers(engine):
+    np = pytest.importorskip("numpy")
+    xs, ys = lecture_example()
+    results = []
+    for reg in (0.001, np.float64(0.001), np.float32(0.001), np.float32(0.001).item()):
+        model = _model(engine)
+        results.append(train(model, xs, ys, steps=3, lr=0.1, reg=reg, progress=False).loss)
+    assert results[0] == results[1] and results[2] == results[3] != results[0]
+    assert (train(_model(engine), xs, ys, steps=3, lr=0.1, reg=np.int64(0), progress=False).loss
+            == train(_model(engine), xs, ys, steps=3, lr=0.1, progress=False).loss)
+    with pytest.raises(ValueError, match="reg must be a finite number >= 0, not .*-1"):
+        train(_model(engine), xs, ys, steps=3, lr=0.1, reg=np.int64(-1), progress=False)
 
 
 def test_adamw_by_name(engine):
