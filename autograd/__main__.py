@@ -177,6 +177,8 @@ GRAPH_FORMATS = (".png", ".svg", ".pdf", "")
 def _output_problem(path, formats):
     """Why `path` cannot be written as a picture (a sentence), or None: checked
     before any work, so a long training run does not end in a traceback."""
+    if not os.path.basename(path):      # "" or a path ending in a separator
+        return f"cannot write {path!r}: it names no file"
     ext = os.path.splitext(path)[1]
     if (ext.lower() if formats is PICTURE_FORMATS else ext) not in formats:    # (matplotlib: any case)
         known = ", ".join(f for f in formats if f)

@@ -41,6 +41,9 @@ def test_the_top_level_help_lists_the_training_options(capsys):
     (["graph", "--output", "{tmp}/no/g.svg"], "the directory '{tmp}/no' does not exist"),
     (["derivatives", "--output", "{tmp}/no/d.png"], "the directory '{tmp}/no' does not exist"),
     (["derivatives", "--output", "{tmp}/d.dot"], "its extension '.dot' is not one of"),
+    (["graph", "--output", ""], "cannot write '': it names no file"),
+    (["graph", "--output", "{tmp}/g.png/"], "cannot write '{tmp}/g.png/': it names no file"),
+    (["--plot", "{tmp}/"], "cannot write '{tmp}/': it names no file"),
 ])
 def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch, argv, message):
     (tmp_path / "dir.png").mkdir()
