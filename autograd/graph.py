@@ -14,6 +14,8 @@ rendering stops `dot` after `timeout` seconds.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import shutil
 import subprocess
@@ -227,7 +229,8 @@ class Graph:
         max_nodes: The most Values drawn; None for no limit.
         max_layout: The largest layout size drawn (see layout_size()); None
             for no limit.
-        timeout: The seconds `dot` may take to render; None for no limit.
+        timeout: The seconds `dot` may take to render, a positive number;
+            None for no limit.
 
     Attributes:
         root: As given.
@@ -236,8 +239,8 @@ class Graph:
         digraph: The graphviz.Digraph, as draw_dot() makes it.
 
     Raises:
-        TypeError: `root` is not a Value.
-        ValueError: As draw_dot() raises.
+        TypeError: `root` is not a Value, or `timeout` is not a number.
+        ValueError: As draw_dot() raises, or `timeout` is not positive.
         ImportError: The graphviz package is not installed.
     """
 
@@ -247,7 +250,7 @@ class Graph:
                  timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self.root = root
         self.format = format
-        self.timeout = timeout
+        self.timeout = _check_timeout(timeout)
         self.digraph = draw_dot(root, format=format, rankdir=rankdir, max_nodes=max_nodes,
                                 max_layout=max_layout)
 
@@ -282,8 +285,8 @@ class Graph:
                                  f"{path!r}): end the path with .svg, .png or .pdf, or pass format=")
             fmt = ext or self.format
         else:
-            fmt = format
-            if ext in FORMATS and ext != format.lower():
+            fmt = format.lower() if isinstance(format, str) else format
+            if ext in FORMATS and ext != fmt:
                 raise ValueError(f"format={format!r} and the extension of {path!r} disagree: "
                                  f"give one or the other, or the same format")
         if fmt not in FORMATS:
@@ -305,6 +308,8 @@ class Graph:
         Raises:
             RuntimeError: Graphviz's `dot` program is not found, it failed,
                 or it ran longer than the Graph's `timeout` and was stopped.
+            TypeError: The Graph's `timeout` was set to what is not a number.
+            ValueError: The Graph's `timeout` was set to a number not positive.
         """
         return _pipe(self.digraph, format or self.format, self.timeout)
 
@@ -319,8 +324,24 @@ class Graph:
         return f"Graph({self.root!r})"
 
 
+def _check_timeout(timeout):
+    """None, or a positive number of seconds (not NaN: subprocess would fail on it)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:                       # an int beyond any float: no limit
+        seconds = math.inf
+    if not seconds > 0:
+        raise ValueError(f"timeout must be None or a positive number of seconds, not {timeout!r}")
+    return None if seconds == math.inf else timeout
+
+
 def _pipe(digraph, fmt, timeout):
     """Run `dot` on the Digraph's text; stop it after `timeout` seconds."""
+    timeout = _check_timeout(timeout)           # (Graph.timeout may have been changed)
     dot = shutil.which("dot")
     if dot is None:
         raise RuntimeError(

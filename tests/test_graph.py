@@ -1,6 +1,8 @@
 """Graphviz pictures of expressions (both engines)."""
+import math
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -221,6 +223,37 @@ def test_rendering_stops_dot_after_the_timeout(engine, tmp_path):
     assert not (tmp_path / "chain.svg").exists()
     with pytest.raises(RuntimeError, match="within timeout=0.5 seconds"):
         g._repr_mimebundle_()
+
+
+@pytest.mark.parametrize("timeout, error, message", [
+    (0, ValueError, "timeout must be None or a positive number of seconds, not 0"),
+    (-1.0, ValueError, "timeout must be None or a positive number of seconds, not -1.0"),
+    (math.nan, ValueError, "timeout must be None or a positive number of seconds, not nan"),
+    ("30", TypeError, "timeout must be None or a number of seconds, not str"),
+    (True, TypeError, "timeout must be None or a number of seconds, not bool"),
+])
+def test_a_bad_timeout_is_refused_before_dot_runs(engine, monkeypatch, timeout, error, message):
+    def no_dot(*args, **kwargs):
+        raise AssertionError("dot ran")
+    monkeypatch.setattr(subprocess, "run", no_dot)
+    root = engine.Value(1.0) * 2
+    with pytest.raises(error, match=message):
+        Graph(root, timeout=timeout)
+    g = Graph(root)
+    g.timeout = timeout                         # changed after: refused when rendering
+    with pytest.raises(error, match=message):
+        g.pipe()
+    assert Graph(root, timeout=math.inf).timeout is None
+    assert Graph(root, timeout=10 ** 400).timeout is None
+
+
+@needs_dot
+def test_render_takes_a_format_in_either_case(engine, tmp_path):
+    g = Graph(single_neuron_example(engine))
+    assert g.render(str(tmp_path / "a.svg"), format="SVG") == str(tmp_path / "a.svg")
+    assert (tmp_path / "a.svg").read_bytes().lstrip().startswith((b"<?xml", b"<svg"))
+    g.render(str(tmp_path / "b"), format="PNG")
+    assert (tmp_path / "b").read_bytes().startswith(b"\x89PNG")
 
 
 @needs_dot
