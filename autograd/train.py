@@ -1280,7 +1280,8 @@ def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> l
             outputs, else the output's value; [] for no rows.
 
     Raises:
-        ValueError: The rows do not fit the model, or `threads` is out of range.
+        ValueError: The rows do not fit the model or hold NaN or an infinity,
+            or `threads` is out of range.
         TypeError: A row is not a row of numbers, or `threads` is not an int.
     """
     threads = default_threads() if threads is None else _check_threads(threads, "threads")
@@ -1288,6 +1289,7 @@ def predict(model: Model, xs: Iterable[Any], *, threads: int | None = None) -> l
     if len(samples) == 0:
         return []
     rows = _check_rows(model, samples)
+    _check_finite(rows, None, 0)            # (a classifier's argmax of NaN would be class 0)
     sample = _Sample(model, rows)
     replayed = _replayed_if_possible(sample, rows, threads=threads)
     table = _table(rows)

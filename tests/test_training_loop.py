@@ -315,6 +315,17 @@ def test_nan_and_inf_in_the_data_are_refused(engine, where, message):
     if where in ("xs", "xs_inf", "ys"):
         with pytest.raises(ValueError, match=message):
             evaluate(model, xs, ys)
+    if where in ("xs", "xs_inf"):
+        with pytest.raises(ValueError, match=message):
+            predict(model, xs)
+
+
+def test_a_classifier_predicts_no_class_for_nan(engine):
+    # the argmax of NaN outputs would be class 0, silently
+    model = _model(engine, sizes=(3, 3), nin=2)
+    with pytest.raises(ValueError, match=r"^xs row 1 column 0 is nan: the data must be finite numbers$"):
+        predict(model, [[0.5, 0.5], [math.nan, 0.0]])
+    assert predict(model, [[0.5, 0.5]]) == predict(model, [[0.5, 0.5], [0.0, 0.0]])[:1]
 
 
 def test_nan_in_a_numpy_matrix_and_in_vector_targets(engine):
