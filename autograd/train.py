@@ -691,12 +691,20 @@ def _is_number(x):
 
 
 def _model_width(model):
-    if hasattr(model, "nin"):
-        return model.nin
-    if hasattr(model, "w"):
-        return len(model.w)
-    if hasattr(model, "neurons") and model.neurons:
-        return len(model.neurons[0].w)
+    """The inputs the model takes where it says so as an MLP (nin), a Neuron
+    (its list of weights w) or a Layer (its first neuron's) does, else None:
+    a user's model may have a `w` or `nin` meaning something else (a Value)."""
+    nin = getattr(model, "nin", None)
+    if isinstance(nin, int) and not isinstance(nin, bool):
+        return nin
+    w = getattr(model, "w", None)
+    if isinstance(w, (list, tuple)):
+        return len(w)
+    neurons = getattr(model, "neurons", None)
+    if isinstance(neurons, (list, tuple)) and neurons:
+        w = getattr(neurons[0], "w", None)
+        if isinstance(w, (list, tuple)):
+            return len(w)
     return None
 
 
@@ -1105,8 +1113,19 @@ class _Replayed:
         # output is > 0: what the accuracy's argmax runs over (see _hit_rule)
         self.argmax_at = range(first + k, first + k + 2) if k == 1 else self.output_at
         extra = [Value(0.0), outputs[0]] if k == 1 else []
-        self.replay = sample.engine.Replay(losses + outputs + extra, sample.inputs + target_leaves,
-                                           sample.params)
+        try:
+            self.replay = sample.engine.Replay(losses + outputs + extra, sample.inputs + target_leaves,
+                                               sample.params)
+        except ValueError:
+            # parameters() lists a Value twice (tied weights): each is trained once,
+            # as PyTorch's parameters() gives a shared one once (looked for only
+            # here: a pass over a large model's Values costs milliseconds)
+            unique = tuple(dict.fromkeys(sample.params))
+            if len(unique) == len(sample.params):
+                raise
+            sample.params = unique
+            self.replay = sample.engine.Replay(losses + outputs + extra,
+                                               sample.inputs + target_leaves, sample.params)
         self.replay.threads = threads
         sample.inputs = sample.out = sample.outputs = None     # recorded: the graph can go
 
@@ -1529,6 +1548,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
     size = n if batch_size is None else batch_size
     replayed = _Replayed(sample, rows, per_sample, targets, threads)
     replay = replayed.replay
+    params = sample.params                  # each Value once (tied weights: see _Replayed)
     table = _table(rows, targets, k)        # sample i: its inputs, then its target (side by side)
     if not replayed.usable(table):
         raise ValueError(f"train() replays the graph the model and loss build for sample 0 over "

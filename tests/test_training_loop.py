@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from autograd.data import lecture_example, make_moons
-from autograd.nn import MLP
+from autograd.nn import MLP, Module
 from autograd.train import (SGD, AdamW, clip_grad_norm, cosine_schedule, evaluate, exponential_schedule,
                             predict, train)
 from helpers import python_handles_sigint
@@ -366,6 +366,47 @@ def test_numpy_integers_are_ints(engine):
                         evaluate(model, xs, ys, "hinge", threads=cast(1)),
                         predict(model, xs, threads=cast(2))))
     assert all(r == results[0] for r in results[1:])
+
+
+# -- a user's model ---------------------------------------------------------------------------
+
+class _Line(Module):
+    """A micrograd-style model of its own: a scalar weight `w` (not a Neuron's
+    list), used for both inputs, listed twice when `twice` (tied weights)."""
+
+    def __init__(self, engine, twice=False):
+        self.w, self.b, self.twice = engine.Value(0.5), engine.Value(0.0), twice
+
+    def __call__(self, x):
+        return self.w * x[0] + self.w * x[1] + self.b
+
+    def parameters(self):
+        return [self.w, self.b, self.w] if self.twice else [self.w, self.b]
+
+
+def test_a_model_whose_w_is_a_value_trains(engine):
+    # its `w` is no Neuron's list of weights (train() read len(model.w) as the input width)
+    xs, ys = [[1.0, 2.0], [0.5, 0.1], [0.3, 0.3]], [1.0, 0.0, 0.5]
+    model = _Line(engine)
+    history = train(model, xs, ys, steps=3, lr=0.1, progress=False)
+    assert len(history.loss) == 3 and model.w.data != 0.5
+    assert evaluate(model, xs, ys).loss < history.loss[0]
+    assert len(predict(model, xs)) == 3
+
+
+def test_a_parameter_listed_twice_is_trained_once(engine):
+    # tied weights, as PyTorch's parameters() gives a shared one once
+    xs, ys = [[1.0, 2.0], [0.5, 0.1], [0.3, 0.3]], [1.0, 0.0, 0.5]
+    tied, plain = _Line(engine, twice=True), _Line(engine)
+    for opt in ("sgd", "adam"):
+        a = train(tied, xs, ys, steps=4, lr=0.1, reg=0.01, optimizer=opt, clip_grad_norm=0.5,
+                  progress=False)
+        b = train(plain, xs, ys, steps=4, lr=0.1, reg=0.01, optimizer=opt, clip_grad_norm=0.5,
+                  progress=False)
+        assert a.loss == b.loss and a.grad_norm == b.grad_norm
+        assert (tied.w.data, tied.b.data) == (plain.w.data, plain.b.data)
+    assert evaluate(tied, xs, ys) == evaluate(plain, xs, ys)
+    assert predict(tied, xs) == predict(plain, xs)
 
 
 # -- a schedule may end at 0 ----------------------------------------------------------------
