@@ -145,6 +145,8 @@ def _write_atomically(path: str, text: str) -> None:
     if os.path.isdir(path):         # refused here, not after a temporary file beside it
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):   # named as the user gave it, not as the temporary file
+        raise FileNotFoundError(errno.ENOENT, f"no such directory to save into: {folder!r}", path)
     while True:
         tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
         try:

@@ -471,7 +471,12 @@ def clip_grad_norm(params: Sequence[Value] | Block, max_norm: float) -> float:
         values = list(params)
         if not values:
             return 0.0
-        block = _block(values)
+        try:
+            engine = engine_of(values[0])
+        except TypeError:
+            raise TypeError(f"clip_grad_norm() takes Values of one engine (or their Block), not "
+                            f"{type(values[0]).__name__}") from None
+        block = engine.Block(values)
     return block.clip_grad_norm(max_norm)
 
 
@@ -1650,6 +1655,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
                     break
     except KeyboardInterrupt as exc:
         if interrupt.requested:         # a second Ctrl-C: stop at once, as Python does
+            history.stop_reason = "interrupted"
             exc.history = history       # type: ignore[attr-defined]
             raise
         history.stop_reason = "interrupted"

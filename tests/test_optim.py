@@ -247,6 +247,13 @@ def test_clip_grad_norm_refuses_a_bad_max_norm(engine, bad, error, message):
     assert v.grad == 5.0
 
 
+def test_clip_grad_norm_names_itself_for_what_is_not_a_value(engine):
+    with pytest.raises(TypeError, match=r"^clip_grad_norm\(\) takes Values of one engine \(or their Block\), not float$"):
+        clip_grad_norm([1.0], 1.0)
+    with pytest.raises(TypeError, match=r"Block\(\) takes Values of this engine, not builtins.float \(item 1\)"):
+        clip_grad_norm([engine.Value(1.0), 2.0], 1.0)
+
+
 @pytest.mark.parametrize("make", [SGD, lambda: SGD(momentum=0.9), Adam, AdamW],
                          ids=["sgd", "momentum", "adam", "adamw"])
 @pytest.mark.parametrize("lr", [math.nan, math.inf, -math.inf, 10 ** 400],

@@ -346,6 +346,12 @@ def test_saving_to_a_directory_names_it(engine, tmp_path):
     assert os.listdir(tmp_path) == ["models"] and not os.listdir(folder)
 
 
+def test_saving_into_a_missing_directory_names_it(engine, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such directory to save into: '[^']*absent'"):
+        autograd.save(MLP(2, [1], engine=engine, seed=0), tmp_path / "absent" / "m.json")
+    assert os.listdir(tmp_path) == []
+
+
 def test_bad_arguments(engine, tmp_path):
     path = tmp_path / "m.json"
     with pytest.raises(TypeError, match="save\\(\\) takes a Module \\(with named_parameters\\(\\)\\), not list"):

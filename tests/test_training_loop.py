@@ -243,7 +243,7 @@ def test_a_second_sigint_stops_at_once(engine, sigint):
 
     with pytest.raises(KeyboardInterrupt) as info:
         train(_model(engine), xs, ys, steps=10, lr=0.1, progress=False, callback=callback)
-    assert len(info.value.history.loss) == 2
+    assert len(info.value.history.loss) == 2 and info.value.history.interrupted
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
