@@ -158,6 +158,16 @@ def _value_label(v):
     return "{ " + " | ".join(parts) + " }"
 
 
+def _check_limit(limit, name):
+    """A limit is None or a positive int (numpy's too), checked before the graph is walked."""
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int or None, not {type(limit).__name__}")
+    if limit < 1:
+        raise ValueError(f"{name} must be a positive int or None, not {limit!r}")
+
+
 def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR",
              max_nodes: int | None = DEFAULT_MAX_NODES,
              max_layout: int | None = DEFAULT_MAX_LAYOUT) -> graphviz.Digraph:
@@ -179,10 +189,11 @@ def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR",
         A new graphviz.Digraph.
 
     Raises:
-        TypeError: `root` is not a Value.
-        ValueError: `rankdir` is not one of the four, the graph has more
-            than `max_nodes` Values (found before the whole graph is walked),
-            or its layout size is above `max_layout`.
+        TypeError: `root` is not a Value, or a limit is not an int or None.
+        ValueError: `rankdir` is not one of the four, a limit is not
+            positive, the graph has more than `max_nodes` Values (found
+            before the whole graph is walked), or its layout size is above
+            `max_layout`.
         ImportError: The graphviz package is not installed.
     """
     _check_root(root)
@@ -190,6 +201,8 @@ def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR",
 
     if rankdir not in ("LR", "TB", "RL", "BT"):
         raise ValueError(f"rankdir must be one of LR, TB, RL, BT, not {rankdir!r}")
+    _check_limit(max_nodes, "max_nodes")
+    _check_limit(max_layout, "max_layout")
     nodes, edges = _collect(root, max_nodes)
     if max_layout is not None:
         size = _layout_size(nodes, edges)
@@ -239,7 +252,8 @@ class Graph:
         digraph: The graphviz.Digraph, as draw_dot() makes it.
 
     Raises:
-        TypeError: `root` is not a Value, or `timeout` is not a number.
+        TypeError: `root` is not a Value, `timeout` is not a number, or a
+            limit is not an int or None.
         ValueError: As draw_dot() raises, or `timeout` is not positive.
         ImportError: The graphviz package is not installed.
     """

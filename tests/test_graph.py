@@ -320,3 +320,20 @@ def _walk(root):
         out.append(v)
         stack.extend(v._children)
     return out
+
+
+@pytest.mark.parametrize("limit", ["max_nodes", "max_layout"])
+@pytest.mark.parametrize("bad, error, message", [
+    ("5", TypeError, "must be a positive int or None, not str"),
+    (2.5, TypeError, "must be a positive int or None, not float"),
+    (True, TypeError, "must be a positive int or None, not bool"),
+    (0, ValueError, "must be a positive int or None, not 0"),
+    (-3, ValueError, "must be a positive int or None, not -3"),
+])
+def test_limits_that_are_not_positive_ints_are_refused(engine, limit, bad, error, message):
+    from autograd.graph import Graph, draw_dot
+    root = engine.Value(1.0) * 2.0
+    with pytest.raises(error, match=f"^{limit} {message}$"):
+        draw_dot(root, **{limit: bad})
+    with pytest.raises(error, match=f"^{limit} {message}$"):
+        Graph(root, **{limit: bad})
