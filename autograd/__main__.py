@@ -69,7 +69,7 @@ def _train_command(args):
     if not done:
         return 130
     print(f"final loss {history.loss[-1]:.6f}, accuracy {history.accuracy[-1]:.0%} "
-          f"({elapsed * 1e3 / done:.3f} ms per step)")
+          f"({elapsed * 1e3 / done:.3f} ms per step, train()'s set-up included)")
     if args.example == "lecture":
         print("predictions:", ", ".join(f"{model(x).data:+.4f}" for x in xs), "targets:", ys)
     if args.plot != "none":
@@ -153,7 +153,11 @@ def _graph_command(args):
         import importlib
         engine = importlib.import_module("autograd.core" if args.engine == "cython" else "autograd.pure")
     out = single_neuron_example(engine)
-    path = Graph(out, rankdir=args.rankdir).render(args.output)
+    try:
+        path = Graph(out, rankdir=args.rankdir).render(args.output)
+    except RuntimeError as exc:         # Graphviz's dot missing, failing, or too slow
+        print(f"autograd graph: {exc}", file=sys.stderr)
+        return 1
     print(f"graph of a single ReLU neuron with two inputs written to {path}")
     return 0
 
@@ -168,7 +172,7 @@ def _derivatives_command(args):
     return 0
 
 
-# what each command can write: matplotlib's formats, Graphviz's three ("" adds .png)
+# what each command can write: matplotlib's formats, Graphviz's three ("": the Graph's svg)
 PICTURE_FORMATS = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp",
                    ".eps", ".ps", ".pgf")
 GRAPH_FORMATS = (".png", ".svg", ".pdf", "")
@@ -179,6 +183,8 @@ def _output_problem(path, formats):
     before any work, so a long training run does not end in a traceback."""
     if not os.path.basename(path):      # "" or a path ending in a separator
         return f"cannot write {path!r}: it names no file"
+    if os.path.isdir(path):
+        return f"cannot write {path!r}: it is a directory"
     ext = os.path.splitext(path)[1]
     if (ext.lower() if formats is PICTURE_FORMATS else ext) not in formats:    # (matplotlib: any case)
         known = ", ".join(f for f in formats if f)
@@ -186,8 +192,6 @@ def _output_problem(path, formats):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         return f"cannot write {path!r}: the directory {parent!r} does not exist"
-    if os.path.isdir(path):
-        return f"cannot write {path!r}: it is a directory"
     if not os.access(path if os.path.exists(path) else parent, os.W_OK):
         return f"cannot write {path!r}: permission denied"
     return None

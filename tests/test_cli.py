@@ -35,7 +35,7 @@ def test_the_top_level_help_lists_the_training_options(capsys):
     (["--plot", "{tmp}/missing/picture.png"], "the directory '{tmp}/missing' does not exist"),
     (["--plot", "{tmp}/picture.txt"], "its extension '.txt' is not one of .png, .pdf, .svg"),
     (["--plot", "{tmp}/picture"], "its extension '(none)' is not one of"),
-    (["--plot", "{tmp}"], "its extension"),
+    (["--plot", "{tmp}"], "cannot write '{tmp}': it is a directory"),
     (["train", "--plot", "{tmp}/dir.png"], "cannot write '{tmp}/dir.png': it is a directory"),
     (["graph", "--output", "{tmp}/g.jpg"], "its extension '.jpg' is not one of .png, .svg, .pdf"),
     (["graph", "--output", "{tmp}/no/g.svg"], "the directory '{tmp}/no' does not exist"),
@@ -147,3 +147,12 @@ def test_sigint_to_the_program(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted after " in out and "final loss " in out
     assert "Traceback" not in err
+
+
+def test_graph_without_graphvizs_dot_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    # a machine without Graphviz's program: the command says so, no traceback
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["graph", "--output", str(tmp_path / "g.svg")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("autograd graph: ") and "dot" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and not (tmp_path / "g.svg").exists()
