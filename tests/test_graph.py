@@ -1,6 +1,7 @@
 """Graphviz pictures of expressions (both engines)."""
 import math
 import os
+import random
 import re
 import subprocess
 import time
@@ -188,6 +189,18 @@ def test_layout_size_counts_edges_and_the_ranks_long_edges_cross(engine):
         assert layout_size(_shared_weight_chain(engine, steps)) == 12 * steps * steps
     # the lecture's neuron, drawn by the docs, is far below the limit
     assert layout_size(single_neuron_example(engine)) == 9 + 5        # no edge crosses a rank
+    # the lecture's 4-sample MLP loss, with its own Neuron code (the figure docs/pictures.md gives)
+    rng = random.Random(1337)
+    layers = [[([engine.Value(rng.uniform(-1, 1)) for _ in range(nin)], engine.Value(rng.uniform(-1, 1)))
+               for _ in range(nout)] for nin, nout in ((3, 4), (4, 4), (4, 1))]
+    def mlp(x):
+        for layer in layers:
+            x = [sum((wi * xi for wi, xi in zip(w, x)), b).tanh() for w, b in layer]
+        return x[0]
+    xs = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, -1.0, 1.0]]
+    loss = sum((mlp(x) - y) ** 2 for x, y in zip(xs, [1.0, -1.0, -1.0, 1.0]))
+    assert layout_size(loss) == 2924
+    assert len(_collect(loss, None)[0]) == 398
 
 
 def test_a_shared_weight_chain_is_refused_quickly(engine):
