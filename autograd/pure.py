@@ -2059,8 +2059,8 @@ class Replay:
         self._enter("load")
         try:
             self._B, self._ready = len(picks), False
-            for s, numbers in loaded:
-                self._values[s] = numbers
+            for s, column in loaded:
+                self._values[s] = column
         finally:
             self._busy = False
 
