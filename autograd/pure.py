@@ -1938,6 +1938,101 @@ class Replay:
         ps = _replay_values(params, "params")
         if not outs:
             raise ValueError("Replay() needs at least one output")
+        self._record(outs, ins, ps, {})
+
+    @classmethod
+    def layered(cls, layers: Iterable[tuple[Sequence[Sequence[Value]], Sequence[Value], str]],
+                head: Callable[[list[Value], list[Value]], Iterable[Value]],
+                targets: SupportsIndex = 0, params: tuple[Value, ...] | None = None) -> "Replay":
+        """A Replay of dense layers and a head, made from their description.
+
+        The same program, bit for bit, as `Replay(head(outputs, targets),
+        inputs + targets, params)` on the graph that dense() builds layer
+        after layer; the compiled engine makes it without that graph and
+        without a slot per weight, for a fraction of the set-up.
+
+        Args:
+            layers: (weights, biases, activation) per layer, as dense() takes
+                them; a layer's rows have one weight per output of the layer
+                before (the first layer's: one per input).
+            head: Called once, with placeholder leaves for the last layer's
+                outputs and for the targets; returns the Replay's outputs.
+                They may depend on those placeholders and on constants, not
+                on the layers' parameters.
+            targets: How many target placeholders the head gets.
+            params: A tuple of the parameters in the order below (an earlier
+                layered() Replay's `params`, say), held instead of a new one
+                where it holds those very Values; any other is not used.
+
+        Returns:
+            A Replay whose inputs are the first layer's, then the targets, and
+            whose parameters (`params`) are each neuron's weights, then its
+            bias, layer after layer.
+
+        Raises:
+            TypeError: A layer is not a triple, or an item not a Value.
+            ValueError: An unknown activation, sizes that do not fit, no
+                layer, a parameter listed twice or not a leaf, a head
+                depending on a parameter or returning nothing.
+        """
+        ntargets = operator.index(targets)
+        if ntargets < 0:
+            raise ValueError(f"Replay.layered(): targets must be >= 0, not {ntargets}")
+        specs = []
+        for l, spec in enumerate(layers):
+            if type(spec) not in (list, tuple) or len(spec) != 3:
+                raise TypeError(f"Replay.layered(): layer {l} is not a (weights, biases, "
+                                f"activation) triple")
+            weights, biases, activation = spec
+            name = str.__str__(activation) if isinstance(activation, str) else None
+            if name not in _ACTIVATIONS:
+                raise ValueError(f"Replay.layered(): layer {l}'s activation is {activation!r}: "
+                                 f"choose one of {_ACTIVATIONS}")
+            specs.append(([list(row) for row in weights], list(biases), name))
+        if not specs:
+            raise ValueError("Replay.layered() needs at least one layer")
+        placeholders = [Value(0.0) for _ in specs[-1][0]]
+        target_leaves = [Value(0.0) for _ in range(ntargets)]
+        with enable_grad():     # (first, as the compiled engine calls it)
+            outs = _replay_values(head(list(placeholders), list(target_leaves)), "outputs")
+        if not outs:
+            raise ValueError("Replay.layered(): the head returned no outputs")
+        width = None
+        for l, (rows, biases, _) in enumerate(specs):
+            if not rows:
+                raise ValueError(f"Replay.layered(): layer {l} has no neurons")
+            if len(biases) != len(rows):
+                raise ValueError(f"Replay.layered(): layer {l} has {len(rows)} weight rows but "
+                                 f"{len(biases)} biases")
+            if width is not None and len(rows[0]) != width:
+                raise ValueError(f"Replay.layered(): layer {l}'s neurons take {len(rows[0])} "
+                                 f"inputs, but the layer before has {width} outputs")
+            if not rows[0]:
+                raise ValueError(f"Replay.layered(): layer {l}'s neurons have no weights")
+            for j, row in enumerate(rows):
+                if len(row) != len(rows[0]):
+                    raise ValueError(f"Replay.layered(): layer {l}'s weight row {j} has "
+                                     f"{len(row)} weights, row 0 has {len(rows[0])}")
+            width = len(rows)
+        ps = _replay_values([p for rows, biases, _ in specs for row, b in zip(rows, biases)
+                             for p in (*row, b)], "params")
+        if type(params) is tuple and len(params) == len(ps) and all(map(operator.is_, params, ps)):
+            ps = params
+        # the graph of the layers, on placeholders for the inputs; the head's
+        # placeholders stand for its outputs
+        inputs = [Value(0.0) for _ in specs[0][0][0]]
+        x = inputs
+        with enable_grad():
+            for rows, biases, activation in specs:
+                x = dense(rows, x, biases, activation)
+        self = cls.__new__(cls)
+        self._record(outs, inputs + target_leaves, ps,
+                     {id(p): v for p, v in zip(placeholders, x)})
+        return self
+
+    def _record(self, outs, ins, ps, stand_in):
+        """Record the graph of outs over ins and ps; stand_in maps a
+        placeholder's id to the Value it stands for (layered())."""
         role: dict[int, str] = {}                   # id -> "inputs" or "params"
         for what, values in (("inputs", ins), ("params", ps)):
             for k, v in enumerate(values):
@@ -1949,14 +2044,31 @@ class Replay:
                 if id(v) in role:
                     raise ValueError(f"Replay(): {what}[{k}] is both an input and a parameter")
                 role[id(v)] = what
+        head: dict[int, Value] = {}
+        if stand_in:        # the head alone: it may not reach the layers' parameters
+            seen = head = {id(v): v for v in outs}
+            stack = list(outs)
+            while stack:
+                v = stack.pop()
+                if role.get(id(v)) == "params":
+                    raise ValueError("Replay.layered(): the head's outputs depend on a parameter "
+                                     "of the layers; the head sees the layers' outputs and the "
+                                     "targets only")
+                for child in v._args:
+                    if id(child) not in seen:
+                        seen[id(child)] = child
+                        stack.append(child)
+            outs = [stand_in.get(id(v), v) for v in outs]
         # the nodes below the outputs, in creation (topological) order
         seen, stack = {id(v): v for v in outs}, list(outs)
         while stack:
             for child in stack.pop()._args:
+                child = stand_in.get(id(child), child)
                 if id(child) not in seen:
                     seen[id(child)] = child
                     stack.append(child)
-        nodes = sorted(seen.values(), key=lambda v: v._id)
+        # (the head, made before the layers, after them: it reads their outputs)
+        nodes = sorted(seen.values(), key=lambda v: (id(v) in head, v._id))
         slot = {id(v): s for s, v in enumerate(nodes)}
         # per slot: kind, child slots, batched?, needs a gradient?, custom op
         self._kinds: list[str] = []
@@ -1965,7 +2077,7 @@ class Replay:
         self._needs_grad: list[bool] = []
         self._customs, self._values = {}, []
         for s, v in enumerate(nodes):
-            kids = [slot[id(c)] for c in v._args]
+            kids = [slot[id(stand_in.get(id(c), c))] for c in v._args]
             batched = role.get(id(v)) == "inputs" or any(self._batched[c] for c in kids)
             grad_kids = kids[:1] if v._kind in _CONSTANT_EXPONENT else kids   # a constant exponent gets none
             needs_grad = role.get(id(v)) == "params" or any(self._needs_grad[c] for c in grad_kids)
@@ -2006,6 +2118,12 @@ class Replay:
     def batch_size(self):
         """The number of samples loaded (0 before load())."""
         return getattr(self, "_B", 0)
+
+    @property
+    def params(self) -> tuple[Value, ...]:
+        """The parameters, as a tuple, in the order given (layered(): each
+        neuron's weights, then its bias, layer after layer)."""
+        return self._params
 
     @property
     def threads(self) -> int:

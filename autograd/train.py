@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import threading
+import weakref
 from array import array
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +28,7 @@ try:                            # the data checked in one C loop where it is pla
     from autograd.core import _float_rows
 except ImportError:             # the pure engine alone: rows are checked one by one
     _float_rows = None  # type: ignore[assignment]
-from autograd.nn import MLP, Layer, Neuron, _engine_of_values
+from autograd.nn import MLP, Layer, Neuron, _engine_module, _engine_of_values
 from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
@@ -765,18 +766,34 @@ class _Sample:
 
     def __init__(self, model, rows):
         self.model = model
+        self.row = rows[0]
+        # this library's MLP or Layer, as Replay.layered() takes it: its
+        # replay is made from this description, not from a run (see record())
+        self.layers, module = _plain_layers(model)
+        self.params = self.inputs = self.out = self.outputs = None
+        if self.layers is not None:
+            self.engine = module
+            self.k = len(self.layers[-1][1])
+        else:
+            self.record()
+            self.k = len(self.outputs)
+
+    def record(self):
+        """Run the model on the first row, on leaves of its own (the graph
+        _Replayed records), and take its parameters, once."""
+        if self.outputs is not None:
+            return
         # one tuple, given as it is to Replay() and Block() (tuple() of a tuple
         # is itself): a pass over 400k Values costs milliseconds
-        self.params = tuple(model.parameters())
+        self.params = tuple(self.model.parameters())
         if not self.params:
             raise ValueError("the model has no parameters")
         self.engine = engine_of(self.params[0])
         Value = self.engine.Value
-        self.inputs = [Value(x) for x in rows[0]]
+        self.inputs = [Value(x) for x in self.row]
         with self.engine.enable_grad():    # the graph is recorded, even within no_grad()
-            self.out = model(self.inputs)
+            self.out = self.model(self.inputs)
         self.outputs = _output_list(self.out, Value)
-        self.k = len(self.outputs)
 
     def run_directly(self, row, per_sample=None, target=None):
         """The model's output numbers on `row` (then its per-sample loss
@@ -788,6 +805,29 @@ class _Sample:
             if per_sample is not None:
                 numbers.append(per_sample(out, _target_leaves(Value, target, self.k)).data)
         return numbers
+
+
+# Each MLP's parameters as the tuple its last layered() Replay held, while the
+# model lives: the next train(), evaluate() or predict() on it hands the tuple
+# to Replay.layered(), which holds it again where it still has the model's
+# very Values (checked pointer for pointer): making a new tuple and freeing it
+# is two passes over every parameter object (milliseconds at 4 * 10^5).
+_LAYERED_PARAMS: weakref.WeakKeyDictionary[Any, tuple[Value, ...]] = weakref.WeakKeyDictionary()
+
+
+def _plain_layers(model):
+    """(layers, engine module) for this library's own MLP or Layer (these very
+    classes, so that their run is dense() layer after layer, as
+    Replay.layered() makes it): (weights, biases, activation) per layer.
+    (None, None) for anything else."""
+    layers = model.layers if type(model) is MLP else [model] if type(model) is Layer else None
+    if not layers or any(type(layer) is not Layer or not layer.neurons for layer in layers):
+        return None, None
+    modules = {_engine_module(layer.engine) for layer in layers}
+    if len(modules) != 1:
+        return None, None
+    return [([n.w for n in layer.neurons], [n.b for n in layer.neurons], layer.activation)
+            for layer in layers], modules.pop()
 
 
 def _output_list(out, Value):
@@ -1095,15 +1135,61 @@ class _Replayed:
     CHUNK = 512                 # samples per pass in evaluate() and predict(): bounds memory
 
     def __init__(self, sample, rows, per_sample=None, targets=None, threads=1):
-        Value = sample.engine.Value
         self.sample = sample
         k = sample.k
-        outputs = sample.outputs
-        target_leaves, losses = [], []
         self.check = len(rows) - 1          # the sample usable() runs directly
         self.check_row = rows[self.check]
         self.per_sample = per_sample
         self.check_target = targets[self.check] if per_sample is not None else None
+        first = 1 if per_sample is not None else 0
+        self.loss_at = 0            # output numbers in the replay: the loss, if any,
+        self.output_at = range(first, first + k)    # then the k outputs, then for one
+        # output (0, output), whose argmax is 1 exactly where the output is > 0:
+        # what the accuracy's argmax runs over (see _hit_rule)
+        self.argmax_at = range(first + k, first + k + 2) if k == 1 else self.output_at
+        self.replay = None
+        if sample.layers is not None and _same_graph_for_any_data(sample.model, per_sample):
+            self.replay = self._layered(sample, per_sample)
+        if self.replay is None:
+            sample.record()
+            self.replay = self._recorded(sample, targets)
+        self.replay.threads = threads
+
+    def _layered(self, sample, per_sample):
+        """The replay of this library's MLP or Layer, made from its layers
+        (Replay.layered()): no graph of the model, no slot per weight.  None
+        where a parameter is listed twice (tied weights: _recorded() trains
+        each once)."""
+        Value, k = sample.engine.Value, sample.k
+
+        def head(outputs, target_leaves):
+            out = outputs[0] if k == 1 else outputs        # what the model returns
+            losses = []
+            if per_sample is not None:
+                losses = [per_sample(out, target_leaves[0] if k == 1 else target_leaves)]
+            return losses + outputs + ([Value(0.0), outputs[0]] if k == 1 else [])
+
+        try:
+            replay = sample.engine.Replay.layered(sample.layers, head,
+                                                  k if per_sample is not None else 0,
+                                                  _LAYERED_PARAMS.get(sample.model))
+        except ValueError:
+            params = [p for rows, biases, _ in sample.layers
+                      for w, b in zip(rows, biases) for p in (*w, b)]
+            if len(set(map(id, params))) == len(params):
+                raise
+            return None
+        sample.params = _LAYERED_PARAMS[sample.model] = replay.params
+        return replay
+
+    def _recorded(self, sample, targets):
+        """The replay recorded from the model's run on the first row (and its
+        loss on that row's target)."""
+        Value = sample.engine.Value
+        k = sample.k
+        per_sample = self.per_sample
+        outputs = sample.outputs
+        target_leaves, losses = [], []
         if per_sample is not None:
             target = _target_leaves(Value, targets[0], k)
             target_leaves = [target] if k == 1 else target
@@ -1112,15 +1198,10 @@ class _Replayed:
             if not isinstance(losses[0], Value):
                 raise TypeError(f"the loss must return a Value for a sample, "
                                 f"not {type(losses[0]).__name__}")
-        self.loss_at = 0            # output numbers in the replay: the loss, if any,
-        first = len(losses)         # then the k outputs, then for one output (0, output),
-        self.output_at = range(first, first + k)    # whose argmax is 1 exactly where the
-        # output is > 0: what the accuracy's argmax runs over (see _hit_rule)
-        self.argmax_at = range(first + k, first + k + 2) if k == 1 else self.output_at
         extra = [Value(0.0), outputs[0]] if k == 1 else []
         try:
-            self.replay = sample.engine.Replay(losses + outputs + extra, sample.inputs + target_leaves,
-                                               sample.params)
+            replay = sample.engine.Replay(losses + outputs + extra, sample.inputs + target_leaves,
+                                          sample.params)
         except ValueError:
             # parameters() lists a Value twice (tied weights): each is trained once,
             # as PyTorch's parameters() gives a shared one once (looked for only
@@ -1129,10 +1210,10 @@ class _Replayed:
             if len(unique) == len(sample.params):
                 raise
             sample.params = unique
-            self.replay = sample.engine.Replay(losses + outputs + extra,
-                                               sample.inputs + target_leaves, sample.params)
-        self.replay.threads = threads
+            replay = sample.engine.Replay(losses + outputs + extra,
+                                          sample.inputs + target_leaves, sample.params)
         sample.inputs = sample.out = sample.outputs = None     # recorded: the graph can go
+        return replay
 
     def usable(self, table):
         """Whether the replay gives the last sample's outputs and loss, bit
@@ -1527,7 +1608,7 @@ def train(model: Model, xs: Iterable[Any], ys: Iterable[Any], *, steps: int,
         seed = _as_int(seed)
     stepper = _make_optimizer(optimizer)
     rows, targets, sample = _check_data(model, xs, ys, loss)
-    params, k, n = sample.params, sample.k, len(rows)
+    k, n = sample.k, len(rows)
     _check_finite(rows, targets, k)
     if batch_size is not None:
         batch_size = _check_count(batch_size, "batch_size", 1, n)

@@ -84,7 +84,7 @@ from cpython.sequence cimport PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.object cimport PyTypeObject, destructor
 from cpython.ref cimport Py_INCREF, Py_DECREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy

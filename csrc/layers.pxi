@@ -34,6 +34,10 @@ cdef class _Layers:
     cdef Py_ssize_t* first              # per layer: where its members start in `members`
     cdef Py_ssize_t* size               # per layer: its number of members J
     cdef Py_ssize_t* members            # the members' slots, ascending, layer after layer
+    cdef Py_ssize_t* woff               # per member: its first weight's offset in svals
+    cdef Py_ssize_t* bslot              # per member: its bias's slot
+    cdef Py_ssize_t* nin                # per layer: its inputs,
+    cdef Py_ssize_t* inedge             # their slots: r.edges[inedge ... inedge + nin)
     cdef Py_ssize_t widest              # the most members of a layer
     # the kernels' arguments: rows, one per member (w, bias, out, g, gw) or input (xs, gx)
     cdef const double** w
@@ -48,6 +52,7 @@ cdef class _Layers:
 
     def __dealloc__(self):
         free(self.of); free(self.first); free(self.size); free(self.members)
+        free(self.woff); free(self.bslot); free(self.nin); free(self.inedge)
         free(self.w); free(self.bias); free(self.out); free(self.g); free(self.gw)
         free(self.xs); free(self.gx); free(self.gk)
 
@@ -57,16 +62,11 @@ cdef class _Layers:
         cdef bint candidate
         cdef Py_ssize_t* uses = <Py_ssize_t*>calloc(n + 1, sizeof(Py_ssize_t))
         cdef uint8_t* reads = <uint8_t*>calloc(n + 1, 1)   # 1: an input of the open layer
-        self.of = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
-        self.first = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
-        self.size = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
-        self.members = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
         try:
-            if (uses == NULL or reads == NULL or self.of == NULL or self.first == NULL
-                    or self.size == NULL or self.members == NULL):
+            if uses == NULL or reads == NULL:
                 raise MemoryError()
+            self.reserve(n, n, n)
             for s in range(n):
-                self.of[s] = -1
                 for k in range(_child_count(r, s)):
                     uses[_child(r, s, k)] += 1
             for s in range(n):
@@ -89,6 +89,45 @@ cdef class _Layers:
             free(reads)
         return 0
 
+    cdef int reserve(self, Py_ssize_t slots, Py_ssize_t layers, Py_ssize_t members) except -1:
+        """Room for `layers` layers of `members` members in all, over `slots`
+        slots (none of them a member yet)."""
+        cdef Py_ssize_t s
+        self.of = <Py_ssize_t*>malloc((slots + 1) * sizeof(Py_ssize_t))
+        self.first = <Py_ssize_t*>malloc((layers + 1) * sizeof(Py_ssize_t))
+        self.size = <Py_ssize_t*>malloc((layers + 1) * sizeof(Py_ssize_t))
+        self.nin = <Py_ssize_t*>malloc((layers + 1) * sizeof(Py_ssize_t))
+        self.inedge = <Py_ssize_t*>malloc((layers + 1) * sizeof(Py_ssize_t))
+        self.members = <Py_ssize_t*>malloc((members + 1) * sizeof(Py_ssize_t))
+        self.woff = <Py_ssize_t*>malloc((members + 1) * sizeof(Py_ssize_t))
+        self.bslot = <Py_ssize_t*>malloc((members + 1) * sizeof(Py_ssize_t))
+        if (self.of == NULL or self.first == NULL or self.size == NULL or self.nin == NULL
+                or self.inedge == NULL or self.members == NULL or self.woff == NULL
+                or self.bslot == NULL):
+            raise MemoryError()
+        for s in range(slots):
+            self.of[s] = -1
+        return 0
+
+    cdef void add(self, Replay r, Py_ssize_t inedge, Py_ssize_t nin, const Py_ssize_t* slots,
+                  const Py_ssize_t* woff, const Py_ssize_t* bslot, Py_ssize_t J) noexcept:
+        """A layer made as one (Replay.layered()): its J members' slots
+        (ascending), weights and biases, reading the nin slots at
+        r.edges[inedge...]."""
+        cdef Py_ssize_t start = 0, j
+        if self.count > 0:
+            start = self.first[self.count - 1] + self.size[self.count - 1]
+        self.first[self.count], self.size[self.count] = start, J
+        self.nin[self.count], self.inedge[self.count] = nin, inedge
+        for j in range(J):
+            self.members[start + j] = slots[j]
+            self.woff[start + j] = woff[j]
+            self.bslot[start + j] = bslot[j]
+            self.of[slots[j]] = self.count
+            r.kind[slots[j]] |= LAYER
+        self.widest = max(self.widest, J)
+        self.count += 1
+
     cdef Py_ssize_t _open(self, Replay r, Py_ssize_t s, uint8_t* reads):
         """Start a layer with neuron s as its first member; mark its inputs."""
         cdef Py_ssize_t e = r.ka[s], nin = (r.kb[s] - 1) // 2, k, start = 0
@@ -108,7 +147,11 @@ cdef class _Layers:
             reads[r.edges[e + 1 + nin + k]] = 0
         if J < 2:
             return 0
+        self.nin[self.count], self.inedge[self.count] = nin, e + 1 + nin
         for k in range(J):
+            e = r.ka[self.members[start + k]]
+            self.woff[start + k] = r.off[r.edges[e + 1]]
+            self.bslot[start + k] = r.edges[e]
             self.of[self.members[start + k]] = self.count
             r.kind[self.members[start + k]] |= LAYER
         self.widest = max(self.widest, J)
@@ -141,11 +184,10 @@ cdef class _Layers:
         self._inputs(r, s, &L)
         L.J = self.size[lid]
         for j in range(L.J):
-            m = self.members[self.first[lid] + j]
-            e = r.ka[m]
-            self.w[j] = r.svals + r.off[r.edges[e + 1]]
-            self.bias[j] = r.svals[r.off[r.edges[e]]]
-            self.out[j] = r.bvals + r.off[m] * r.stride
+            m = self.first[lid] + j
+            self.w[j] = r.svals + self.woff[m]
+            self.bias[j] = r.svals[r.off[self.bslot[m]]]
+            self.out[j] = r.bvals + r.off[self.members[m]] * r.stride
         L.w, L.bias, L.out = self.w, self.bias, self.out
         with nogil:
             self.last_threads = layer_forward(&L, r.nthreads)
@@ -155,24 +197,24 @@ cdef class _Layers:
         """The chain rule of the layer whose first member is slot s, for its
         members the sweep from `root` reached, last to first."""
         cdef lk_layer L
-        cdef Py_ssize_t lid = self.of[s], j, k, m, e, c, bias
+        cdef Py_ssize_t lid = self.of[s], j, k, m, s_m, c, bias
         self._inputs(r, s, &L)
         L.J = 0
         for j in range(self.size[lid] - 1, -1, -1):
-            m = self.members[self.first[lid] + j]
-            if m > root:
+            m = self.first[lid] + j
+            s_m = self.members[m]
+            if s_m > root:
                 continue
-            e = r.ka[m]
-            bias = r.edges[e]
+            bias = self.bslot[m]
             if r.kind[bias] & NEEDS_GRAD:
-                r.sgrad[r.off[bias]] += batch_sum(r.bgrad + r.off[m] * r.stride, r.B)
-            self.w[L.J] = r.svals + r.off[r.edges[e + 1]]
-            self.g[L.J] = r.bgrad + r.off[m] * r.stride
-            self.gw[L.J] = r.sgrad + r.off[r.edges[e + 1]]
+                r.sgrad[r.off[bias]] += batch_sum(r.bgrad + r.off[s_m] * r.stride, r.B)
+            self.w[L.J] = r.svals + self.woff[m]
+            self.g[L.J] = r.bgrad + r.off[s_m] * r.stride
+            self.gw[L.J] = r.sgrad + self.woff[m]
             L.J += 1
         L.m = 0
         for k in range(L.n):
-            c = r.edges[r.ka[s] + 1 + L.n + k]
+            c = r.edges[self.inedge[lid] + k]
             if r.kind[c] & NEEDS_GRAD:
                 self.gx[L.m] = r.bgrad + r.off[c] * r.stride
                 self.gk[L.m] = k
@@ -184,12 +226,12 @@ cdef class _Layers:
         return 0
 
     cdef void _inputs(self, Replay r, Py_ssize_t s, lk_layer* L) noexcept:
-        """The layer's input rows (those of its first member, slot s)."""
-        cdef Py_ssize_t e = r.ka[s], k
-        L.n = (r.kb[s] - 1) // 2
+        """The input rows of the layer whose first member is slot s."""
+        cdef Py_ssize_t lid = self.of[s], e = self.inedge[lid], k
+        L.n = self.nin[lid]
         L.B = r.B
         for k in range(L.n):
-            self.xs[k] = r.bvals + r.off[r.edges[e + 1 + L.n + k]] * r.stride
+            self.xs[k] = r.bvals + r.off[r.edges[e + k]] * r.stride
         L.xs = self.xs
 
 

@@ -229,14 +229,13 @@ cdef class Replay:
     cdef const double** xrows           # its input rows
     cdef double** gxrows                # their gradient rows (NULL: none needed)
     cdef Py_ssize_t* input_slot         # -1: not used by the outputs
-    cdef Py_ssize_t* param_slot
-    cdef Py_ssize_t* param_off          # their offsets in svals (-1: not used)
+    cdef Py_ssize_t* param_off          # their offsets in svals (-1: not used; NULL: k for each k)
     cdef _Runs param_runs               # their nodes, in runs (runs.pxi)
     cdef Py_ssize_t* output_slot
     cdef Py_ssize_t ninputs, nparams, noutputs
     cdef Py_ssize_t B                   # the batch loaded; 0 before load()
     cdef Py_ssize_t stride              # doubles from one batched row to the next (>= B)
-    cdef tuple params                   # owned: their handles stay valid
+    cdef tuple ps                       # the params, owned: their handles stay valid
     cdef dict customs                   # slot -> _Custom of an autograd.function node
     cdef bint busy                      # a method is running (see the top)
     cdef bint ready                     # forward() completed for the batch loaded
@@ -253,7 +252,7 @@ cdef class Replay:
         free(self.edges); free(self.interior); free(self.svals); free(self.sgrad); free(self.bvals)
         free(self.bgrad); free(self.scratch); free(self.wbuf)
         free(self.gwbuf); free(self.xrows); free(self.gxrows)
-        free(self.input_slot); free(self.param_slot); free(self.param_off); free(self.output_slot)
+        free(self.input_slot); free(self.param_off); free(self.output_slot)
 
     def __reduce__(self):
         raise TypeError("a Replay cannot be pickled: it points into one process's graph; "
@@ -281,7 +280,7 @@ cdef class Replay:
             _replay_nodes(ps, at + len(ins), "params")
             if not outs:
                 raise ValueError("Replay() needs at least one output")
-            self.params = ps
+            self.ps = ps
             self.ninputs, self.nparams, self.noutputs = len(ins), len(ps), len(outs)
             self._record(outs, at, at + len(ins))
         finally:
@@ -293,10 +292,9 @@ cdef class Replay:
     cdef int _record(self, tuple outs, const Py_ssize_t* in_at, const Py_ssize_t* param_at) except -1:
         """Record the graph; in_at and param_at are the inputs' and the
         parameters' nodes, read since the last point where Python code ran."""
-        cdef Py_ssize_t top = 0, i, k, e, s, c, first, count, nedges = 0
+        cdef Py_ssize_t top = 0, i, k, e, s, nedges
         cdef uint8_t* role = NULL          # per node: 1 reachable, 2 input, 4 parameter
         cdef Py_ssize_t* slot_of = NULL
-        cdef _Custom info
         try:
             for v in outs:
                 _check(<Value>v)
@@ -314,100 +312,25 @@ cdef class Replay:
             # reachable from the outputs: one downward sweep (children are below)
             for v in outs:
                 role[(<Value>v).idx] |= 1
-            for i in range(top - 1, -1, -1):
-                if not (role[i] & 1):
-                    continue
-                self.n += 1
-                if _is_nary(A.op[i]):
-                    nedges += A.b[i]
-                    self.width = max(self.width, A.b[i])
-                    for k in range(A.a[i], A.a[i] + A.b[i]):
-                        role[A.edges[k]] |= 1
-                elif A.op[i] != LEAF:
-                    role[A.a[i]] |= 1
-                    if A.b[i] >= 0:
-                        role[A.b[i]] |= 1
+            nedges = self._reach(role, top, 0)
             self._allocate(nedges)
+            self.param_off = <Py_ssize_t*>malloc((self.nparams + 1) * sizeof(Py_ssize_t))
+            if self.param_off == NULL:
+                raise MemoryError()
             # slots in index order: a child's slot is below its parent's
             s = 0
             e = 0
             for i in range(top):
-                if not (role[i] & 1):
-                    continue
-                slot_of[i] = s
-                self.op[s] = A.op[i]
-                if A.op[i] != LEAF:
-                    self.interior[self.ninterior] = s
-                    self.ninterior += 1
-                if A.op[i] == LEAF:
-                    if role[i] & 2:
-                        self.kind[s] = BATCHED
-                    elif role[i] & 4:
-                        self.kind[s] = NEEDS_GRAD
-                    else:
-                        self.kind[s] = CONSTANT
-                elif _is_nary(A.op[i]):
-                    first, count = A.a[i], A.b[i]
-                    self.ka[s], self.kb[s] = e, count
-                    for k in range(count):
-                        c = slot_of[A.edges[first + k]]
-                        self.edges[e + k] = c
-                        self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
-                    e += count
-                    if A.op[i] == DOT:
-                        self._mark_neuron(s)
-                    elif A.op[i] == CUSTOM:
-                        info = (<Value>A.handle[i]).custom if A.handle[i] != NULL else None
-                        if info is None or info.forward is None or info.partials is None:
-                            raise RuntimeError(
-                                "Replay() cannot replay the custom node '%s': its chain rule is "
-                                "a Python `_backward` (it was made by Value(data, _children, _op), "
-                                "or its `_backward` was assigned), not a forward formula and "
-                                "partials. Make the op with autograd.function(forward, *partials) "
-                                "to replay it."
-                                % (info.op if info is not None else ""))
-                        if len(info.partials) != count:
-                            raise RuntimeError("Replay(): the custom node '%s' has %d inputs "
-                                               "for %d partial derivatives"
-                                               % (info.op, count, len(info.partials)))
-                        self.customs[s] = info
-                else:
-                    c = slot_of[A.a[i]]
-                    self.ka[s] = c
-                    self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
-                    self.kb[s] = -1
-                    if A.b[i] >= 0:
-                        c = slot_of[A.b[i]]
-                        self.kb[s] = c
-                        if A.op[i] != POWC and A.op[i] != IPOWC:    # a constant exponent: no gradient
-                            self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
-                        else:
-                            self.kind[s] |= self.kind[c] & BATCHED
-                if self.kind[s] & BATCHED:
-                    self.off[s] = self.nbatched
-                    self.nbatched += 1
-                else:
-                    self.off[s] = self.nshared
-                    self.nshared += 1
-                s += 1
-            self.svals = <double*>calloc(self.nshared + 1, sizeof(double))
-            self.sgrad = <double*>calloc(self.nshared + 1, sizeof(double))
-            self.wbuf = <double*>malloc((self.width + 1) * sizeof(double))
-            self.gwbuf = <double*>malloc((self.width + 1) * sizeof(double))
-            self.xrows = <const double**>malloc((self.width + 1) * sizeof(double*))
-            self.gxrows = <double**>malloc((self.width + 1) * sizeof(double*))
-            if (self.svals == NULL or self.sgrad == NULL or self.wbuf == NULL or self.gwbuf == NULL
-                    or self.xrows == NULL or self.gxrows == NULL):
-                raise MemoryError()
-            for i in range(top):                    # constants keep today's data
-                if role[i] & 1 and self.kind[slot_of[i]] & CONSTANT:
-                    self.svals[self.off[slot_of[i]]] = A.data[i]
+                if role[i] & 1:
+                    slot_of[i] = s
+                    e = self._node_slot(i, s, e, role, slot_of)
+                    s += 1
+            self._allocate_numbers(top, role, slot_of)
             for k in range(self.ninputs):
                 i = in_at[k]
                 self.input_slot[k] = slot_of[i] if role[i] & 1 else -1
             for k in range(self.nparams):
                 i = param_at[k]
-                self.param_slot[k] = slot_of[i] if role[i] & 1 else -1
                 self.param_off[k] = self.off[slot_of[i]] if role[i] & 1 else -1
             self.param_runs = _Runs()
             self.param_runs.made_of(param_at, self.param_off, self.nparams)
@@ -420,6 +343,320 @@ cdef class Replay:
             free(slot_of)
         return 0
 
+    @classmethod
+    def layered(cls, layers, head, targets=0, params=None):
+        """A Replay of dense layers and a head, made from their description
+        without running them: the same program, bit for bit, as
+        Replay(head(model outputs, targets), inputs + targets, params) on
+        the graph that dense() builds layer after layer, for a fraction of
+        the set-up (no graph of the layers, no slot per weight).
+
+        layers: (weights, biases, activation) per layer, as dense() takes
+        them; a layer's rows have one weight per output of the layer before
+        (the first layer's: one per input).  head(outputs, targets) is called
+        once, with placeholder leaves for the last layer's outputs and for
+        `targets` targets, and returns the Replay's outputs.  The inputs are
+        the first layer's, then the targets; the parameters (`params`) each
+        neuron's weights then its bias, layer after layer.  Given `params`, a
+        tuple of those very Values in that order (an earlier layered()
+        Replay's, say), the Replay holds it instead of a tuple of its own:
+        making and freeing one is a pass over every parameter object.  Any
+        other tuple is not used."""
+        cdef Replay self = Replay.__new__(Replay)
+        cdef Py_ssize_t ntargets = operator.index(targets), nlayers, l, last
+        if ntargets < 0:
+            raise ValueError("Replay.layered(): targets must be >= 0, not %d" % ntargets)
+        # 1. Python-level input: the layers' lists (converted where they are
+        #    not lists or tuples), the head's outputs over new placeholders.
+        #    From step 2 on the lists are read as they are then.
+        cdef list rows_of = [], biases_of = []
+        cdef array.array acts = array.array("B")
+        for l, spec in enumerate(layers):
+            if not _is_list_or_tuple(spec) or len(spec) != 3:
+                raise TypeError("Replay.layered(): layer %d is not a (weights, biases, "
+                                "activation) triple" % l)
+            weights, biases, activation = spec
+            act_name = _exact_str(activation, "activation") if isinstance(activation, str) else None
+            if act_name is None or act_name not in _ACTIVATIONS:
+                raise ValueError("Replay.layered(): layer %d's activation is %r: choose one of %s"
+                                 % (l, activation, tuple(_ACTIVATIONS)))
+            acts.append(_ACTIVATIONS[act_name])
+            rows_of.append(weights if _rows_are_lists_or_tuples(weights)
+                           else [row if _is_list_or_tuple(row) else list(row) for row in weights])
+            biases_of.append(biases if _is_list_or_tuple(biases) else list(biases))
+        nlayers = len(rows_of)
+        if nlayers == 0:
+            raise ValueError("Replay.layered() needs at least one layer")
+        last = len(rows_of[nlayers - 1])
+        placeholders = [Value(0.0) for _ in range(last)]
+        target_leaves = [Value(0.0) for _ in range(ntargets)]
+        with enable_grad():
+            result = head(list(placeholders), list(target_leaves))
+        cdef tuple outs = _replay_values(result, "outputs")
+        if not outs:
+            raise ValueError("Replay.layered(): the head returned no outputs")
+        self.customs = {}
+        cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc((2 * nlayers + 1) * sizeof(Py_ssize_t))
+        cdef Py_ssize_t* at = NULL
+        cdef tuple ps
+        if sizes == NULL:
+            raise MemoryError()
+        # 2./3. no Python code runs from reading the lists to the end of the
+        # recording: the GC is paused
+        cdef int gc_was_on = PyGC_Disable()
+        try:
+            ps = _layer_params(rows_of, biases_of, sizes, nlayers,
+                               params if type(params) is tuple else None)
+            at = <Py_ssize_t*>malloc((len(ps) + last + ntargets + 1) * sizeof(Py_ssize_t))
+            if at == NULL:
+                raise MemoryError()
+            _replay_nodes(ps, at, "params")
+            _replay_nodes(tuple(placeholders), at + len(ps), "outputs")
+            _replay_nodes(tuple(target_leaves), at + len(ps) + last, "targets")
+            self.ps = ps
+            self.ninputs, self.nparams, self.noutputs = sizes[1] + ntargets, len(ps), len(outs)
+            self._record_layered(outs, sizes, acts.data.as_uchars, nlayers, at,
+                                 at + len(ps), at + len(ps) + last, ntargets)
+        finally:
+            if gc_was_on:
+                PyGC_Enable()
+            free(sizes)
+            free(at)
+        self.recorded = True
+        return self
+
+    cdef int _record_layered(self, tuple outs, const Py_ssize_t* sizes, const uint8_t* acts,
+                             Py_ssize_t nlayers, const Py_ssize_t* param_at,
+                             const Py_ssize_t* out_at, const Py_ssize_t* target_at,
+                             Py_ssize_t ntargets) except -1:
+        """The program of layered(): the layers' slots (sizes[2l], sizes[2l+1]:
+        layer l's neurons and inputs), then the head's, recorded from the
+        arena as _record() does, its placeholders (out_at) standing for the
+        last layer's outputs.  The parameters take the first offsets of the
+        shared values, in their own order (param_off is NULL: parameter k's
+        offset is k, and no parameter is left out), so a model
+        whose parameters follow each other in the arena is one run."""
+        cdef Py_ssize_t top = 0, i, k, j, l, e, s, p = 0, J, n, nedges = 0, nslots, nmembers = 0
+        cdef Py_ssize_t prev_first = 0, prev_step = 1, first_bias, inedge, n0 = sizes[1]
+        cdef uint8_t* role = NULL          # per node: 1 reachable, 2 target, 4 parameter, 8 placeholder
+        cdef Py_ssize_t* slot_of = NULL
+        cdef Py_ssize_t* member = NULL     # a layer's members: slots, weights' offsets, biases' slots
+        try:
+            for v in outs:
+                _check(<Value>v)
+                top = max(top, (<Value>v).idx + 1)
+            for k in range(self.nparams):
+                top = max(top, param_at[k] + 1)
+            for k in range(sizes[2 * nlayers - 2]):
+                top = max(top, out_at[k] + 1)
+            for k in range(ntargets):
+                top = max(top, target_at[k] + 1)
+            role = <uint8_t*>calloc(top, 1)
+            slot_of = <Py_ssize_t*>malloc(top * sizeof(Py_ssize_t))
+            if role == NULL or slot_of == NULL:
+                raise MemoryError()
+            _replay_roles(role, param_at, self.nparams, 4, "params")
+            for k in range(sizes[2 * nlayers - 2]):
+                role[out_at[k]] |= 8
+            for k in range(ntargets):
+                role[target_at[k]] |= 2
+            for v in outs:
+                role[(<Value>v).idx] |= 1
+            nedges = self._reach(role, top, 4)
+            for k in range(sizes[2 * nlayers - 2]):      # the placeholders have no slots
+                if role[out_at[k]] & 1:
+                    self.n -= 1
+            nslots = n0
+            for l in range(nlayers):
+                J, n = sizes[2 * l], sizes[2 * l + 1]
+                nslots += J * (3 if acts[l] != LEAF else 2)
+                nedges += n
+                nmembers += J
+                self.width = max(self.width, n)
+            self.n += nslots
+            self._allocate(nedges)
+            self.layers = _Layers()
+            self.layers.reserve(self.n, nlayers, nmembers)
+            member = <Py_ssize_t*>malloc(3 * (nmembers + 1) * sizeof(Py_ssize_t))
+            if member == NULL:
+                raise MemoryError()
+            # the inputs, then each layer: its biases, then each neuron and its
+            # activation (as dense() makes them); its inputs, the slots of the
+            # layer before's outputs, are its edges
+            self.nshared = self.nparams
+            for s in range(n0):
+                self.kind[s] = BATCHED
+                self._number(s)
+                self.input_slot[s] = s
+            s = n0
+            e = 0
+            for l in range(nlayers):
+                J, n = sizes[2 * l], sizes[2 * l + 1]
+                inedge = e
+                for k in range(n):
+                    self.edges[e + k] = prev_first + k * prev_step
+                e += n
+                first_bias = s
+                for j in range(J):
+                    self.kind[s] = NEEDS_GRAD
+                    self.off[s] = p + j * (n + 1) + n
+                    s += 1
+                for j in range(J):
+                    self.op[s] = DOT
+                    self.kind[s] = BATCHED | NEEDS_GRAD | NEURON
+                    self.ka[s], self.kb[s] = inedge, n
+                    self._number(s)
+                    self.interior[self.ninterior] = s
+                    self.ninterior += 1
+                    member[j], member[J + j], member[2 * J + j] = s, p + j * (n + 1), first_bias + j
+                    s += 1
+                    if acts[l] != LEAF:
+                        self.op[s] = acts[l]
+                        self.kind[s] = BATCHED | NEEDS_GRAD
+                        self.ka[s], self.kb[s] = s - 1, -1
+                        self._number(s)
+                        self.interior[self.ninterior] = s
+                        self.ninterior += 1
+                        s += 1
+                self.layers.add(self, inedge, n, member, member + J, member + 2 * J, J)
+                prev_first = first_bias + J + (1 if acts[l] != LEAF else 0)
+                prev_step = 2 if acts[l] != LEAF else 1
+                p += J * (n + 1)
+            for k in range(sizes[2 * nlayers - 2]):
+                slot_of[out_at[k]] = prev_first + k * prev_step
+            # the head: the nodes reached, in index order, its placeholders
+            # standing for the last layer's outputs
+            for i in range(top):
+                if role[i] & 1 and not (role[i] & 8):
+                    slot_of[i] = s
+                    e = self._node_slot(i, s, e, role, slot_of)
+                    s += 1
+            self._allocate_numbers(top, role, slot_of)
+            for k in range(ntargets):
+                i = target_at[k]
+                self.input_slot[n0 + k] = slot_of[i] if role[i] & 1 else -1
+            self.param_runs = _Runs()
+            self.param_runs.made_of(param_at, self.param_off, self.nparams)
+            for k in range(self.noutputs):
+                self.output_slot[k] = slot_of[(<Value>outs[k]).idx]
+            self.layers._allocate(self.width)
+        finally:
+            free(role)
+            free(slot_of)
+            free(member)
+        return 0
+
+    cdef Py_ssize_t _reach(self, uint8_t* role, Py_ssize_t top, uint8_t refused) except -1:
+        """Mark (role 1) every node below the nodes marked so far, in one
+        downward sweep (children are below); count them in self.n, the
+        widest n-ary node in self.width; return their edges.  A node whose
+        role has a bit of `refused` is an error (Replay.layered())."""
+        cdef Py_ssize_t i, k, nedges = 0
+        for i in range(top - 1, -1, -1):
+            if not (role[i] & 1):
+                continue
+            if role[i] & refused:
+                raise ValueError("Replay.layered(): the head's outputs depend on a parameter "
+                                 "of the layers; the head sees the layers' outputs and the "
+                                 "targets only")
+            self.n += 1
+            if _is_nary(A.op[i]):
+                nedges += A.b[i]
+                self.width = max(self.width, A.b[i])
+                for k in range(A.a[i], A.a[i] + A.b[i]):
+                    role[A.edges[k]] |= 1
+            elif A.op[i] != LEAF:
+                role[A.a[i]] |= 1
+                if A.b[i] >= 0:
+                    role[A.b[i]] |= 1
+        return nedges
+
+    cdef Py_ssize_t _node_slot(self, Py_ssize_t i, Py_ssize_t s, Py_ssize_t e, const uint8_t* role,
+                               const Py_ssize_t* slot_of) except -1:
+        """Node i of the arena as slot s, its edges (if n-ary) from edge e on;
+        returns the next free edge.  role: 2 an input, 4 a parameter."""
+        cdef Py_ssize_t k, c, first, count
+        cdef _Custom info
+        self.op[s] = A.op[i]
+        if A.op[i] != LEAF:
+            self.interior[self.ninterior] = s
+            self.ninterior += 1
+        if A.op[i] == LEAF:
+            if role[i] & 2:
+                self.kind[s] = BATCHED
+            elif role[i] & 4:
+                self.kind[s] = NEEDS_GRAD
+            else:
+                self.kind[s] = CONSTANT
+        elif _is_nary(A.op[i]):
+            first, count = A.a[i], A.b[i]
+            self.ka[s], self.kb[s] = e, count
+            for k in range(count):
+                c = slot_of[A.edges[first + k]]
+                self.edges[e + k] = c
+                self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
+            e += count
+            if A.op[i] == DOT:
+                self._mark_neuron(s)
+            elif A.op[i] == CUSTOM:
+                info = (<Value>A.handle[i]).custom if A.handle[i] != NULL else None
+                if info is None or info.forward is None or info.partials is None:
+                    raise RuntimeError(
+                        "Replay() cannot replay the custom node '%s': its chain rule is "
+                        "a Python `_backward` (it was made by Value(data, _children, _op), "
+                        "or its `_backward` was assigned), not a forward formula and "
+                        "partials. Make the op with autograd.function(forward, *partials) "
+                        "to replay it."
+                        % (info.op if info is not None else ""))
+                if len(info.partials) != count:
+                    raise RuntimeError("Replay(): the custom node '%s' has %d inputs "
+                                       "for %d partial derivatives"
+                                       % (info.op, count, len(info.partials)))
+                self.customs[s] = info
+        else:
+            c = slot_of[A.a[i]]
+            self.ka[s] = c
+            self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
+            self.kb[s] = -1
+            if A.b[i] >= 0:
+                c = slot_of[A.b[i]]
+                self.kb[s] = c
+                if A.op[i] != POWC and A.op[i] != IPOWC:    # a constant exponent: no gradient
+                    self.kind[s] |= self.kind[c] & (BATCHED | NEEDS_GRAD)
+                else:
+                    self.kind[s] |= self.kind[c] & BATCHED
+        self._number(s)
+        return e
+
+    cdef inline void _number(self, Py_ssize_t s) noexcept:
+        """Slot s's place among the batched rows or the shared values."""
+        if self.kind[s] & BATCHED:
+            self.off[s] = self.nbatched
+            self.nbatched += 1
+        else:
+            self.off[s] = self.nshared
+            self.nshared += 1
+
+    cdef int _allocate_numbers(self, Py_ssize_t top, const uint8_t* role,
+                               const Py_ssize_t* slot_of) except -1:
+        """The shared values and the buffers of the general sweeps; the
+        constants (nodes below `top` reached, role 1, as CONSTANT slots)
+        keep today's data."""
+        cdef Py_ssize_t i
+        self.svals = <double*>calloc(self.nshared + 1, sizeof(double))
+        self.sgrad = <double*>calloc(self.nshared + 1, sizeof(double))
+        self.wbuf = <double*>malloc((self.width + 1) * sizeof(double))
+        self.gwbuf = <double*>malloc((self.width + 1) * sizeof(double))
+        self.xrows = <const double**>malloc((self.width + 1) * sizeof(double*))
+        self.gxrows = <double**>malloc((self.width + 1) * sizeof(double*))
+        if (self.svals == NULL or self.sgrad == NULL or self.wbuf == NULL or self.gwbuf == NULL
+                or self.xrows == NULL or self.gxrows == NULL):
+            raise MemoryError()
+        for i in range(top):
+            if role[i] & 1 and self.kind[slot_of[i]] & CONSTANT:
+                self.svals[self.off[slot_of[i]]] = A.data[i]
+        return 0
+
     cdef int _allocate(self, Py_ssize_t nedges) except -1:
         cdef Py_ssize_t n = self.n + 1
         self.op = <uint8_t*>calloc(n, 1)
@@ -430,13 +667,12 @@ cdef class Replay:
         self.edges = <Py_ssize_t*>calloc(nedges + 1, sizeof(Py_ssize_t))
         self.interior = <Py_ssize_t*>calloc(n, sizeof(Py_ssize_t))
         self.input_slot = <Py_ssize_t*>calloc(self.ninputs + 1, sizeof(Py_ssize_t))
-        self.param_slot = <Py_ssize_t*>calloc(self.nparams + 1, sizeof(Py_ssize_t))
-        self.param_off = <Py_ssize_t*>calloc(self.nparams + 1, sizeof(Py_ssize_t))
+        self.param_off = NULL
         self.output_slot = <Py_ssize_t*>calloc(self.noutputs + 1, sizeof(Py_ssize_t))
         if (self.op == NULL or self.kind == NULL or self.off == NULL or self.ka == NULL
                 or self.kb == NULL or self.edges == NULL or self.interior == NULL
                 or self.input_slot == NULL
-                or self.param_slot == NULL or self.param_off == NULL or self.output_slot == NULL):
+                or self.output_slot == NULL):
             raise MemoryError()
         return 0
 
@@ -492,6 +728,12 @@ cdef class Replay:
             return {"sizes": [], "threads_used": 0}
         return {"sizes": [self.layers.size[k] for k in range(self.layers.count)],
                 "threads_used": self.layers.last_threads}
+
+    @property
+    def params(self):
+        """The parameters, as a tuple, in the order given (layered(): each
+        neuron's weights, then its bias, layer after layer)."""
+        return self.ps
 
     @property
     def threads(self):
@@ -600,7 +842,7 @@ cdef class Replay:
     def forward(self):
         """Compute every slot for every sample of the batch loaded."""
         cdef Py_ssize_t k, s
-        cdef tuple params = self.params
+        cdef tuple params = self.ps
         self._enter("forward")
         try:
             if self.B == 0:
@@ -806,7 +1048,7 @@ cdef class Replay:
         seed * (output j of sample 0 + ... + of sample B-1)."""
         cdef Py_ssize_t root = self._output(j, "backward"), k, s
         cdef double g0 = _real(seed, "the seed")
-        cdef tuple params = self.params
+        cdef tuple params = self.ps
         self._enter("backward")
         try:
             if not self.ready:
@@ -1029,6 +1271,88 @@ cdef int _replay_roles(uint8_t* role, const Py_ssize_t* nodes, Py_ssize_t n, uin
             raise ValueError("Replay(): %s[%d] is both an input and a parameter" % (what, k))
         role[i] |= bit
     return 0
+
+
+cdef tuple _layer_params(list rows_of, list biases_of, Py_ssize_t* sizes, Py_ssize_t nlayers,
+                         tuple reuse):
+    """Replay.layered()'s parameters in one tuple: each neuron's weights,
+    then its bias, layer after layer (`reuse` where it holds those very
+    Values); sizes[2l], sizes[2l+1] get layer l's neurons and inputs.  Reads
+    the lists as they are; runs no Python code (the caller pauses the GC)."""
+    cdef Py_ssize_t l, j, k, J, n, total = 0, p = 0
+    cdef object rows, biases, row
+    cdef PyObject* item
+    for l in range(nlayers):
+        rows, biases = rows_of[l], biases_of[l]
+        J = PySequence_Fast_GET_SIZE(rows)
+        if J == 0:
+            raise ValueError("Replay.layered(): layer %d has no neurons" % l)
+        if PySequence_Fast_GET_SIZE(biases) != J:
+            raise ValueError("Replay.layered(): layer %d has %d weight rows but %d biases"
+                             % (l, J, PySequence_Fast_GET_SIZE(biases)))
+        for j in range(J):
+            row = <object>PySequence_Fast_GET_ITEM(rows, j)
+            if not _is_list_or_tuple(row):          # only if the rows changed meanwhile
+                raise TypeError("Replay.layered(): layer %d's weight row %d is not a sequence"
+                                % (l, j))
+            n = PySequence_Fast_GET_SIZE(row)
+            if j == 0 and l > 0 and n != sizes[2 * l - 2]:
+                raise ValueError("Replay.layered(): layer %d's neurons take %d inputs, but the "
+                                 "layer before has %d outputs" % (l, n, sizes[2 * l - 2]))
+            if j == 0 and n == 0:
+                raise ValueError("Replay.layered(): layer %d's neurons have no weights" % l)
+            if j > 0 and n != sizes[2 * l + 1]:
+                raise ValueError("Replay.layered(): layer %d's weight row %d has %d weights, "
+                                 "row 0 has %d" % (l, j, n, sizes[2 * l + 1]))
+            sizes[2 * l + 1] = n
+        sizes[2 * l] = J
+        total += J * (sizes[2 * l + 1] + 1)
+    if reuse is not None and _holds_layer_params(reuse, rows_of, biases_of, sizes, nlayers, total):
+        return reuse
+    cdef tuple ps = PyTuple_New(total)
+    cdef int tracked = 0
+    for l in range(nlayers):
+        rows, biases = rows_of[l], biases_of[l]
+        for j in range(sizes[2 * l]):
+            row = <object>PySequence_Fast_GET_ITEM(rows, j)
+            for k in range(sizes[2 * l + 1]):
+                item = PySequence_Fast_GET_ITEM(row, k)
+                tracked |= PyObject_GC_IsTracked(<object>item)
+                Py_INCREF(<object>item)
+                PyTuple_SET_ITEM(ps, p, <object>item)
+                p += 1
+            item = PySequence_Fast_GET_ITEM(biases, j)
+            tracked |= PyObject_GC_IsTracked(<object>item)
+            Py_INCREF(<object>item)
+            PyTuple_SET_ITEM(ps, p, <object>item)
+            p += 1
+    if not tracked:
+        # the Values are untracked (handles, build.pxi): the GC would visit
+        # the tuple's 4 * 10^5 items to find that out, and untrack it then
+        PyObject_GC_UnTrack(<PyObject*>ps)
+    return ps
+
+
+cdef bint _holds_layer_params(tuple ps, list rows_of, list biases_of, const Py_ssize_t* sizes,
+                              Py_ssize_t nlayers, Py_ssize_t total) noexcept:
+    """ps holds the layers' parameters in _layer_params' order: pointers
+    compared, no Value read (runs no Python code)."""
+    cdef Py_ssize_t l, j, k, p = 0
+    cdef object rows, row
+    if PyTuple_GET_SIZE(ps) != total:
+        return False
+    for l in range(nlayers):
+        rows = rows_of[l]
+        for j in range(sizes[2 * l]):
+            row = <object>PySequence_Fast_GET_ITEM(rows, j)
+            for k in range(sizes[2 * l + 1]):
+                if PySequence_Fast_GET_ITEM(row, k) != PyTuple_GET_ITEM(ps, p):
+                    return False
+                p += 1
+            if PySequence_Fast_GET_ITEM(biases_of[l], j) != PyTuple_GET_ITEM(ps, p):
+                return False
+            p += 1
+    return True
 
 
 # -- the elementwise kernels over a batch: each op's formula (kernels.pxi) per sample

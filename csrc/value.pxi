@@ -142,8 +142,14 @@ cdef class Value:
             A.flags[A.n] = keep
             _commit(A.n, A.n + 1, self)
             self.custom = info
-        if self.custom is not None or type(self) is not Value:
+        if self.custom is not None or type(self) is not Value or self.attrs != NULL:
             _track(self)
+        elif self.kids is None:
+            # a plain leaf holds no reference the GC could follow, as the
+            # handles that ops make (build.pxi): untracked, a model's 10^5
+            # parameters cost a collection nothing; whatever gives it a
+            # reference later tracks it (_track)
+            PyObject_GC_UnTrack(<PyObject*>self)
         self._set_label(text)
         old_kids = None                 # may run __del__ of what they held: last
         old_custom = None

@@ -322,7 +322,7 @@ NUM_ACTIONS = ["none", "none", "reinit", "drop", "label", "backward", "compact",
 BLOCK_USES = ["data", "grad", "set_data", "zero_grad", "sgd", "momentum", "adam", "len", "iter",
               "pickle", "clip", "adamw"]
 REPLAY_USES = ["load", "forward", "values", "sum", "argmax", "hits", "backward", "batch_size",
-               "pickle", "threads", "layers"]
+               "pickle", "threads", "layers", "params"]
 INSPECTIONS = ["repr", "prev", "children", "op", "rule", "detach", "copy", "pickle",
                "call_backward", "local_backward", "weakref", "item", "compare", "hash"]
 
@@ -332,7 +332,7 @@ STEP_WEIGHTS = {"leaf": 8, "binary": 14, "unary": 10, "vsum": 3, "dot": 3, "dens
                 "chain": 0 if QUICK else 0.3, "logsumexp": 2, "function": 3,
                 "function_make": 0.5, "assign_backward": 1, "inspect": 3, "gradients": 2,
                 "no_grad": 1, "block_make": 1.5, "block_use": 4, "replay_make": 1.5,
-                "replay_use": 5, "float_rows": 0.5, "layer": 1.5}
+                "replay_use": 5, "float_rows": 0.5, "layer": 1.5, "layered": 1.5}
 
 
 def _number(rng):
@@ -394,6 +394,9 @@ def draw_step(rng, size, weights=STEP_WEIGHTS):
                 operand(), wrap(), rng.randrange(1, 6), rng.randrange(100))
     if kind == "layer":
         return (kind, picks(1, 7), rng.randrange(2, 7), rng.choice(["relu", "tanh", "linear"]), wrap())
+    if kind == "layered":
+        return (kind, rng.randrange(1, 6), [rng.randrange(1, 5) for _ in range(rng.randrange(1, 3))],
+                rng.choice(["relu", "tanh", "linear"]), rng.randrange(0, 3), wrap(), wrap())
     if kind == "float_rows":
         width = rng.randrange(0, 4)
         return (kind, [[rng.choice([_number(rng), rng.randrange(-5, 5), True])
@@ -491,6 +494,25 @@ def _run_step(world, step, injector):
                                _leaves(world, picks), params)
         world.replays = [(replay, len(_leaves(world, picks)))] + world.replays[:3]
         return None
+    if kind == "layered":                          # layers of new parameters, made as one
+        _, nin, widths, activation, ntargets, how_rows, how_head = step
+        layers, width, count = [], nin, 0
+        for nout in widths:
+            params = [engine.Value(0.1 * ((7 * (count + i)) % 11 - 5)) for i in range(width * nout + nout)]
+            count += len(params)
+            values.extend(params)
+            rows = [_sequence(world, params[j * width:(j + 1) * width], how_rows, injector)
+                    for j in range(nout)]
+            layers.append((rows, params[width * nout:], activation))
+            width = nout
+
+        def head(outs, targets):
+            values.extend(outs + targets)          # later steps use the placeholders too
+            return _sequence(world, [engine.vsum(outs + targets)] + outs, how_head, injector)
+
+        replay = engine.Replay.layered(layers, head, ntargets)
+        world.replays = [(replay, nin + ntargets)] + world.replays[:3]
+        return [len(replay.params), replay.batch_size]
     if kind == "replay_make":
         outs = [values[i % len(values)] for i in step[1]]
         ins = _leaves(world, step[2])
@@ -689,10 +711,14 @@ def _use_replay(world, step, injector):
     elif what == "threads":                        # any number gives the same bits
         replay.threads = index(j)
         return replay.threads
+    elif what == "params":
+        return [p.data for p in replay.params]
     elif what == "layers":                         # the core's own grouping of neurons
         if world.is_core:
             info = replay._layers_info()
-            assert all(size >= 2 for size in info["sizes"]), info
+            # (a recorded replay groups two neurons or more; layered() keeps
+            # a layer of one neuron as it is given)
+            assert all(size >= 1 for size in info["sizes"]), info
     else:
         pickle.dumps(replay)
     return None
@@ -730,6 +756,7 @@ ACTIONS = {
     "Replay.sum": ["replay_use"], "Replay.argmax": ["replay_use"], "Replay.hits": ["replay_use"],
     "Replay.backward": ["replay_use"], "Replay.batch_size": ["replay_use"],
     "Replay.threads": ["replay_use"], "Replay._layers_info": ["replay_use"],
+    "Replay.layered": ["layered"], "Replay.params": ["replay_use", "layered"],
     "Function.__init__": ["function_make"], "Function.__call__": ["function"],
     "Function.__reduce__": ["function_make"], "Function.__repr__": ["function_make"],
     "Function.forward": ["function_make"], "Function.name": ["function_make"],

@@ -48,6 +48,6 @@ def test_no_tuple_or_list_attribute_is_indexed_in_place():
             found = re.match(r" {4}cdef (?:readonly |public )?(?:tuple|list) (\w+)", line)
             if in_class and found:
                 attributes.add(found.group(1))
-    assert {"values", "params", "partials", "kids"} <= attributes
+    assert {"values", "ps", "partials", "kids"} <= attributes
     bad = _violations(r"\.(%s)\[" % "|".join(sorted(attributes)))
     assert not bad, "index a local reference instead: " + "; ".join(bad)
