@@ -21,7 +21,7 @@ import weakref
 from array import array
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol, Union, overload
 
 from autograd.engine import engine_of
 try:                            # the data checked in one C loop where it is plain floats
@@ -747,6 +747,7 @@ def _numbers(ys):
 
 
 _BUFFER_NUMBERS = frozenset("bBhHiIlLqQnNfd")     # struct codes of ints and floats
+_PLAIN_INTS = frozenset({int})
 
 
 def _samples(xs):
@@ -859,6 +860,8 @@ def _check_targets(ys, loss, k):
         # object the GC tracks, and every collection in the set-up would visit
         # the model's parameter list (10^5 items) again
         one_hot_rows = [[1.0 if j == c else 0.0 for j in range(k)] for c in range(k)]
+        if ys and _PLAIN_INTS.issuperset(map(type, ys)) and 0 <= min(ys) and max(ys) < k:
+            return [one_hot_rows[y] for y in ys]        # plain class ids (numpy's, read as ints)
         targets = []
         for i, y in enumerate(ys):
             if type(y) is not int:
@@ -937,9 +940,7 @@ def _check_rows(model, xs):
     width = _model_width(model)
     matrix = _double_matrix(xs)
     if matrix is not None:      # NaN and inf are the loss check's to report, as for lists
-        flat, w = matrix
-        rows = _MatrixRows(flat[i:i + w] for i in range(0, len(flat), w))
-        rows.matrix = flat.cast("B").cast("d", (len(rows), w))
+        rows = _MatrixRows(*matrix)
     else:
         rows = _float_rows(xs) if _float_rows is not None else None
     if rows is None:            # not all plain: checked row by row, naming what is wrong
@@ -949,10 +950,31 @@ def _check_rows(model, xs):
     return rows
 
 
-class _MatrixRows(list):
+class _MatrixRows(Sequence[memoryview]):
     """Rows that are views into one matrix of doubles, kept as `matrix` (2-D):
-    _table() gives it to the replay as it is."""
-    matrix: memoryview
+    _table() gives it to the replay as it is.  A row's view is made when it
+    is asked for (a replayed model needs none)."""
+
+    def __init__(self, flat: memoryview, width: int) -> None:
+        self.flat, self.width = flat, width
+        self.matrix = flat.cast("B").cast("d", (len(flat) // width, width))
+
+    def __len__(self) -> int:
+        return len(self.flat) // self.width
+
+    @overload
+    def __getitem__(self, i: int) -> memoryview: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[memoryview]: ...
+
+    def __getitem__(self, i: int | slice) -> memoryview | list[memoryview]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n, i = len(self), operator.index(i)
+        if not -n <= i < n:
+            raise IndexError("row index out of range")
+        i %= n
+        return self.flat[i * self.width:(i + 1) * self.width]
 
 
 def _checked_rows(xs):
@@ -1010,7 +1032,7 @@ def _first_nonfinite(rows):
     are views into one matrix and numpy is loaded."""
     np = sys.modules.get("numpy")
     if np is not None and isinstance(rows, _MatrixRows):
-        if bool(np.isfinite(np.asarray(rows.matrix)).all()):
+        if math.isfinite(np.asarray(rows.matrix).sum()):       # (no array of bools)
             return None
     elif math.isfinite(sum(map(sum, rows))):
         return None
@@ -1290,10 +1312,17 @@ def _table(rows, targets=None, k=0):
 
 def _matrix(rows):
     """Rows of numbers copied into a 2-D view of doubles; None where they hold
-    none (a view of no columns cannot be made, and adds no inputs)."""
-    flat = array("d")
+    none (a view of no columns cannot be made, and adds no inputs).  A row
+    given many times (the one-hot row of a class) is converted once."""
+    converted = {}
+    parts = []
     for row in rows:
-        flat.extend(row)
+        part = converted.get(id(row))       # (rows holds each row: ids stay theirs)
+        if part is None:
+            part = converted[id(row)] = array("d", row).tobytes()
+        parts.append(part)
+    flat = array("d")
+    flat.frombytes(b"".join(parts))
     return memoryview(flat).cast("B").cast("d", (len(rows), len(flat) // len(rows))) if flat else None
 
 
@@ -1302,7 +1331,11 @@ def _labels(hit, targets, k):
     where k > 1 and there is an accuracy: see _hit_rule), or [] without one."""
     if hit is None:
         return []
-    return [t.index(1.0) for t in targets] if k > 1 else [int(t > 0) for t in targets]
+    if k == 1:
+        return [int(t > 0) for t in targets]
+    index = {}              # (a class's one-hot row is one object)
+    return [index[id(t)] if id(t) in index else index.setdefault(id(t), t.index(1.0))
+            for t in targets]
 
 
 def _evaluate_one_by_one(model, engine, rows, targets, per_sample, hit, k):

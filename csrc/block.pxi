@@ -29,26 +29,23 @@ cdef class Block:
             raise RuntimeError("a Block is made once, with its Values: make a new Block")
         cdef tuple items = tuple(values)        # private: nothing else can change it
         cdef _Runs runs = _Runs()
-        cdef Py_ssize_t* nodes = <Py_ssize_t*>malloc((len(items) + 1) * sizeof(Py_ssize_t))
-        cdef Py_ssize_t k, i = -2
+        cdef Py_ssize_t k, i = -2, r = -1
         cdef PyObject* item
-        if nodes == NULL:
-            raise MemoryError()
-        try:                                # no Python code runs from here to made_of()
-            for k in range(len(items)):
-                item = PyTuple_GET_ITEM(items, k)
-                i = _next_node(item, i)     # in the order of the handle table, mostly
-                if i < 0:
-                    if not isinstance(<object>item, Value):
-                        raise TypeError("Block() takes Values of this engine, not %s.%s (item %d)"
-                                        % (type(<object>item).__module__,
-                                           type(<object>item).__qualname__, k))
-                    _check(<Value>item)
-                    i = (<Value>item).idx
-                nodes[k] = i
-            runs.made_of(nodes, NULL, len(items))
-        finally:
-            free(nodes)
+        runs._start(len(items))
+        # no Python code runs from here to the end: the runs are made as the
+        # nodes are read
+        for k in range(len(items)):
+            item = PyTuple_GET_ITEM(items, k)
+            i = _next_node(item, i)         # in the order of the handle table, mostly
+            if i < 0:
+                if not isinstance(<object>item, Value):
+                    raise TypeError("Block() takes Values of this engine, not %s.%s (item %d)"
+                                    % (type(<object>item).__module__,
+                                       type(<object>item).__qualname__, k))
+                _check(<Value>item)
+                i = (<Value>item).idx
+            r = runs._add(r, i, k)
+        runs._finish(r)
         self.runs = runs
         self.values = items
 

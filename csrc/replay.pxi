@@ -40,6 +40,9 @@ cdef enum:
 # The order-defining sums over a batch and the neuron kernels are plain C, so
 # that they can be compiled twice (baseline and AVX2, picked at import): see
 # batch_kernels.h for the order of every sum and why both builds agree bit for bit.
+cdef extern from "big_buffers.h":
+    void* big_calloc(size_t count, size_t size) nogil
+
 cdef extern from "batch_kernels.h":
     double batch_sum(const double* t, Py_ssize_t n) noexcept nogil
     double batch_dot(const double* x, const double* g, Py_ssize_t n) noexcept nogil
@@ -219,6 +222,7 @@ cdef class Replay:
     cdef Py_ssize_t* interior           # the slots that are not leaves, ascending: what
     cdef Py_ssize_t ninterior           # the sweeps visit (the parameters' slots are leaves)
     cdef Py_ssize_t nbatched, nshared, width   # width: the widest n-ary node
+    cdef Py_ssize_t lowest              # (recording) the lowest node reached
     cdef double* svals                  # shared values and grads
     cdef double* sgrad
     cdef double* bvals                  # batched rows of B values and grads
@@ -310,9 +314,7 @@ cdef class Replay:
             _replay_roles(role, in_at, self.ninputs, 2, "inputs")
             _replay_roles(role, param_at, self.nparams, 4, "params")
             # reachable from the outputs: one downward sweep (children are below)
-            for v in outs:
-                role[(<Value>v).idx] |= 1
-            nedges = self._reach(role, top, 0)
+            nedges = self._reach(outs, role, top, 0)
             self._allocate(nedges)
             self.param_off = <Py_ssize_t*>malloc((self.nparams + 1) * sizeof(Py_ssize_t))
             if self.param_off == NULL:
@@ -320,7 +322,7 @@ cdef class Replay:
             # slots in index order: a child's slot is below its parent's
             s = 0
             e = 0
-            for i in range(top):
+            for i in range(self.lowest, top):
                 if role[i] & 1:
                     slot_of[i] = s
                     e = self._node_slot(i, s, e, role, slot_of)
@@ -399,6 +401,7 @@ cdef class Replay:
         cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc((2 * nlayers + 1) * sizeof(Py_ssize_t))
         cdef Py_ssize_t* at = NULL
         cdef tuple ps
+        cdef _Runs runs
         if sizes == NULL:
             raise MemoryError()
         # 2./3. no Python code runs from reading the lists to the end of the
@@ -407,16 +410,16 @@ cdef class Replay:
         try:
             ps = _layer_params(rows_of, biases_of, sizes, nlayers,
                                params if type(params) is tuple else None)
-            at = <Py_ssize_t*>malloc((len(ps) + last + ntargets + 1) * sizeof(Py_ssize_t))
+            at = <Py_ssize_t*>malloc((last + ntargets + 1) * sizeof(Py_ssize_t))
             if at == NULL:
                 raise MemoryError()
-            _replay_nodes(ps, at, "params")
-            _replay_nodes(tuple(placeholders), at + len(ps), "outputs")
-            _replay_nodes(tuple(target_leaves), at + len(ps) + last, "targets")
+            runs = _runs_of_params(ps)
+            _replay_nodes(tuple(placeholders), at, "outputs")
+            _replay_nodes(tuple(target_leaves), at + last, "targets")
             self.ps = ps
             self.ninputs, self.nparams, self.noutputs = sizes[1] + ntargets, len(ps), len(outs)
-            self._record_layered(outs, sizes, acts.data.as_uchars, nlayers, at,
-                                 at + len(ps), at + len(ps) + last, ntargets)
+            self._record_layered(outs, sizes, acts.data.as_uchars, nlayers, runs,
+                                 at, at + last, ntargets)
         finally:
             if gc_was_on:
                 PyGC_Enable()
@@ -426,13 +429,14 @@ cdef class Replay:
         return self
 
     cdef int _record_layered(self, tuple outs, const Py_ssize_t* sizes, const uint8_t* acts,
-                             Py_ssize_t nlayers, const Py_ssize_t* param_at,
+                             Py_ssize_t nlayers, _Runs runs,
                              const Py_ssize_t* out_at, const Py_ssize_t* target_at,
                              Py_ssize_t ntargets) except -1:
         """The program of layered(): the layers' slots (sizes[2l], sizes[2l+1]:
         layer l's neurons and inputs), then the head's, recorded from the
         arena as _record() does, its placeholders (out_at) standing for the
-        last layer's outputs.  The parameters take the first offsets of the
+        last layer's outputs; `runs` are the parameters' nodes.  The
+        parameters take the first offsets of the
         shared values, in their own order (param_off is NULL: parameter k's
         offset is k, and no parameter is left out), so a model
         whose parameters follow each other in the arena is one run."""
@@ -445,8 +449,8 @@ cdef class Replay:
             for v in outs:
                 _check(<Value>v)
                 top = max(top, (<Value>v).idx + 1)
-            for k in range(self.nparams):
-                top = max(top, param_at[k] + 1)
+            for k in range(runs.count):
+                top = max(top, runs.node[k] + runs.length[k])
             for k in range(sizes[2 * nlayers - 2]):
                 top = max(top, out_at[k] + 1)
             for k in range(ntargets):
@@ -455,14 +459,12 @@ cdef class Replay:
             slot_of = <Py_ssize_t*>malloc(top * sizeof(Py_ssize_t))
             if role == NULL or slot_of == NULL:
                 raise MemoryError()
-            _replay_roles(role, param_at, self.nparams, 4, "params")
+            _replay_run_roles(role, runs, "params")
             for k in range(sizes[2 * nlayers - 2]):
                 role[out_at[k]] |= 8
             for k in range(ntargets):
                 role[target_at[k]] |= 2
-            for v in outs:
-                role[(<Value>v).idx] |= 1
-            nedges = self._reach(role, top, 4)
+            nedges = self._reach(outs, role, top, 4)
             for k in range(sizes[2 * nlayers - 2]):      # the placeholders have no slots
                 if role[out_at[k]] & 1:
                     self.n -= 1
@@ -526,7 +528,7 @@ cdef class Replay:
                 slot_of[out_at[k]] = prev_first + k * prev_step
             # the head: the nodes reached, in index order, its placeholders
             # standing for the last layer's outputs
-            for i in range(top):
+            for i in range(self.lowest, top):
                 if role[i] & 1 and not (role[i] & 8):
                     slot_of[i] = s
                     e = self._node_slot(i, s, e, role, slot_of)
@@ -535,8 +537,7 @@ cdef class Replay:
             for k in range(ntargets):
                 i = target_at[k]
                 self.input_slot[n0 + k] = slot_of[i] if role[i] & 1 else -1
-            self.param_runs = _Runs()
-            self.param_runs.made_of(param_at, self.param_off, self.nparams)
+            self.param_runs = runs
             for k in range(self.noutputs):
                 self.output_slot[k] = slot_of[(<Value>outs[k]).idx]
             self.layers._allocate(self.width)
@@ -546,15 +547,24 @@ cdef class Replay:
             free(member)
         return 0
 
-    cdef Py_ssize_t _reach(self, uint8_t* role, Py_ssize_t top, uint8_t refused) except -1:
-        """Mark (role 1) every node below the nodes marked so far, in one
-        downward sweep (children are below); count them in self.n, the
-        widest n-ary node in self.width; return their edges.  A node whose
-        role has a bit of `refused` is an error (Replay.layered())."""
-        cdef Py_ssize_t i, k, nedges = 0
+    cdef Py_ssize_t _reach(self, tuple outs, uint8_t* role, Py_ssize_t top,
+                           uint8_t refused) except -1:
+        """Mark (role 1) the outputs' nodes and every node below them, in one
+        downward sweep (children are below) that ends at the last one; count
+        them in self.n, the widest n-ary node in self.width, the lowest in
+        self.lowest; return their edges.  A node whose role has a bit of
+        `refused` is an error (Replay.layered())."""
+        cdef Py_ssize_t i, k, nedges = 0, pending = 0
+        for v in outs:
+            pending += _mark(role, (<Value>v).idx)
+        self.lowest = top
         for i in range(top - 1, -1, -1):
+            if pending == 0:
+                break
             if not (role[i] & 1):
                 continue
+            pending -= 1
+            self.lowest = i
             if role[i] & refused:
                 raise ValueError("Replay.layered(): the head's outputs depend on a parameter "
                                  "of the layers; the head sees the layers' outputs and the "
@@ -564,11 +574,11 @@ cdef class Replay:
                 nedges += A.b[i]
                 self.width = max(self.width, A.b[i])
                 for k in range(A.a[i], A.a[i] + A.b[i]):
-                    role[A.edges[k]] |= 1
+                    pending += _mark(role, A.edges[k])
             elif A.op[i] != LEAF:
-                role[A.a[i]] |= 1
+                pending += _mark(role, A.a[i])
                 if A.b[i] >= 0:
-                    role[A.b[i]] |= 1
+                    pending += _mark(role, A.b[i])
         return nedges
 
     cdef Py_ssize_t _node_slot(self, Py_ssize_t i, Py_ssize_t s, Py_ssize_t e, const uint8_t* role,
@@ -643,8 +653,8 @@ cdef class Replay:
         constants (nodes below `top` reached, role 1, as CONSTANT slots)
         keep today's data."""
         cdef Py_ssize_t i
-        self.svals = <double*>calloc(self.nshared + 1, sizeof(double))
-        self.sgrad = <double*>calloc(self.nshared + 1, sizeof(double))
+        self.svals = <double*>big_calloc(self.nshared + 1, sizeof(double))
+        self.sgrad = <double*>big_calloc(self.nshared + 1, sizeof(double))
         self.wbuf = <double*>malloc((self.width + 1) * sizeof(double))
         self.gwbuf = <double*>malloc((self.width + 1) * sizeof(double))
         self.xrows = <const double**>malloc((self.width + 1) * sizeof(double*))
@@ -652,7 +662,7 @@ cdef class Replay:
         if (self.svals == NULL or self.sgrad == NULL or self.wbuf == NULL or self.gwbuf == NULL
                 or self.xrows == NULL or self.gxrows == NULL):
             raise MemoryError()
-        for i in range(top):
+        for i in range(self.lowest, top):
             if role[i] & 1 and self.kind[slot_of[i]] & CONSTANT:
                 self.svals[self.off[slot_of[i]]] = A.data[i]
         return 0
@@ -826,8 +836,8 @@ cdef class Replay:
         if B != self.B:
             free(self.bvals); free(self.bgrad); free(self.scratch)
             self.stride = _row_stride(B)
-            self.bvals = <double*>calloc(self.nbatched * self.stride + 1, sizeof(double))
-            self.bgrad = <double*>calloc(self.nbatched * self.stride + 1, sizeof(double))
+            self.bvals = <double*>big_calloc(self.nbatched * self.stride + 1, sizeof(double))
+            self.bgrad = <double*>big_calloc(self.nbatched * self.stride + 1, sizeof(double))
             self.scratch = <double*>calloc((self.width + 2) * B, sizeof(double))
             if self.bvals == NULL or self.bgrad == NULL or self.scratch == NULL:
                 free(self.bvals); free(self.bgrad); free(self.scratch)
@@ -1252,6 +1262,51 @@ cdef int _replay_nodes(tuple values, Py_ssize_t* nodes, str what) except -1:
             _check(<Value>item)
             i = (<Value>item).idx
         nodes[k] = i
+    return 0
+
+
+cdef inline Py_ssize_t _mark(uint8_t* role, Py_ssize_t i) noexcept:
+    """Mark node i reached (role 1); 1 if it was not yet."""
+    if role[i] & 1:
+        return 0
+    role[i] |= 1
+    return 1
+
+
+cdef _Runs _runs_of_params(tuple values):
+    """The runs of the Values' nodes (numbered 0, 1, ...), made as their
+    nodes are read, or a clear error.  Runs no Python code."""
+    cdef _Runs runs = _Runs()
+    cdef Py_ssize_t k, i = -2, r = -1
+    cdef PyObject* item
+    runs._start(len(values))
+    for k in range(len(values)):
+        item = PyTuple_GET_ITEM(values, k)
+        i = _next_node(item, i)
+        if i < 0:
+            if not isinstance(<object>item, Value):
+                raise TypeError("Replay() takes Values as params, not %s (item %d)"
+                                % (type(<object>item).__name__, k))
+            _check(<Value>item)
+            i = (<Value>item).idx
+        r = runs._add(r, i, k)
+    runs._finish(r)
+    return runs
+
+
+cdef int _replay_run_roles(uint8_t* role, _Runs runs, str what) except -1:
+    """_replay_roles() for parameters given as runs (numbered 0, 1, ...)."""
+    cdef Py_ssize_t r, t, i
+    for r in range(runs.count):
+        for t in range(runs.length[r]):
+            i = runs.node[r] + t
+            if A.op[i] != LEAF:
+                raise ValueError("Replay(): %s[%d] is not a leaf: inputs and parameters are "
+                                 "leaves (placeholders for the data, the model's weights)"
+                                 % (what, runs.at[r] + t))
+            if role[i] & 4:
+                raise ValueError("Replay(): %s[%d] is listed twice" % (what, runs.at[r] + t))
+            role[i] |= 4
     return 0
 
 
