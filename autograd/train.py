@@ -17,7 +17,6 @@ import random
 import signal
 import sys
 import threading
-import weakref
 from array import array
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +27,7 @@ try:                            # the data checked in one C loop where it is pla
     from autograd.core import _float_rows
 except ImportError:             # the pure engine alone: rows are checked one by one
     _float_rows = None  # type: ignore[assignment]
-from autograd.nn import MLP, Layer, Neuron, _engine_module, _engine_of_values
+from autograd.nn import FLAT_PARAMETERS, MLP, Layer, Neuron, _engine_module, _engine_of_values
 from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
@@ -808,14 +807,6 @@ class _Sample:
         return numbers
 
 
-# Each MLP's parameters as the tuple its last layered() Replay held, while the
-# model lives: the next train(), evaluate() or predict() on it hands the tuple
-# to Replay.layered(), which holds it again where it still has the model's
-# very Values (checked pointer for pointer): making a new tuple and freeing it
-# is two passes over every parameter object (milliseconds at 4 * 10^5).
-_LAYERED_PARAMS: weakref.WeakKeyDictionary[Any, tuple[Value, ...]] = weakref.WeakKeyDictionary()
-
-
 def _plain_layers(model):
     """(layers, engine module) for this library's own MLP or Layer (these very
     classes, so that their run is dense() layer after layer, as
@@ -1194,14 +1185,18 @@ class _Replayed:
         try:
             replay = sample.engine.Replay.layered(sample.layers, head,
                                                   k if per_sample is not None else 0,
-                                                  _LAYERED_PARAMS.get(sample.model))
+                                                  FLAT_PARAMETERS.get(sample.model))
         except ValueError:
             params = [p for rows, biases, _ in sample.layers
                       for w, b in zip(rows, biases) for p in (*w, b)]
             if len(set(map(id, params))) == len(params):
                 raise
             return None
-        sample.params = _LAYERED_PARAMS[sample.model] = replay.params
+        # kept for the model's next train(), evaluate() or predict(), which
+        # hands it to Replay.layered() again (checked there pointer for
+        # pointer): making a tuple and freeing it is two passes over every
+        # parameter object, milliseconds at 4 * 10^5
+        sample.params = FLAT_PARAMETERS[sample.model] = replay.params
         return replay
 
     def _recorded(self, sample, targets):
