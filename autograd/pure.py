@@ -2030,7 +2030,8 @@ class Replay:
                      {id(p): v for p, v in zip(placeholders, x)})
         return self
 
-    def _record(self, outs, ins, ps, stand_in):
+    def _record(self, outs: list[Value], ins: list[Value], ps: list[Value],
+                stand_in: dict[int, Value]) -> None:
         """Record the graph of outs over ins and ps; stand_in maps a
         placeholder's id to the Value it stands for (layered())."""
         role: dict[int, str] = {}                   # id -> "inputs" or "params"
@@ -2075,7 +2076,8 @@ class Replay:
         self._kids: list[list[int]] = []
         self._batched: list[bool] = []
         self._needs_grad: list[bool] = []
-        self._customs, self._values = {}, []
+        self._customs: dict[int, Any] = {}
+        self._values: list[Any] = []        # a float, or B of them where batched
         for s, v in enumerate(nodes):
             kids = [slot[id(stand_in.get(id(c), c))] for c in v._args]
             batched = role.get(id(v)) == "inputs" or any(self._batched[c] for c in kids)

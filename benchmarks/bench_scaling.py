@@ -277,8 +277,9 @@ def test_resident_memory_is_flat_over_ten_thousand_steps(benchmark, threads):
 @pytest.mark.parametrize("who", ["cython"])         # the report's compiled-core column
 def test_train_setup_in_steps(benchmark, who, batch):
     """train()'s set-up (checking 2,048 MNIST-sized samples, a float64 numpy
-    matrix and integer labels, running the model on one, recording the
-    replay), in steps of the same model: train(steps=1) is benchmarked, and
+    matrix and integer labels, making the replay from the model's layers and
+    the optimizer's Block, the first step's fresh memory), in steps of the
+    same model: train(steps=1) is benchmarked, and
     a step is (train(steps=9) - train(steps=1)) / 8, best of three, in the
     same process.  extra_info["setup_in_steps"] is the goal's number; the
     report shows train(steps=1)'s time."""
