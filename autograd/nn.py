@@ -41,7 +41,7 @@ _modules: dict[str, Any] = {}   # engine name -> module, so a call costs one dic
 # lives: what the model's last layered replay held (autograd/train.py), or
 # made with an MLP.  A hint only: Replay.layered() holds it again only where
 # it still has the model's very Values.
-FLAT_PARAMETERS: weakref.WeakKeyDictionary[Any, tuple[Value, ...]] = weakref.WeakKeyDictionary()
+_FLAT_PARAMETERS: weakref.WeakKeyDictionary[Any, tuple[Value, ...]] = weakref.WeakKeyDictionary()
 
 
 def _engine_module(engine):
@@ -455,7 +455,7 @@ class MLP(Module):
         # it still holds the model's very parameters): made with the model
         # rather than in train()'s set-up, where the pass over every
         # parameter object is milliseconds at MNIST widths
-        FLAT_PARAMETERS[self] = tuple(chain.from_iterable(
+        _FLAT_PARAMETERS[self] = tuple(chain.from_iterable(
             chain(n.w, (n.b,)) for layer in self.layers for n in layer.neurons))
 
     def __call__(self, x: Inputs) -> Any:

@@ -12,7 +12,7 @@ from array import array
 
 import pytest
 
-from autograd.nn import FLAT_PARAMETERS, MLP, Layer
+from autograd.nn import _FLAT_PARAMETERS, MLP, Layer
 from autograd.train import (_Replayed, _Sample, _check_data, cross_entropy_loss, hinge_loss,
                             mse_vector_loss, train)
 from helpers import collecting_at_every_allocation, is_core
@@ -184,7 +184,7 @@ def test_train_uses_it_for_an_mlp(engine):
     model = MLP(4, [5, 3], engine=engine)
     xs = [[random.uniform(-1, 1) for _ in range(4)] for _ in range(12)]
     ys = [random.randrange(3) for _ in range(12)]
-    made_with_the_model = FLAT_PARAMETERS[model]
+    made_with_the_model = _FLAT_PARAMETERS[model]
     assert made_with_the_model == tuple(model.parameters())
     rows, targets, sample = _check_data(model, xs, ys, "cross_entropy")
     assert sample.layers is not None and sample.outputs is None     # the model never ran
