@@ -1988,7 +1988,12 @@ class Replay:
             if name not in _ACTIVATIONS:
                 raise ValueError(f"Replay.layered(): layer {l}'s activation is {activation!r}: "
                                  f"choose one of {_ACTIVATIONS}")
-            specs.append(([list(row) for row in weights], list(biases), name))
+            # lists and tuples are read after the head (which may change
+            # them), as the compiled engine reads them; anything else now
+            lists = (list, tuple)
+            if type(weights) not in lists or any(type(row) not in lists for row in weights):
+                weights = [row if type(row) in lists else list(row) for row in weights]
+            specs.append((weights, biases if type(biases) in lists else list(biases), name))
         if not specs:
             raise ValueError("Replay.layered() needs at least one layer")
         placeholders = [Value(0.0) for _ in specs[-1][0]]
@@ -1998,32 +2003,44 @@ class Replay:
         if not outs:
             raise ValueError("Replay.layered(): the head returned no outputs")
         width = None
-        for l, (rows, biases, _) in enumerate(specs):
-            if not rows:
+        now: list[tuple[list[list[Value]], list[Value], str]] = []     # the lists as they are
+        for l, (weights, given_biases, name) in enumerate(specs):
+            rows: list[list[Value]] = []
+            biases = list(given_biases)
+            now.append((rows, biases, name))
+            if not weights:
                 raise ValueError(f"Replay.layered(): layer {l} has no neurons")
-            if len(biases) != len(rows):
-                raise ValueError(f"Replay.layered(): layer {l} has {len(rows)} weight rows but "
+            if len(biases) != len(weights):
+                raise ValueError(f"Replay.layered(): layer {l} has {len(weights)} weight rows but "
                                  f"{len(biases)} biases")
-            if width is not None and len(rows[0]) != width:
-                raise ValueError(f"Replay.layered(): layer {l}'s neurons take {len(rows[0])} "
-                                 f"inputs, but the layer before has {width} outputs")
-            if not rows[0]:
-                raise ValueError(f"Replay.layered(): layer {l}'s neurons have no weights")
-            for j, row in enumerate(rows):
+            for j, given in enumerate(list(weights)):
+                if type(given) not in (list, tuple):    # only if the head changed the rows
+                    raise TypeError(f"Replay.layered(): layer {l}'s weight row {j} is not a "
+                                    f"sequence")
+                row = list(given)
+                rows.append(row)
+                if j == 0 and width is not None and len(row) != width:
+                    raise ValueError(f"Replay.layered(): layer {l}'s neurons take {len(row)} "
+                                     f"inputs, but the layer before has {width} outputs")
+                if j == 0 and not row:
+                    raise ValueError(f"Replay.layered(): layer {l}'s neurons have no weights")
                 if len(row) != len(rows[0]):
                     raise ValueError(f"Replay.layered(): layer {l}'s weight row {j} has "
                                      f"{len(row)} weights, row 0 has {len(rows[0])}")
             width = len(rows)
-        ps = _replay_values([p for rows, biases, _ in specs for row, b in zip(rows, biases)
+        if width != len(placeholders):
+            raise ValueError(f"Replay.layered(): the last layer has {width} neurons, not the "
+                             f"{len(placeholders)} it had when the head was called")
+        ps = _replay_values([p for rows, biases, _ in now for row, b in zip(rows, biases)
                              for p in (*row, b)], "params")
         if type(params) is tuple and len(params) == len(ps) and all(map(operator.is_, params, ps)):
             ps = params
         # the graph of the layers, on placeholders for the inputs; the head's
         # placeholders stand for its outputs
-        inputs = [Value(0.0) for _ in specs[0][0][0]]
+        inputs = [Value(0.0) for _ in now[0][0][0]]
         x = inputs
         with enable_grad():
-            for rows, biases, activation in specs:
+            for rows, biases, activation in now:
                 x = dense(rows, x, biases, activation)
         self = cls.__new__(cls)
         self._record(outs, inputs + target_leaves, ps,

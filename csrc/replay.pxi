@@ -410,6 +410,10 @@ cdef class Replay:
         try:
             ps = _layer_params(rows_of, biases_of, sizes, nlayers,
                                params if type(params) is tuple else None)
+            if sizes[2 * nlayers - 2] != last:      # the head changed the lists
+                raise ValueError("Replay.layered(): the last layer has %d neurons, not the %d "
+                                 "it had when the head was called"
+                                 % (sizes[2 * nlayers - 2], last))
             at = <Py_ssize_t*>malloc((last + ntargets + 1) * sizeof(Py_ssize_t))
             if at == NULL:
                 raise MemoryError()

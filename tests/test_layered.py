@@ -298,3 +298,41 @@ def test_train_trains_a_parameter_replaced_between_calls(engine):
     before = old.data
     train(model, xs, ys, steps=2, lr=0.1, loss="mse", progress=False)
     assert old.data == before and new.data != 0.75
+
+
+def test_a_head_that_changes_the_layers_lists(engines):
+    """The lists are read after the head runs, by both engines alike; a last
+    layer that no longer has one neuron per placeholder is refused (the
+    compiled engine read past its placeholders' nodes)."""
+    def outcome(E, change):
+        random.seed(12)
+        model = MLP(2, [2, 2], engine=E)
+        specs = specs_of(model)
+
+        def head(outs, targets):
+            change(E, specs)
+            return outs
+
+        try:
+            replay = E.Replay.layered(specs, head, 0)
+        except (TypeError, ValueError) as exc:
+            return type(exc), str(exc)
+        return [p.data for p in replay.params]
+
+    changes = [
+        lambda E, s: s[0][0][0].__setitem__(0, E.Value(9.0)),          # a weight replaced
+        lambda E, s: s[0][0][0].append(E.Value(9.0)),
+        lambda E, s: s[0][0].__setitem__(0, 5),
+        lambda E, s: s[1][1].clear(),
+        lambda E, s: (s[1][0].pop(), s[1][1].pop()),                   # a neuron fewer
+        lambda E, s: (s[1][0].append([E.Value(1.0), E.Value(2.0)]), s[1][1].append(E.Value(0.5))),
+    ]
+    compiled, pure = engines
+    got = [outcome(compiled, change) for change in changes]
+    assert got == [outcome(pure, change) for change in changes]
+    assert got[0][0] == 9.0
+    assert got[2] == (TypeError, "Replay.layered(): layer 0's weight row 0 is not a sequence")
+    assert got[4] == (ValueError, "Replay.layered(): the last layer has 1 neurons, not the 2 it "
+                                  "had when the head was called")
+    assert got[5] == (ValueError, "Replay.layered(): the last layer has 3 neurons, not the 2 it "
+                                  "had when the head was called")
