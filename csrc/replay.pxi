@@ -1369,26 +1369,22 @@ cdef tuple _layer_params(list rows_of, list biases_of, Py_ssize_t* sizes, Py_ssi
     if reuse is not None and _holds_layer_params(reuse, rows_of, biases_of, sizes, nlayers, total):
         return reuse
     cdef tuple ps = PyTuple_New(total)
-    cdef int tracked = 0
     for l in range(nlayers):
         rows, biases = rows_of[l], biases_of[l]
         for j in range(sizes[2 * l]):
             row = <object>PySequence_Fast_GET_ITEM(rows, j)
             for k in range(sizes[2 * l + 1]):
                 item = PySequence_Fast_GET_ITEM(row, k)
-                tracked |= PyObject_GC_IsTracked(<object>item)
                 Py_INCREF(<object>item)
                 PyTuple_SET_ITEM(ps, p, <object>item)
                 p += 1
             item = PySequence_Fast_GET_ITEM(biases, j)
-            tracked |= PyObject_GC_IsTracked(<object>item)
             Py_INCREF(<object>item)
             PyTuple_SET_ITEM(ps, p, <object>item)
             p += 1
-    if not tracked:
-        # the Values are untracked (handles, build.pxi): the GC would visit
-        # the tuple's 4 * 10^5 items to find that out, and untrack it then
-        PyObject_GC_UnTrack(<PyObject*>ps)
+    # (tracked by the GC, as CPython keeps any tuple of GC-capable objects: a
+    # Value untracked now is tracked once it gets attributes, and a cycle
+    # through them and this tuple must be collected)
     return ps
 
 

@@ -336,3 +336,22 @@ def test_a_head_that_changes_the_layers_lists(engines):
                                   "had when the head was called")
     assert got[5] == (ValueError, "Replay.layered(): the last layer has 3 neurons, not the 2 it "
                                   "had when the head was called")
+
+
+def test_a_cycle_through_the_parameters_tuple_is_collected(engine):
+    """A parameter that gets an attribute is tracked by the GC; its cycle
+    through the Replay's tuple of parameters is collected."""
+    class Holder:
+        pass
+
+    def make():
+        model = MLP(2, [3, 2], engine=engine)
+        replay = engine.Replay.layered(specs_of(model), lambda o, t: o, 0)
+        holder = Holder()
+        holder.replay = replay
+        replay.params[0].holder = holder        # holder -> replay -> params -> holder
+        return weakref.ref(holder)
+
+    gone = make()
+    gc.collect()
+    assert gone() is None
