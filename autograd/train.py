@@ -1023,7 +1023,9 @@ def _first_nonfinite(rows):
     are views into one matrix and numpy is loaded."""
     np = sys.modules.get("numpy")
     if np is not None and isinstance(rows, _MatrixRows):
-        if math.isfinite(np.asarray(rows.matrix).sum()):       # (no array of bools)
+        with np.errstate(over="ignore", invalid="ignore"):   # (an overflow is no error here)
+            total = np.asarray(rows.matrix).sum()               # (no array of bools)
+        if math.isfinite(total):
             return None
     elif math.isfinite(sum(map(sum, rows))):
         return None

@@ -351,6 +351,17 @@ def test_large_finite_numbers_are_not_refused(engine):
     assert len(evaluate(model, xs, [1.0, -1.0], "hinge")) == 2
 
 
+def test_large_finite_numbers_in_a_numpy_matrix_under_numpy_errors(engine):
+    """The data's sum, which numpy may compute, overflows: no warning and no
+    FloatingPointError where numpy raises on overflow (np.seterr)."""
+    np = pytest.importorskip("numpy")
+    xs = np.array([[1e308, 1e308], [0.5, 1.0]])
+    model = _model(engine, sizes=(2, 1), nin=2)
+    with np.errstate(all="raise"):
+        assert len(predict(model, xs)) == 2
+        assert len(evaluate(model, xs, [1.0, -1.0], "hinge")) == 2
+
+
 # -- numpy's integers wherever an int is taken ---------------------------------------------------
 
 def test_numpy_integers_are_ints(engine):
