@@ -14,7 +14,6 @@ import importlib
 import numbers
 import operator
 import random
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
 from types import ModuleType
@@ -36,12 +35,6 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "gelu", "linear")
 
 
 _modules: dict[str, Any] = {}   # engine name -> module, so a call costs one dict look-up
-
-# A model's parameters as one tuple, in parameters()' order, while the model
-# lives: what the model's last layered replay held (autograd/train.py), or
-# made with an MLP.  A hint only: Replay.layered() holds it again only where
-# it still has the model's very Values.
-_FLAT_PARAMETERS: weakref.WeakKeyDictionary[Any, tuple[Value, ...]] = weakref.WeakKeyDictionary()
 
 
 def _engine_module(engine):
@@ -451,11 +444,14 @@ class MLP(Module):
         self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(sizes) - 1,
                              activation=activation, engine=engine, seed=rng)
                        for i in range(len(sizes))]
-        # the flat tuple train() hands to Replay.layered() (which checks that
-        # it still holds the model's very parameters): made with the model
-        # rather than in train()'s set-up, where the pass over every
-        # parameter object is milliseconds at MNIST widths
-        _FLAT_PARAMETERS[self] = tuple(chain.from_iterable(
+        # the parameters as one tuple, in parameters()' order: a hint that
+        # train() hands to Replay.layered(), which holds it again only where it
+        # still has the model's very Values (the replay of train()'s last call
+        # puts its own here).  Made with the model rather than in train()'s
+        # set-up, where a pass over every parameter object is milliseconds at
+        # MNIST widths.  (An attribute, not a table beside the model: a
+        # parameter that refers to its model must not keep it alive.)
+        self._flat_parameters = tuple(chain.from_iterable(
             chain(n.w, (n.b,)) for layer in self.layers for n in layer.neurons))
 
     def __call__(self, x: Inputs) -> Any:

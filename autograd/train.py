@@ -27,7 +27,7 @@ try:                            # the data checked in one C loop where it is pla
     from autograd.core import _float_rows
 except ImportError:             # the pure engine alone: rows are checked one by one
     _float_rows = None  # type: ignore[assignment]
-from autograd.nn import _FLAT_PARAMETERS, MLP, Layer, Neuron, _engine_module, _engine_of_values
+from autograd.nn import MLP, Layer, Neuron, _engine_module, _engine_of_values
 from autograd.pure import _argmax
 
 LOSSES = ("mse", "hinge", "bce", "cross_entropy")
@@ -1187,7 +1187,7 @@ class _Replayed:
         try:
             replay = sample.engine.Replay.layered(sample.layers, head,
                                                   k if per_sample is not None else 0,
-                                                  _FLAT_PARAMETERS.get(sample.model))
+                                                  getattr(sample.model, "_flat_parameters", None))
         except ValueError:
             params = [p for rows, biases, _ in sample.layers
                       for w, b in zip(rows, biases) for p in (*w, b)]
@@ -1198,7 +1198,7 @@ class _Replayed:
         # hands it to Replay.layered() again (checked there pointer for
         # pointer): making a tuple and freeing it is two passes over every
         # parameter object, milliseconds at 4 * 10^5
-        sample.params = _FLAT_PARAMETERS[sample.model] = replay.params
+        sample.params = sample.model._flat_parameters = replay.params
         return replay
 
     def _recorded(self, sample, targets):

@@ -12,7 +12,7 @@ from array import array
 
 import pytest
 
-from autograd.nn import _FLAT_PARAMETERS, MLP, Layer
+from autograd.nn import MLP, Layer
 from autograd.train import (_Replayed, _Sample, _check_data, cross_entropy_loss, hinge_loss,
                             mse_vector_loss, train)
 from helpers import collecting_at_every_allocation, is_core
@@ -184,7 +184,7 @@ def test_train_uses_it_for_an_mlp(engine):
     model = MLP(4, [5, 3], engine=engine)
     xs = [[random.uniform(-1, 1) for _ in range(4)] for _ in range(12)]
     ys = [random.randrange(3) for _ in range(12)]
-    made_with_the_model = _FLAT_PARAMETERS[model]
+    made_with_the_model = model._flat_parameters
     assert made_with_the_model == tuple(model.parameters())
     rows, targets, sample = _check_data(model, xs, ys, "cross_entropy")
     assert sample.layers is not None and sample.outputs is None     # the model never ran
@@ -353,5 +353,20 @@ def test_a_cycle_through_the_parameters_tuple_is_collected(engine):
         return weakref.ref(holder)
 
     gone = make()
+    gc.collect()
+    assert gone() is None
+
+
+@pytest.mark.parametrize("kind", ["mlp", "layer"])
+def test_a_parameter_that_refers_to_its_model_does_not_keep_it_alive(engine, kind):
+    """The model's tuple of parameters (made with an MLP, kept by train()) is
+    a cycle like any other: the GC frees the model."""
+    random.seed(12)
+    model = MLP(2, [3, 2], engine=engine) if kind == "mlp" else Layer(2, 2, engine=engine)
+    model.parameters()[0].owner = model
+    train(model, [[1.0, 2.0], [0.5, -1.0]], [0, 1], steps=2, lr=0.1, loss="cross_entropy",
+          progress=False)
+    gone = weakref.ref(model)
+    del model
     gc.collect()
     assert gone() is None
