@@ -13,13 +13,14 @@
 #include <sys/mman.h>
 #endif
 
-#define BIG_BUFFER_HUGE ((size_t)2 << 20)
+#define BIG_BUFFER_HUGE ((size_t)2 << 20)        /* a huge page */
+#define BIG_BUFFER_MIN ((size_t)1 << 20)         /* from here on, rounded up to huge pages */
 
 static void *big_calloc(size_t count, size_t size)
 {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (size != 0 && count <= ((size_t)-1 - BIG_BUFFER_HUGE) / size
-            && count * size >= BIG_BUFFER_HUGE) {
+            && count * size >= BIG_BUFFER_MIN) {
         size_t bytes = (count * size + BIG_BUFFER_HUGE - 1) & ~(BIG_BUFFER_HUGE - 1);
         void *p = NULL;
         if (posix_memalign(&p, BIG_BUFFER_HUGE, bytes) == 0) {
