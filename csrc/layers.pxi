@@ -21,6 +21,14 @@
 #     nothing but the members' contributions meanwhile, which the kernel adds
 #     in that same order.
 #
+# Replay.layered() is given its layers instead (add()): each neuron of a
+# dense layer is a slot whose edges are the layer's inputs alone, its
+# weights a range of the shared values (woff) and its bias a slot (bslot);
+# the conditions above hold by construction (the layer's inputs are the
+# layer before's outputs, distinct slots, and only the members' activations
+# lie between the members).  Recorded layers keep the same per-member
+# numbers, so both kinds run through the same code.
+#
 # The kernels run without the GIL, on up to Replay.threads threads: they read
 # and write only the Replay's own buffers, which cannot move or be freed while
 # the Replay is busy (load() refuses), and no Python code runs in them.
